@@ -1,0 +1,507 @@
+"""The sans-IO SIP endpoint: datagrams and time in, events and datagrams out.
+
+The endpoint owns the transaction layer. The service feeds it
+``receive_datagram(data, source, local, now)`` and ``handle_timer(now)``;
+the transaction user (the B2BUA controller) reads the returned events and
+calls :meth:`Endpoint.send_request`, :meth:`Endpoint.respond`,
+:meth:`Endpoint.cancel` and :meth:`Endpoint.send_ack`. Whatever must go on
+the wire collects in :meth:`Endpoint.datagrams_to_send`, and
+:meth:`Endpoint.get_timer` says when ``handle_timer`` is due next.
+
+Nothing raises out of ``receive_datagram``: a message that cannot be
+parsed becomes a :class:`MessageDiscarded` event and, when it is a request
+with a usable top Via, a 4xx/5xx answer (RFC 3261 §8.2, §21.4).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipguard.sip.errors import LocalProtocolError, RemoteProtocolError
+from sipguard.sip.grammar import replace_parameter
+from sipguard.sip.headers import Headers, Via, parse_via
+from sipguard.sip.message import (
+    DEFAULT_MAX_MESSAGE_SIZE,
+    MessageParseError,
+    Request,
+    Response,
+    parse_message,
+    reason_phrase,
+)
+from sipguard.sip.transaction import (
+    Action,
+    Address,
+    ClientTransaction,
+    ServerTransaction,
+    TimerSettings,
+    Transaction,
+)
+
+MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
+
+
+@dataclass(frozen=True, slots=True)
+class Datagram:
+    """Bytes to send from the socket bound to ``local`` to ``destination``."""
+
+    data: bytes
+    destination: Address
+    local: Address
+
+
+@dataclass(frozen=True, slots=True)
+class RequestReceived:
+    """A new request for the TU. ``transaction`` is None for ACK (no transaction)."""
+
+    request: Request
+    transaction: ServerTransaction | None
+    source: Address
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseReceived:
+    """A response to a request the TU sent."""
+
+    response: Response
+    transaction: ClientTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class TransactionTimedOut:
+    """No final response came before Timer B or F (RFC 3261 §17.1.1.2, §17.1.2.2)."""
+
+    transaction: ClientTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class CancelReceived:
+    """A CANCEL matched an INVITE still waiting for its final response (§9.2).
+
+    The endpoint has already answered the CANCEL with 200; the TU should
+    answer the INVITE with 487.
+    """
+
+    invite_transaction: ServerTransaction
+    cancel: Request
+
+
+@dataclass(frozen=True, slots=True)
+class AckTimedOut:
+    """A final response we sent to an INVITE was never acknowledged."""
+
+    transaction: ServerTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDiscarded:
+    """A datagram that was dropped, or answered with an error, and why."""
+
+    reason: str
+    source: Address
+    status_code: int | None = None
+
+
+Event = (
+    RequestReceived
+    | ResponseReceived
+    | TransactionTimedOut
+    | CancelReceived
+    | AckTimedOut
+    | MessageDiscarded
+)
+
+
+def new_token(length: int = 10) -> str:
+    """A random token for tags, branches and Call-IDs."""
+    return secrets.token_hex(length // 2 + 1)[:length]
+
+
+def default_port(via: Via) -> int:
+    """The port a Via's sent-by means when none is written (RFC 3261 §18.2.2)."""
+    return via.port if via.port is not None else (5061 if via.transport == "TLS" else 5060)
+
+
+def unbracket(host: str) -> str:
+    """A host without IPv6 brackets."""
+    return host[1:-1] if host.startswith("[") else host
+
+
+class Endpoint:
+    """SIP transaction layer over datagrams (RFC 3261 §17, §18) without I/O."""
+
+    def __init__(
+        self,
+        local_addresses: list[Address],
+        settings: TimerSettings | None = None,
+        max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
+        token: Callable[[int], str] = new_token,
+        server_name: str = "sipguard",
+    ) -> None:
+        if not local_addresses:
+            raise LocalProtocolError("an endpoint needs at least one local address")
+        self.local_addresses = list(local_addresses)
+        self.settings = settings or TimerSettings()
+        self.max_message_size = max_message_size
+        self.server_name = server_name
+        self._token = token
+        self._server: dict[tuple[str, ...], ServerTransaction] = {}
+        self._client: dict[tuple[str, ...], ClientTransaction] = {}
+        # ACKs for 2xx carry a new branch: match them by Call-ID, CSeq and To tag.
+        self._accepted: dict[tuple[str, int, str], ServerTransaction] = {}
+        self._timers: list[tuple[float, int, Transaction]] = []
+        self._sequence = itertools.count()
+        self._outbox: list[Datagram] = []
+        self._pending_events: list[Event] = []
+
+    # -- introspection -------------------------------------------------------
+
+    @property
+    def transaction_count(self) -> int:
+        """Live client and server transactions."""
+        return len(self._server) + len(self._client)
+
+    def local_for(self, destination: Address) -> Address:
+        """The local address requests to ``destination`` are sent from."""
+        want_ipv6 = ":" in destination[0]
+        for local in self.local_addresses:
+            if (":" in local[0]) == want_ipv6:
+                return local
+        return self.local_addresses[0]
+
+    # -- output ----------------------------------------------------------------
+
+    def datagrams_to_send(self) -> list[Datagram]:
+        """Take everything waiting to be sent."""
+        outbox, self._outbox = self._outbox, []
+        return outbox
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` must next be called, or None."""
+        while self._timers:
+            deadline, _, transaction = self._timers[0]
+            if transaction.is_terminated or transaction.next_deadline != deadline:
+                heapq.heappop(self._timers)  # stale entry
+                continue
+            return deadline
+        return None
+
+    def _send(self, data: bytes, destination: Address, local: Address) -> None:
+        self._outbox.append(Datagram(data, destination, local))
+
+    def _schedule(self, transaction: Transaction) -> None:
+        deadline = transaction.next_deadline
+        if deadline is not None:
+            heapq.heappush(self._timers, (deadline, next(self._sequence), transaction))
+
+    # -- input -----------------------------------------------------------------
+
+    def receive_datagram(
+        self, data: bytes, source: Address, local: Address, now: float
+    ) -> list[Event]:
+        """Feed one datagram; return the events for the TU."""
+        if not data.strip(b"\r\n"):
+            return []  # RFC 5626 §3.5.1 keep-alive
+        try:
+            message = parse_message(data, self.max_message_size)
+        except MessageParseError as error:
+            return self._reject_unparseable(error, source, local)
+        if isinstance(message, Request):
+            try:
+                return self._receive_request(message, source, local, now)
+            except RemoteProtocolError as error:
+                return [MessageDiscarded(error.reason, source)]
+        return self._receive_response(message, source, now)
+
+    def handle_timer(self, now: float) -> list[Event]:
+        """Fire every timer due at ``now``."""
+        events: list[Event] = []
+        while self._timers and self._timers[0][0] <= now:
+            deadline, _, transaction = heapq.heappop(self._timers)
+            if transaction.is_terminated or transaction.next_deadline != deadline:
+                continue
+            for action, _ in transaction.fire_timers(now):
+                if action is Action.REPORT_TIMEOUT and isinstance(transaction, ClientTransaction):
+                    events.append(TransactionTimedOut(transaction))
+                elif action is Action.REPORT_NO_ACK and isinstance(
+                    transaction, ServerTransaction
+                ):
+                    events.append(AckTimedOut(transaction))
+            if transaction.is_terminated:
+                self._forget(transaction)
+            else:
+                self._schedule(transaction)
+        return events
+
+    def _forget(self, transaction: Transaction) -> None:
+        if isinstance(transaction, ClientTransaction):
+            if self._client.get(transaction.key) is transaction:
+                del self._client[transaction.key]
+        else:
+            if self._server.get(transaction.key) is transaction:
+                del self._server[transaction.key]
+            for key, accepted in list(self._accepted.items()):
+                if accepted is transaction:
+                    del self._accepted[key]
+                    break
+
+    def _reject_unparseable(
+        self, error: MessageParseError, source: Address, local: Address
+    ) -> list[Event]:
+        headers = error.headers
+        if not error.is_request or error.method == "ACK" or headers is None:
+            return [MessageDiscarded(error.reason, source)]
+        try:
+            via = parse_via(headers.values("Via")[0])
+        except (RemoteProtocolError, IndexError):
+            return [MessageDiscarded(error.reason, source)]
+        response_headers = Headers()
+        for value in headers.get_all("Via"):
+            response_headers.add("Via", value)
+        for name in ("From", "To", "Call-ID", "CSeq"):
+            field = headers.get(name)
+            if field is None:
+                return [MessageDiscarded(error.reason, source)]
+            if name == "To" and ";tag=" not in field.replace(" ", "").lower():
+                field = f"{field};tag={self._token(10)}"
+            response_headers.add(name, field)
+        for name, value in error.extra_headers:
+            response_headers.add(name, value)
+        response_headers.add("Server", self.server_name)
+        reason = error.reason if error.status_code == 400 else reason_phrase(error.status_code)
+        response = Response(error.status_code, reason, response_headers)
+        self._send(response.to_bytes(), self._response_destination(via, source), local)
+        return [MessageDiscarded(error.reason, source, error.status_code)]
+
+    def _response_destination(self, via: Via, source: Address) -> Address:
+        """Where responses go (RFC 3261 §18.2.2, RFC 3581 §4)."""
+        if via.parameter("rport") is not None:
+            return source
+        received = via.parameter("received")
+        host = received if received else unbracket(via.host)
+        return (host, default_port(via))
+
+    @staticmethod
+    def _server_key(request: Request, via: Via) -> tuple[str, ...]:
+        """RFC 3261 §17.2.3: branch, sent-by and method (ACK matches INVITE)."""
+        method = "INVITE" if request.method == "ACK" else request.method
+        branch = via.branch
+        if branch is None or not branch.startswith(MAGIC_COOKIE):
+            # RFC 2543 peers: fall back to the fields that identify the request.
+            branch = f"2543|{request.call_id}|{request.from_tag}|{request.cseq.number}"
+        return (branch, via.sent_by, method)
+
+    def _receive_request(
+        self, request: Request, source: Address, local: Address, now: float
+    ) -> list[Event]:
+        via = request.top_via
+        key = self._server_key(request, via)
+        if request.method == "ACK":
+            return self._receive_ack(request, key, source, now)
+        existing = self._server.get(key)
+        if existing is not None:
+            existing.receive_retransmission(now)
+            self._schedule(existing)
+            return []
+        transaction = self._new_server_transaction(key, request, via, source, local)
+        if request.method == "CANCEL":
+            return self._receive_cancel(request, transaction, via, now)
+        if request.method == "INVITE":
+            # RFC 3261 §17.2.1: answer 100 at once so the PBX stops retransmitting.
+            transaction.respond(self.make_response(transaction, 100), now)
+            self._schedule(transaction)
+        return [RequestReceived(request, transaction, source)]
+
+    def _new_server_transaction(
+        self, key: tuple[str, ...], request: Request, via: Via, source: Address, local: Address
+    ) -> ServerTransaction:
+        transaction = ServerTransaction(
+            key,
+            request,
+            source,
+            self._response_destination(via, source),
+            local,
+            self.settings,
+            self._send,
+        )
+        self._server[key] = transaction
+        return transaction
+
+    def _receive_ack(
+        self, request: Request, key: tuple[str, ...], source: Address, now: float
+    ) -> list[Event]:
+        invite = self._server.get(key)
+        if invite is not None and invite.final_status is not None and invite.final_status >= 300:
+            invite.receive_ack(now)  # §17.2.1: ACK for a non-2xx is absorbed hop by hop
+            self._schedule(invite)
+            return []
+        to_tag = request.to_tag or ""
+        accepted = self._accepted.get((request.call_id, request.cseq.number, to_tag))
+        if accepted is not None:
+            first = accepted.receive_ack(now)
+            self._schedule(accepted)
+            if not first:
+                return []  # a retransmitted ACK: the far end has it already
+        return [RequestReceived(request, None, source)]
+
+    def _receive_cancel(
+        self, cancel: Request, transaction: ServerTransaction, via: Via, now: float
+    ) -> list[Event]:
+        invite_key = (transaction.key[0], transaction.key[1], "INVITE")
+        invite = self._server.get(invite_key)
+        if invite is None:
+            transaction.respond(self.make_response(transaction, 481), now)
+            self._schedule(transaction)
+            return []
+        transaction.respond(self.make_response(transaction, 200), now)
+        self._schedule(transaction)
+        if invite.final_status is not None:
+            return []  # §9.2: the INVITE was answered already; CANCEL has no effect
+        return [CancelReceived(invite, cancel)]
+
+    def _receive_response(self, response: Response, source: Address, now: float) -> list[Event]:
+        via = response.top_via
+        branch = via.branch or ""
+        transaction = self._client.get((branch, response.cseq.method))
+        if transaction is None:
+            return [MessageDiscarded("Response matches no transaction", source)]
+        if not transaction.receive_response(response, now):
+            self._after_input(transaction)
+            return []
+        self._after_input(transaction)
+        return [ResponseReceived(response, transaction)]
+
+    def _after_input(self, transaction: Transaction) -> None:
+        if transaction.is_terminated:
+            self._forget(transaction)
+        else:
+            self._schedule(transaction)
+
+    # -- TU actions -------------------------------------------------------------
+
+    def make_response(
+        self,
+        transaction: ServerTransaction,
+        status_code: int,
+        reason: str | None = None,
+        to_tag: str | None = None,
+        headers: list[tuple[str, str]] | None = None,
+        body: bytes = b"",
+    ) -> Response:
+        """A response to the transaction's request (RFC 3261 §8.2.6.2)."""
+        request = transaction.request
+        response_headers = Headers()
+        vias = request.headers.get_all("Via")
+        top = request.top_via
+        parameters = top.parameters
+        source_host = transaction.source[0]
+        if unbracket(top.host) != source_host:
+            parameters = replace_parameter(parameters, "received", source_host)
+        if top.parameter("rport") is not None:
+            parameters = replace_parameter(parameters, "rport", str(transaction.source[1]))
+        if parameters is not top.parameters:
+            # RFC 3261 §18.2.1 and RFC 3581 §4: tell the client where the request came from.
+            all_vias = request.headers.values("Via")
+            response_headers.add("Via", str(Via(top.transport, top.host, top.port, parameters)))
+            for value in all_vias[1:]:
+                response_headers.add("Via", value)
+        else:
+            for value in vias:
+                response_headers.add("Via", value)
+        response_headers.add("From", request.headers.get("From") or "")
+        to_value = request.headers.get("To") or ""
+        if status_code != 100 and request.to_tag is None and to_tag:
+            to_value = f"{to_value};tag={to_tag}"
+        response_headers.add("To", to_value)
+        response_headers.add("Call-ID", request.call_id)
+        response_headers.add("CSeq", str(request.cseq))
+        if status_code == 100 and "Timestamp" in request.headers:
+            response_headers.add("Timestamp", request.headers.get("Timestamp") or "")
+        for name, value in headers or ():
+            response_headers.add(name, value)
+        return Response(status_code, reason or reason_phrase(status_code), response_headers, body)
+
+    def respond(self, transaction: ServerTransaction, response: Response, now: float) -> None:
+        """Send a response through a server transaction."""
+        transaction.respond(response, now)
+        if transaction.is_invite and 200 <= response.status_code < 300:
+            to_tag = response.to_tag or ""
+            key = (transaction.request.call_id, transaction.request.cseq.number, to_tag)
+            self._accepted[key] = transaction
+        self._after_input(transaction)
+
+    def new_branch(self) -> str:
+        """A fresh RFC 3261 branch."""
+        return MAGIC_COOKIE + self._token(16)
+
+    def via_for(self, local: Address, branch: str) -> str:
+        """Our Via value for a request sent from ``local``."""
+        host = f"[{local[0]}]" if ":" in local[0] else local[0]
+        return f"SIP/2.0/UDP {host}:{local[1]};branch={branch};rport"
+
+    def send_request(
+        self, request: Request, destination: Address, now: float
+    ) -> ClientTransaction:
+        """Send a request (not ACK or CANCEL) through a new client transaction.
+
+        The endpoint puts its own Via on top with a fresh branch.
+        """
+        if request.method in ("ACK", "CANCEL"):
+            raise LocalProtocolError(f"{request.method} is not sent with send_request")
+        local = self.local_for(destination)
+        branch = self.new_branch()
+        request.headers.prepend("Via", self.via_for(local, branch))
+        transaction = ClientTransaction(
+            (branch, request.method), request, destination, local, self.settings, self._send
+        )
+        self._client[transaction.key] = transaction
+        transaction.start(now)
+        self._schedule(transaction)
+        return transaction
+
+    def cancel(self, invite: ClientTransaction, now: float) -> ClientTransaction | None:
+        """CANCEL an INVITE that has had a provisional response (RFC 3261 §9.1).
+
+        Returns None when cancelling is not allowed (no provisional response
+        yet, or a final response already came): the TU tries again later or
+        gives up.
+        """
+        if invite.last_provisional is None or invite.final_response is not None:
+            return None
+        original = invite.request
+        headers = Headers()
+        headers.add("Via", original.headers.values("Via")[0])
+        for route in original.headers.get_all("Route"):
+            headers.add("Route", route)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", original.headers.get("From") or "")
+        headers.add("To", original.headers.get("To") or "")
+        headers.add("Call-ID", original.call_id)
+        headers.add("CSeq", f"{original.cseq.number} CANCEL")
+        cancel = Request("CANCEL", original.uri, headers)
+        transaction = ClientTransaction(
+            (invite.key[0], "CANCEL"), cancel, invite.destination, invite.local,
+            self.settings, self._send,
+        )
+        self._client[transaction.key] = transaction
+        transaction.start(now)
+        self._schedule(transaction)
+        return transaction
+
+    def send_ack(self, request: Request, destination: Address) -> bytes:
+        """Send an ACK for a 2xx outside any transaction (RFC 3261 §13.2.2.4).
+
+        Returns the bytes so the TU can resend them when the 2xx is retransmitted.
+        """
+        local = self.local_for(destination)
+        request.headers.prepend("Via", self.via_for(local, self.new_branch()))
+        data = request.to_bytes()
+        self._send(data, destination, local)
+        return data
+
+    def resend(self, data: bytes, destination: Address) -> None:
+        """Send bytes again (an ACK for a retransmitted 2xx)."""
+        self._send(data, destination, self.local_for(destination))

@@ -1,0 +1,479 @@
+"""RFC 3261 §17 transactions, driven by tables on a virtual clock.
+
+Theory of operation
+-------------------
+A transaction is a small state machine. Everything that can happen to one
+is an *input*: a response class arriving (``1xx``, ``2xx``, ``final``), the
+request being retransmitted, the transaction user (TU) sending a response,
+or one of the RFC timers firing. The tables below map ``(state, input)`` to
+``(next state, actions)``. Actions are the only side effects: send or resend
+bytes, pass a message to the TU, start or stop a timer. An input with no row
+for the current state is absorbed (retransmissions that arrive late, say);
+an input that the TU causes in a state that does not allow it is a
+:class:`LocalProtocolError`.
+
+Nothing here reads a clock or touches a socket: ``now`` comes in with every
+input, datagrams go out through the ``send`` callable the endpoint supplies,
+and each transaction reports the earliest deadline of its running timers in
+:attr:`Transaction.next_deadline`.
+
+INVITE transactions follow RFC 6026: a 2xx moves them to ``ACCEPTED``
+instead of terminating them, so that retransmitted 2xx responses (client
+side) and retransmitted INVITEs (server side) are still matched; the server
+transaction retransmits its 2xx until the ACK arrives (RFC 3261 §13.3.1.4).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sipguard.sip.errors import LocalProtocolError
+from sipguard.sip.headers import Headers
+from sipguard.sip.message import Request, Response
+
+Address = tuple[str, int]
+SendFunction = Callable[[bytes, Address, Address], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TimerSettings:
+    """RFC 3261 timer values in seconds (Table 4); UDP is assumed."""
+
+    t1: float = 0.5
+    t2: float = 4.0
+    t4: float = 5.0
+    timer_d: float = 32.0
+
+    @property
+    def timeout(self) -> float:
+        """64*T1: Timers B, F, H, J, L and M."""
+        return 64 * self.t1
+
+
+class State(enum.Enum):
+    """Transaction states of RFC 3261 §17 and RFC 6026."""
+
+    CALLING = "calling"
+    TRYING = "trying"
+    PROCEEDING = "proceeding"
+    ACCEPTED = "accepted"
+    COMPLETED = "completed"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+class Input(enum.Enum):
+    """What can happen to a transaction."""
+
+    PROVISIONAL = "1xx"
+    SUCCESS = "2xx"
+    FAILURE = "300-699"
+    REQUEST_AGAIN = "request retransmitted"
+    ACK = "ACK"
+    TIMER_A = "A"
+    TIMER_B = "B"
+    TIMER_D = "D"
+    TIMER_E = "E"
+    TIMER_F = "F"
+    TIMER_G = "G"
+    TIMER_H = "H"
+    TIMER_I = "I"
+    TIMER_J = "J"
+    TIMER_K = "K"
+    TIMER_L = "L"
+    TIMER_M = "M"
+
+
+class Action(enum.Enum):
+    """Side effects named in the tables."""
+
+    PASS_TO_TU = "pass the response to the TU"
+    SEND_ACK = "send ACK for a non-2xx final response"
+    RESEND_REQUEST = "retransmit the request"
+    SEND_RESPONSE = "send the TU's response"
+    RESEND_RESPONSE = "resend the last response"
+    REPORT_TIMEOUT = "tell the TU that no final response came"
+    REPORT_NO_ACK = "tell the TU that no ACK came"
+    STOP_RETRANSMITTING = "stop retransmission timers"
+    START_TIMER_D = "start Timer D"
+    START_TIMER_K = "start Timer K"
+    START_TIMER_J = "start Timer J"
+    START_TIMER_G_H = "start Timers G and H"
+    START_TIMER_I = "start Timer I"
+    START_TIMER_L = "start Timer L (and 2xx retransmission on G)"
+    START_TIMER_M = "start Timer M"
+    BACK_OFF = "double the retransmission interval"
+
+
+S = State
+I = Input  # noqa: E741 - a one-letter alias keeps the tables readable
+A = Action
+
+Table = dict[tuple[State, Input], tuple[State, tuple[Action, ...]]]
+
+# RFC 3261 §17.1.1 (Figure 5) with RFC 6026's Accepted state.
+CLIENT_INVITE: Table = {
+    (S.CALLING, I.TIMER_A): (S.CALLING, (A.RESEND_REQUEST, A.BACK_OFF)),
+    (S.CALLING, I.TIMER_B): (S.TERMINATED, (A.REPORT_TIMEOUT,)),
+    (S.CALLING, I.PROVISIONAL): (S.PROCEEDING, (A.STOP_RETRANSMITTING, A.PASS_TO_TU)),
+    (S.CALLING, I.SUCCESS): (S.ACCEPTED, (A.STOP_RETRANSMITTING, A.PASS_TO_TU, A.START_TIMER_M)),
+    (S.CALLING, I.FAILURE): (
+        S.COMPLETED,
+        (A.STOP_RETRANSMITTING, A.SEND_ACK, A.PASS_TO_TU, A.START_TIMER_D),
+    ),
+    (S.PROCEEDING, I.PROVISIONAL): (S.PROCEEDING, (A.PASS_TO_TU,)),
+    (S.PROCEEDING, I.SUCCESS): (S.ACCEPTED, (A.PASS_TO_TU, A.START_TIMER_M)),
+    (S.PROCEEDING, I.FAILURE): (S.COMPLETED, (A.SEND_ACK, A.PASS_TO_TU, A.START_TIMER_D)),
+    (S.COMPLETED, I.FAILURE): (S.COMPLETED, (A.SEND_ACK,)),
+    (S.COMPLETED, I.TIMER_D): (S.TERMINATED, ()),
+    (S.ACCEPTED, I.SUCCESS): (S.ACCEPTED, (A.PASS_TO_TU,)),
+    (S.ACCEPTED, I.TIMER_M): (S.TERMINATED, ()),
+}
+
+# RFC 3261 §17.1.2 (Figure 6).
+CLIENT_NON_INVITE: Table = {
+    (S.TRYING, I.TIMER_E): (S.TRYING, (A.RESEND_REQUEST, A.BACK_OFF)),
+    (S.TRYING, I.TIMER_F): (S.TERMINATED, (A.REPORT_TIMEOUT,)),
+    (S.TRYING, I.PROVISIONAL): (S.PROCEEDING, (A.PASS_TO_TU,)),
+    (S.TRYING, I.SUCCESS): (S.COMPLETED, (A.STOP_RETRANSMITTING, A.PASS_TO_TU, A.START_TIMER_K)),
+    (S.TRYING, I.FAILURE): (S.COMPLETED, (A.STOP_RETRANSMITTING, A.PASS_TO_TU, A.START_TIMER_K)),
+    (S.PROCEEDING, I.TIMER_E): (S.PROCEEDING, (A.RESEND_REQUEST, A.BACK_OFF)),
+    (S.PROCEEDING, I.TIMER_F): (S.TERMINATED, (A.REPORT_TIMEOUT,)),
+    (S.PROCEEDING, I.PROVISIONAL): (S.PROCEEDING, (A.PASS_TO_TU,)),
+    (S.PROCEEDING, I.SUCCESS): (
+        S.COMPLETED,
+        (A.STOP_RETRANSMITTING, A.PASS_TO_TU, A.START_TIMER_K),
+    ),
+    (S.PROCEEDING, I.FAILURE): (
+        S.COMPLETED,
+        (A.STOP_RETRANSMITTING, A.PASS_TO_TU, A.START_TIMER_K),
+    ),
+    (S.COMPLETED, I.TIMER_K): (S.TERMINATED, ()),
+}
+
+# RFC 3261 §17.2.1 (Figure 7) with RFC 6026's Accepted state. Response inputs
+# here are the TU's responses.
+SERVER_INVITE: Table = {
+    (S.PROCEEDING, I.REQUEST_AGAIN): (S.PROCEEDING, (A.RESEND_RESPONSE,)),
+    (S.PROCEEDING, I.PROVISIONAL): (S.PROCEEDING, (A.SEND_RESPONSE,)),
+    (S.PROCEEDING, I.SUCCESS): (S.ACCEPTED, (A.SEND_RESPONSE, A.START_TIMER_L)),
+    (S.PROCEEDING, I.FAILURE): (S.COMPLETED, (A.SEND_RESPONSE, A.START_TIMER_G_H)),
+    (S.COMPLETED, I.REQUEST_AGAIN): (S.COMPLETED, (A.RESEND_RESPONSE,)),
+    (S.COMPLETED, I.TIMER_G): (S.COMPLETED, (A.RESEND_RESPONSE, A.BACK_OFF)),
+    (S.COMPLETED, I.TIMER_H): (S.TERMINATED, (A.REPORT_NO_ACK,)),
+    (S.COMPLETED, I.ACK): (S.CONFIRMED, (A.STOP_RETRANSMITTING, A.START_TIMER_I)),
+    (S.CONFIRMED, I.TIMER_I): (S.TERMINATED, ()),
+    (S.ACCEPTED, I.TIMER_G): (S.ACCEPTED, (A.RESEND_RESPONSE, A.BACK_OFF)),
+    (S.ACCEPTED, I.ACK): (S.ACCEPTED, (A.STOP_RETRANSMITTING,)),
+    (S.ACCEPTED, I.TIMER_L): (S.TERMINATED, ()),
+}
+
+# RFC 3261 §17.2.2 (Figure 8).
+SERVER_NON_INVITE: Table = {
+    (S.TRYING, I.PROVISIONAL): (S.PROCEEDING, (A.SEND_RESPONSE,)),
+    (S.TRYING, I.SUCCESS): (S.COMPLETED, (A.SEND_RESPONSE, A.START_TIMER_J)),
+    (S.TRYING, I.FAILURE): (S.COMPLETED, (A.SEND_RESPONSE, A.START_TIMER_J)),
+    (S.PROCEEDING, I.REQUEST_AGAIN): (S.PROCEEDING, (A.RESEND_RESPONSE,)),
+    (S.PROCEEDING, I.PROVISIONAL): (S.PROCEEDING, (A.SEND_RESPONSE,)),
+    (S.PROCEEDING, I.SUCCESS): (S.COMPLETED, (A.SEND_RESPONSE, A.START_TIMER_J)),
+    (S.PROCEEDING, I.FAILURE): (S.COMPLETED, (A.SEND_RESPONSE, A.START_TIMER_J)),
+    (S.COMPLETED, I.REQUEST_AGAIN): (S.COMPLETED, (A.RESEND_RESPONSE,)),
+    (S.COMPLETED, I.TIMER_J): (S.TERMINATED, ()),
+}
+
+# Which timers retransmit (and are stopped by STOP_RETRANSMITTING).
+_RETRANSMIT_TIMERS = (I.TIMER_A, I.TIMER_E, I.TIMER_G)
+
+
+def response_input(status_code: int) -> Input:
+    """The table input for a response of this status code."""
+    if status_code < 200:
+        return I.PROVISIONAL
+    if status_code < 300:
+        return I.SUCCESS
+    return I.FAILURE
+
+
+class Transaction:
+    """What client and server transactions share: state, timers and sending."""
+
+    table: Table
+    is_client: bool
+
+    def __init__(
+        self,
+        key: tuple[str, ...],
+        request: Request,
+        local: Address,
+        settings: TimerSettings,
+        send: SendFunction,
+    ) -> None:
+        self.key = key
+        self.request = request
+        self.method = request.method
+        self.local = local
+        self.settings = settings
+        self.state = S.TERMINATED
+        self._send = send
+        self._timers: dict[Input, float] = {}
+        self._interval = settings.t1
+        self.outputs: list[tuple[Action, Response | None]] = []
+
+    @property
+    def next_deadline(self) -> float | None:
+        """The earliest deadline among running timers, or None."""
+        return min(self._timers.values()) if self._timers else None
+
+    @property
+    def is_terminated(self) -> bool:
+        """Whether the transaction has ended."""
+        return self.state is S.TERMINATED
+
+    def fire_timers(self, now: float) -> list[tuple[Action, Response | None]]:
+        """Fire every timer due at ``now``; return what the TU must hear of."""
+        due = sorted(
+            (deadline, timer) for timer, deadline in self._timers.items() if deadline <= now
+        )
+        reports: list[tuple[Action, Response | None]] = []
+        for _, timer in due:
+            if timer in self._timers and not self.is_terminated:
+                del self._timers[timer]
+                reports.extend(self._apply(timer, None, now))
+        return reports
+
+    def _apply(
+        self, event: Input, response: Response | None, now: float
+    ) -> list[tuple[Action, Response | None]]:
+        row = self.table.get((self.state, event))
+        if row is None:
+            return []  # absorbed: no row means nothing to do in this state
+        self.state, actions = row
+        reports: list[tuple[Action, Response | None]] = []
+        for action in actions:
+            report = self._perform(action, event, response, now)
+            if report:
+                reports.append((action, response))
+        if self.state is S.TERMINATED:
+            self._timers.clear()
+        return reports
+
+    def _perform(
+        self, action: Action, event: Input, response: Response | None, now: float
+    ) -> bool:
+        """Carry out one action; return True when the TU must be told."""
+        raise NotImplementedError
+
+    def _start(self, timer: Input, delay: float, now: float) -> None:
+        self._timers[timer] = now + delay
+
+    def _stop_retransmitting(self) -> None:
+        for timer in _RETRANSMIT_TIMERS:
+            self._timers.pop(timer, None)
+
+
+class ClientTransaction(Transaction):
+    """A request we sent and the responses it gets (RFC 3261 §17.1)."""
+
+    is_client = True
+
+    def __init__(
+        self,
+        key: tuple[str, ...],
+        request: Request,
+        destination: Address,
+        local: Address,
+        settings: TimerSettings,
+        send: SendFunction,
+    ) -> None:
+        super().__init__(key, request, local, settings, send)
+        self.destination = destination
+        self.is_invite = request.method == "INVITE"
+        self.table = CLIENT_INVITE if self.is_invite else CLIENT_NON_INVITE
+        self.request_bytes = request.to_bytes()
+        self.last_provisional: Response | None = None
+        self.final_response: Response | None = None
+        self._ack_bytes: bytes | None = None
+
+    def start(self, now: float) -> None:
+        """Send the request and start Timers A/B or E/F."""
+        self._send(self.request_bytes, self.destination, self.local)
+        if self.is_invite:
+            self.state = S.CALLING
+            self._start(I.TIMER_A, self.settings.t1, now)
+            self._start(I.TIMER_B, self.settings.timeout, now)
+        else:
+            self.state = S.TRYING
+            self._start(I.TIMER_E, self.settings.t1, now)
+            self._start(I.TIMER_F, self.settings.timeout, now)
+
+    def receive_response(self, response: Response, now: float) -> bool:
+        """Feed a matching response; return True when the TU should see it."""
+        if response.status_code < 200:
+            self.last_provisional = response
+        elif self.final_response is None:
+            self.final_response = response
+        reports = self._apply(response_input(response.status_code), response, now)
+        return any(action is A.PASS_TO_TU for action, _ in reports)
+
+    def _perform(
+        self, action: Action, event: Input, response: Response | None, now: float
+    ) -> bool:
+        settings = self.settings
+        if action is A.PASS_TO_TU:
+            if event is I.PROVISIONAL and self.is_invite:
+                # §17.1.1.2: Timer B only guards the Calling state; the TU's
+                # own timer covers a call that rings for ever.
+                self._timers.pop(I.TIMER_B, None)
+            elif event is I.PROVISIONAL:
+                self._interval = settings.t2  # §17.1.2.2: in Proceeding, every T2
+            return True
+        if action is A.REPORT_TIMEOUT:
+            return True
+        if action is A.RESEND_REQUEST:
+            self._send(self.request_bytes, self.destination, self.local)
+        elif action is A.BACK_OFF:
+            # Timer A doubles without bound (§17.1.1.2); Timer E is capped at T2 (§17.1.2.2).
+            self._interval = self._interval * 2 if self.is_invite else min(
+                self._interval * 2, settings.t2
+            )
+            self._start(event, self._interval, now)
+        elif action is A.STOP_RETRANSMITTING:
+            self._stop_retransmitting()
+            if not self.is_invite:
+                self._timers.pop(I.TIMER_F, None)
+            else:
+                self._timers.pop(I.TIMER_B, None)
+        elif action is A.SEND_ACK:
+            if self._ack_bytes is None and response is not None:
+                self._ack_bytes = build_ack_for_failure(self.request, response).to_bytes()
+            if self._ack_bytes is not None:
+                self._send(self._ack_bytes, self.destination, self.local)
+        elif action is A.START_TIMER_D:
+            self._timers.pop(I.TIMER_B, None)
+            self._start(I.TIMER_D, settings.timer_d, now)
+        elif action is A.START_TIMER_K:
+            self._start(I.TIMER_K, settings.t4, now)
+        elif action is A.START_TIMER_M:
+            self._timers.pop(I.TIMER_B, None)
+            self._start(I.TIMER_M, settings.timeout, now)
+        return False
+
+
+class ServerTransaction(Transaction):
+    """A request we received and the responses we give (RFC 3261 §17.2)."""
+
+    is_client = False
+
+    def __init__(
+        self,
+        key: tuple[str, ...],
+        request: Request,
+        source: Address,
+        response_destination: Address,
+        local: Address,
+        settings: TimerSettings,
+        send: SendFunction,
+    ) -> None:
+        super().__init__(key, request, local, settings, send)
+        self.source = source
+        self.response_destination = response_destination
+        self.is_invite = request.method == "INVITE"
+        self.table = SERVER_INVITE if self.is_invite else SERVER_NON_INVITE
+        self.state = S.PROCEEDING if self.is_invite else S.TRYING
+        self.last_response: Response | None = None
+        self._last_response_bytes: bytes | None = None
+        self.acknowledged = False
+        self.no_ack_reported = False
+
+    @property
+    def final_status(self) -> int | None:
+        """The status code of the final response sent, or None."""
+        if self.last_response is None or self.last_response.status_code < 200:
+            return None
+        return self.last_response.status_code
+
+    def respond(self, response: Response, now: float) -> None:
+        """Send a response from the TU."""
+        if self.final_status is not None:
+            raise LocalProtocolError(
+                f"{self.method} transaction already answered {self.final_status}"
+            )
+        row = self.table.get((self.state, response_input(response.status_code)))
+        if row is None:
+            raise LocalProtocolError(f"cannot send {response.status_code} in {self.state.value}")
+        self.last_response = response
+        self._last_response_bytes = response.to_bytes()
+        self._apply(response_input(response.status_code), response, now)
+
+    def receive_retransmission(self, now: float) -> None:
+        """The request arrived again: resend the last response if the table says so."""
+        self._apply(I.REQUEST_AGAIN, None, now)
+
+    def receive_ack(self, now: float) -> bool:
+        """An ACK matched this INVITE transaction; return True the first time."""
+        first = not self.acknowledged
+        self.acknowledged = True
+        self._apply(I.ACK, None, now)
+        return first
+
+    def _perform(
+        self, action: Action, event: Input, response: Response | None, now: float
+    ) -> bool:
+        settings = self.settings
+        if action is A.REPORT_NO_ACK:
+            return True
+        if action is A.SEND_RESPONSE or action is A.RESEND_RESPONSE:
+            if self._last_response_bytes is not None:
+                self._send(self._last_response_bytes, self.response_destination, self.local)
+        elif action is A.BACK_OFF:
+            self._interval = min(self._interval * 2, settings.t2)  # §17.2.1: capped at T2
+            self._start(event, self._interval, now)
+        elif action is A.STOP_RETRANSMITTING:
+            self._stop_retransmitting()
+            self._timers.pop(I.TIMER_H, None)
+        elif action is A.START_TIMER_G_H:
+            self._interval = settings.t1
+            self._start(I.TIMER_G, settings.t1, now)
+            self._start(I.TIMER_H, settings.timeout, now)
+        elif action is A.START_TIMER_I:
+            self._start(I.TIMER_I, settings.t4, now)
+        elif action is A.START_TIMER_J:
+            self._start(I.TIMER_J, settings.timeout, now)
+        elif action is A.START_TIMER_L:
+            # RFC 3261 §13.3.1.4: the 2xx is retransmitted (T1 doubling, capped at
+            # T2) until the ACK comes; RFC 6026 Timer L bounds the whole wait.
+            self._interval = settings.t1
+            self._start(I.TIMER_G, settings.t1, now)
+            self._start(I.TIMER_L, settings.timeout, now)
+        return False
+
+    def fire_timers(self, now: float) -> list[tuple[Action, Response | None]]:
+        """Fire due timers; a 2xx never acknowledged is reported when Timer L fires."""
+        reports = super().fire_timers(now)
+        if (
+            self.is_terminated
+            and self.is_invite
+            and not self.acknowledged
+            and not self.no_ack_reported
+            and self.final_status is not None
+            and self.final_status < 300
+        ):
+            self.no_ack_reported = True
+            reports.append((A.REPORT_NO_ACK, None))
+        return reports
+
+
+def build_ack_for_failure(request: Request, response: Response) -> Request:
+    """The ACK a client INVITE transaction sends for a 3xx–6xx (RFC 3261 §17.1.1.3)."""
+    headers = Headers()
+    headers.add("Via", request.headers.values("Via")[0])
+    for route in request.headers.get_all("Route"):
+        headers.add("Route", route)
+    headers.add("Max-Forwards", "70")
+    headers.add("From", request.headers.get("From") or "")
+    headers.add("To", response.headers.get("To") or "")
+    headers.add("Call-ID", request.call_id)
+    headers.add("CSeq", f"{request.cseq.number} ACK")
+    return Request("ACK", request.uri, headers)
