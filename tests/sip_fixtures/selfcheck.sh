@@ -56,8 +56,9 @@ run_pair busy            "$F/uac_busy.xml"          "$F/uas_busy.xml"        0 "
 run_pair unavailable     "$F/uac_unavailable.xml"   "$F/uas_unavailable.xml" 0 "-s 15551234567 -m 2 -r 10" ""
 run_pair timeout_408     "$F/uac_timeout.xml"       "$WORK/uas_408.xml"      0 "-s 15551234567 -m 1" ""
 run_pair timeout_503     "$F/uac_timeout.xml"       "$F/uas_unavailable.xml" 0 "-s 15551234567 -m 1" ""
-# Nothing answers: the UAC must fail (exit 1) when its own -timeout runs out.
-run_pair silent          "$F/uac_timeout.xml"       "$F/uas_silent.xml"      1 "-s 15551234567 -m 1 -timeout 3" ""
+# Nothing answers: the UAC must fail when its own -timeout runs out (with
+# -timeout_error SIPp exits 255 then).
+run_pair silent          "$F/uac_timeout.xml"       "$F/uas_silent.xml"      255 "-s 15551234567 -m 1 -timeout 3" ""
 run_pair options         "$F/uac_options.xml"       "$F/uas_answer.xml"      0 "-s ping -m 2 -r 10" "-aa"
 # 10% loss on the UAC side: retransmissions must still complete every call.
 run_pair lossy_call_bye  "$F/uac_call_bye.xml"      "$F/uas_answer.xml"      0 "-s 15551234567 -m 50 -r 20 -d 200 -lost 10" ""
