@@ -433,6 +433,10 @@ class Endpoint:
             self._accepted[key] = transaction
         self._after_input(transaction)
 
+    def new_token(self, length: int = 10) -> str:
+        """A random token for tags and Call-IDs."""
+        return self._token(length)
+
     def new_branch(self) -> str:
         """A fresh RFC 3261 branch."""
         return MAGIC_COOKIE + self._token(16)

@@ -1,0 +1,197 @@
+"""The records the B2BUA controller keeps per call, and the commands it emits.
+
+A :class:`Call` pairs the PBX leg (we are its UAS) with the trunk leg (we
+are its UAC). Commands are what the controller asks of the service:
+screen an attempt, write a log line. They are plain frozen dataclasses so
+that controller traces can be compared in tests.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass, field
+from typing import Any
+
+from sipguard.policy import CallAttempt, Decision
+from sipguard.sip.dialog import Dialog
+from sipguard.sip.transaction import Address, ClientTransaction, ServerTransaction
+from sipguard.sip.uri import Uri
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    """A PBX allowed to send calls, known by its source networks."""
+
+    name: str
+    networks: tuple[Network, ...]
+
+    def matches(self, host: str) -> bool:
+        """Whether a source address belongs to this peer."""
+        try:
+            address = ipaddress.ip_address(host.split("%", 1)[0])
+        except ValueError:
+            return False
+        return any(address in network for network in self.networks)
+
+
+@dataclass(frozen=True, slots=True)
+class Trunk:
+    """Where allowed calls go."""
+
+    name: str
+    uri: Uri
+    address: Address
+
+
+class Side(enum.Enum):
+    """Which leg of a call."""
+
+    PBX = "pbx"
+    TRUNK = "trunk"
+
+    @property
+    def other(self) -> Side:
+        """The opposite leg."""
+        return Side.TRUNK if self is Side.PBX else Side.PBX
+
+
+class CallState(enum.Enum):
+    """Where a call is in its life."""
+
+    SCREENING = "screening"
+    CALLING = "calling"
+    EARLY = "early"
+    CONFIRMED = "confirmed"
+    ENDING = "ending"
+
+
+class RelayKind(enum.Enum):
+    """Why the controller sent a client request."""
+
+    INITIAL_INVITE = "initial INVITE to the trunk"
+    IN_DIALOG = "in-dialog request relayed from the other leg"
+    BYE = "BYE ending a leg"
+    CANCEL = "CANCEL of the trunk INVITE"
+
+
+@dataclass(slots=True)
+class Call:
+    """One call through the B2BUA."""
+
+    key: int
+    pbx_invite: ServerTransaction
+    pbx: Dialog
+    attempt: CallAttempt
+    peer: Peer
+    state: CallState = CallState.SCREENING
+    trunk: Dialog | None = None
+    trunk_invite: ClientTransaction | None = None
+    trunk_name: str = ""
+    decision: Decision | None = None
+    cancelled: bool = False
+    cancel_sent: bool = False
+    trunk_ack: bytes | None = None
+    ended_by: str | None = None
+    # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
+    # -> the CSeq of the INVITE we sent on the other leg.
+    ack_map: dict[tuple[Side, int], int] = field(default_factory=dict)
+    client_transactions: list[ClientTransaction] = field(default_factory=list)
+
+    def dialog(self, side: Side) -> Dialog | None:
+        """The dialog of one leg."""
+        return self.pbx if side is Side.PBX else self.trunk
+
+    def log_fields(self) -> dict[str, Any]:
+        """The fields every call.* log line carries."""
+        return {
+            "call_id": self.attempt.call_id,
+            "account": self.attempt.account,
+            "from": self.attempt.caller,
+            "to": self.attempt.dialled,
+        }
+
+
+@dataclass(slots=True)
+class ClientContext:
+    """What a client transaction the controller started is for."""
+
+    call: Call
+    kind: RelayKind
+    side: Side
+    server: ServerTransaction | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScreenAttempt:
+    """Command: screen this attempt, then call ``Controller.screened``."""
+
+    call_key: int
+    attempt: CallAttempt
+
+
+@dataclass(frozen=True, slots=True)
+class LogEvent:
+    """Command: write a structured log line."""
+
+    event: str
+    level: str
+    fields: dict[str, Any]
+
+
+Command = ScreenAttempt | LogEvent
+
+
+# Headers copied from the PBX's INVITE to the trunk's (everything else is
+# dropped: Via, Route, Record-Route, Contact and the dialog headers are ours).
+REQUEST_HEADERS_PASSED = (
+    "Accept",
+    "Alert-Info",
+    "Allow",
+    "Allow-Events",
+    "Call-Info",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Type",
+    "Diversion",
+    "Event",
+    "History-Info",
+    "Min-SE",
+    "P-Asserted-Identity",
+    "Priority",
+    "Privacy",
+    "RAck",
+    "Reason",
+    "Refer-To",
+    "Referred-By",
+    "Require",
+    "Session-Expires",
+    "Subject",
+    "Subscription-State",
+    "Supported",
+)
+
+# Headers copied from a response on one leg to the response on the other.
+RESPONSE_HEADERS_PASSED = (
+    "Accept",
+    "Allow",
+    "Allow-Events",
+    "Content-Disposition",
+    "Content-Encoding",
+    "Content-Language",
+    "Content-Type",
+    "Min-SE",
+    "P-Asserted-Identity",
+    "Privacy",
+    "RSeq",
+    "Reason",
+    "Require",
+    "Retry-After",
+    "Session-Expires",
+    "Supported",
+    "Unsupported",
+    "Warning",
+)
