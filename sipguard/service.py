@@ -1,0 +1,303 @@
+"""The service: sockets and timers around the sans-IO endpoint and controller.
+
+This is the pump of ../shared/DESIGN.md. Each received datagram goes into
+``Endpoint.receive_datagram``; the events go to the controller; its
+commands are carried out (screening, logging); what the endpoint wants
+sent is sent; the single timer is re-armed for the endpoint's next
+deadline. The per-datagram path creates no task and no extra queue entry.
+
+Received datagrams wait in a bounded queue: when it is full, new ones are
+dropped and counted rather than letting memory grow without limit under a
+flood. ICMP errors (a trunk that is down answers "port unreachable") are
+logged and the socket keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncio_dgram
+from asyncio_dgram.aio import DatagramServer
+from asyncio_dgram.aio import Protocol as DgramProtocol
+
+from sipguard import logs
+from sipguard.calls import Command, LogEvent, ScreenAttempt
+from sipguard.controller import Controller
+from sipguard.policy import CallAttempt, Decision, PrefixPolicy, evaluate
+from sipguard.settings import ListenAddress, Settings, load_policy
+from sipguard.sip.endpoint import Endpoint
+from sipguard.sip.transaction import Address
+from sipguard.yamlfile import ConfigError
+
+
+class BoundedProtocol(DgramProtocol):
+    """asyncio-dgram's protocol with a cap on datagrams waiting to be read."""
+
+    def __init__(self, queue: asyncio.Queue[Any], errors: asyncio.Queue[Any],
+                 drained: asyncio.Event, limit: int) -> None:
+        super().__init__(queue, errors, drained)
+        self._queue = queue
+        self._limit = limit
+        self.dropped = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self._queue.qsize() >= self._limit:
+            self.dropped += 1
+            return
+        self._queue.put_nowait((data, addr))
+
+
+class Listener:
+    """One bound UDP socket: the asyncio-dgram stream, its queue and transport."""
+
+    def __init__(self, stream: DatagramServer, transport: asyncio.DatagramTransport,
+                 queue: asyncio.Queue[Any], protocol: BoundedProtocol, local: Address) -> None:
+        self.stream = stream
+        self.transport = transport
+        self.queue = queue
+        self.protocol = protocol
+        self.local = local
+
+
+async def bind_listener(address: ListenAddress, limit: int) -> Listener:
+    """Bind one UDP listen address with a bounded receive queue."""
+    loop = asyncio.get_running_loop()
+    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    if family == socket.AF_INET6:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    with contextlib.suppress(OSError):
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    sock.bind((address.host, address.port))
+    sock.setblocking(False)
+    queue: asyncio.Queue[Any] = asyncio.Queue()
+    errors: asyncio.Queue[Any] = asyncio.Queue()
+    drained = asyncio.Event()
+    protocol = BoundedProtocol(queue, errors, drained, limit)
+    transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
+    # asyncio-dgram's stub names the transport parameter DatagramProtocol by mistake.
+    stream = DatagramServer(transport, queue, errors, drained)  # type: ignore[arg-type]
+    bound = sock.getsockname()
+    return Listener(stream, transport, queue, protocol, (bound[0], bound[1]))
+
+
+ShutdownTrigger = Callable[[], Awaitable[None]]
+
+
+class Service:
+    """Runs the B2BUA until told to stop."""
+
+    def __init__(self, settings: Settings, policy: PrefixPolicy) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.log = logs.get_logger()
+        self.listeners: list[Listener] = []
+        self.endpoint: Endpoint | None = None
+        self.controller: Controller | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_deadline: float | None = None
+        self._stop = asyncio.Event()
+        self.started = asyncio.Event()
+        self.icmp_errors = 0
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def run(self, shutdown_trigger: ShutdownTrigger | None = None) -> int:
+        """Serve until SIGTERM/SIGINT (or ``shutdown_trigger``), then drain and stop."""
+        self._loop = asyncio.get_running_loop()
+        settings = self.settings
+        for address in settings.listen:
+            self.listeners.append(await bind_listener(address, settings.receive_queue))
+        self.endpoint = Endpoint([listener.local for listener in self.listeners],
+                                 settings.timers, settings.max_message_size,
+                                 server_name=settings.user_agent)
+        self.controller = Controller(self.endpoint, list(settings.peers), list(settings.trunks),
+                                     extension_header=settings.extension_header)
+        readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
+        self._install_signals()
+        logs.lifecycle_logger().warning(
+            "service.started",
+            listen=[_listen_text(listener.local) for listener in self.listeners],
+            peers=[peer.name for peer in settings.peers],
+            trunks=[trunk.name for trunk in settings.trunks],
+            event_loop=type(self._loop).__module__.split(".")[0],
+            policy=str(settings.policy_path),
+        )
+        self.started.set()
+        waiter = asyncio.create_task(self._stop.wait())
+        waits: list[asyncio.Future[Any]] = [waiter]
+        if shutdown_trigger is not None:
+            waits.append(asyncio.ensure_future(shutdown_trigger()))
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for pending in waits:
+            pending.cancel()
+        await self._drain()
+        for reader in readers:
+            reader.cancel()
+        for listener in self.listeners:
+            listener.transport.close()
+        if self._timer is not None:
+            self._timer.cancel()
+        logs.lifecycle_logger().warning("service.stopped", **self.stats())
+        return 0
+
+    def stop(self) -> None:
+        """Ask the service to drain and stop."""
+        self._stop.set()
+
+    def stats(self) -> dict[str, int]:
+        """Live counts for the stats log line and tests."""
+        controller, endpoint = self.controller, self.endpoint
+        return {
+            "calls": controller.live_calls if controller else 0,
+            "dialogs": controller.dialog_count if controller else 0,
+            "transactions": endpoint.transaction_count if endpoint else 0,
+            "dropped_datagrams": sum(listener.protocol.dropped for listener in self.listeners),
+            "icmp_errors": self.icmp_errors,
+        }
+
+    def _install_signals(self) -> None:
+        loop = self._loop
+        assert loop is not None
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(signal.SIGTERM, self.stop)
+            loop.add_signal_handler(signal.SIGINT, self.stop)
+            loop.add_signal_handler(signal.SIGHUP, self.reload_policy)
+            loop.add_signal_handler(signal.SIGUSR1, self._log_stats)
+
+    def _log_stats(self) -> None:
+        logs.lifecycle_logger().info("service.stats", **self.stats())
+
+    def reload_policy(self) -> None:
+        """Load the policy file again; keep the running policy when it is invalid."""
+        try:
+            policy = load_policy(self.settings.policy_path)
+        except ConfigError as error:
+            self.log.error("policy.reload_failed", problems=error.problems)
+            return
+        self.policy = policy
+        self.log.info("policy.reloaded", path=str(self.settings.policy_path),
+                      blocked_prefixes=list(policy.blocked_prefixes))
+
+    async def _drain(self) -> None:
+        """Refuse new calls, wait for calls in progress, then hang up what is left."""
+        controller, loop = self.controller, self._loop
+        assert controller is not None and loop is not None
+        controller.draining = True
+        grace = self.settings.drain_grace
+        self.log.info("service.draining", calls=controller.live_calls, grace=grace)
+        deadline = loop.time() + grace
+        while controller.live_calls and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+        if controller.live_calls:
+            self._run(controller.hang_up_all(loop.time()), loop.time())
+            self._flush()
+            settle = loop.time() + 2.0  # let the BYEs be answered
+            while controller.live_calls and loop.time() < settle:
+                await asyncio.sleep(0.05)
+
+    # -- the pump ------------------------------------------------------------------
+
+    async def _read(self, listener: Listener) -> None:
+        queue = listener.queue
+        while True:
+            try:
+                data, source = await listener.stream.recv()
+            except asyncio_dgram.TransportClosed:
+                return
+            except OSError as error:
+                # An ICMP error (port unreachable from a dead trunk) surfaces here.
+                self.icmp_errors += 1
+                self.log.warning("transport.icmp_error", error=str(error),
+                                 local=_listen_text(listener.local))
+                continue
+            self._receive(data, source, listener.local)
+            while not queue.empty():
+                data, source = queue.get_nowait()
+                if data is None:
+                    return
+                self._receive(data, source, listener.local)
+
+    def _receive(self, data: bytes, source: Any, local: Address) -> None:
+        endpoint, controller, loop = self.endpoint, self.controller, self._loop
+        assert endpoint is not None and controller is not None and loop is not None
+        now = loop.time()
+        address = (source[0], source[1])
+        try:
+            events = endpoint.receive_datagram(data, address, local, now)
+            for event in events:
+                self._run(controller.handle(event, now), now)
+        except Exception:  # the last line of defence: one bad datagram must not stop the service
+            self.log.exception("sip.internal_error", source=_listen_text(address),
+                               size=len(data))
+        self._flush()
+        self._rearm()
+
+    def _on_timer(self) -> None:
+        endpoint, controller, loop = self.endpoint, self.controller, self._loop
+        assert endpoint is not None and controller is not None and loop is not None
+        self._timer = None
+        self._timer_deadline = None
+        now = loop.time()
+        try:
+            for event in endpoint.handle_timer(now):
+                self._run(controller.handle(event, now), now)
+        except Exception:
+            self.log.exception("sip.internal_error", during="timer")
+        self._flush()
+        self._rearm()
+
+    def _rearm(self) -> None:
+        endpoint, loop = self.endpoint, self._loop
+        assert endpoint is not None and loop is not None
+        deadline = endpoint.get_timer()
+        if deadline is None:
+            return
+        if self._timer is not None and self._timer_deadline is not None:
+            if self._timer_deadline <= deadline:
+                return
+            self._timer.cancel()
+        self._timer_deadline = deadline
+        self._timer = loop.call_at(deadline, self._on_timer)
+
+    def _run(self, commands: list[Command], now: float) -> None:
+        controller = self.controller
+        assert controller is not None
+        pending = list(commands)
+        while pending:
+            command = pending.pop(0)
+            if isinstance(command, ScreenAttempt):
+                decision = self.screen(command.attempt)
+                pending.extend(controller.screened(command.call_key, decision, now))
+            elif isinstance(command, LogEvent):
+                getattr(self.log, command.level)(command.event, **command.fields)
+
+    def screen(self, attempt: CallAttempt) -> Decision:
+        """The screening seam: one attempt in, one decision out."""
+        return evaluate(self.policy, attempt)
+
+    def _flush(self) -> None:
+        endpoint = self.endpoint
+        assert endpoint is not None
+        datagrams = endpoint.datagrams_to_send()
+        if not datagrams:
+            return
+        by_local = {listener.local: listener for listener in self.listeners}
+        for datagram in datagrams:
+            listener = by_local.get(datagram.local) or self.listeners[0]
+            try:
+                listener.transport.sendto(datagram.data, datagram.destination)
+            except (OSError, ValueError) as error:
+                self.log.warning("transport.send_failed", error=str(error),
+                                 destination=_listen_text(datagram.destination))
+
+
+def _listen_text(address: Address) -> str:
+    host, port = address[0], address[1]
+    return f"udp:[{host}]:{port}" if ":" in host else f"udp:{host}:{port}"

@@ -1,0 +1,270 @@
+"""The service configuration (conf/sipguard.yaml), validated once into frozen objects.
+
+Only ``listen``, ``peers``, ``trunks`` and ``policy`` are needed; every
+other key has a default. Every error names the file, the line and the key
+path. Loading the policy file lives here too, so that the policy package
+stays free of YAML.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sipguard.calls import Network, Peer, Trunk
+from sipguard.policy import EMERGENCY_NUMBERS, PrefixPolicy
+from sipguard.sip.dialog import uri_address
+from sipguard.sip.errors import RemoteProtocolError
+from sipguard.sip.message import DEFAULT_MAX_MESSAGE_SIZE
+from sipguard.sip.transaction import TimerSettings
+from sipguard.sip.uri import parse_uri
+from sipguard.yamlfile import ConfigError, MarkedDict, Problems, line_of, load_marked
+
+DEFAULT_CONFIG_PATHS = (Path("conf/sipguard.yaml"), Path("/etc/sipguard/sipguard.yaml"))
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """One address to receive SIP on."""
+
+    transport: str
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.transport}:{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything the service needs, validated."""
+
+    path: Path
+    listen: tuple[ListenAddress, ...]
+    peers: tuple[Peer, ...]
+    trunks: tuple[Trunk, ...]
+    policy_path: Path
+    timers: TimerSettings = field(default_factory=TimerSettings)
+    max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
+    user_agent: str = "sipguard"
+    extension_header: str = "X-Sipguard-Extension"
+    receive_queue: int = 8192
+    drain_grace: float = 30.0
+    event_loop: str = "auto"
+    log_level: str = "info"
+    log_format: str = "auto"
+
+
+def find_config(explicit: str | None) -> Path:
+    """The configuration file to use: the one given, else the first default that exists."""
+    if explicit:
+        return Path(explicit)
+    for candidate in DEFAULT_CONFIG_PATHS:
+        if candidate.exists():
+            return candidate
+    return DEFAULT_CONFIG_PATHS[0]
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """Parse ``udp:HOST:PORT`` (``udp:[::1]:5060`` for IPv6)."""
+    transport, colon, rest = text.partition(":")
+    if not colon or transport.lower() != "udp":
+        raise ValueError("must look like udp:HOST:PORT (only udp for now)")
+    if rest.startswith("["):
+        host, bracket, port_text = rest[1:].partition("]")
+        if not bracket or not port_text.startswith(":"):
+            raise ValueError("IPv6 addresses are written udp:[::1]:5060")
+        port_text = port_text[1:]
+    else:
+        host, _, port_text = rest.rpartition(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        raise ValueError(f"{host!r} is not an IP address") from None
+    if not port_text.isdigit() or int(port_text) > 65535:
+        raise ValueError(f"{port_text!r} is not a port number")
+    return ListenAddress("udp", host, int(port_text))
+
+
+def load_settings(path: Path) -> Settings:
+    """Read and validate the configuration file."""
+    data = load_marked(path)
+    problems = Problems(path)
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: (top): must be a mapping of settings"])
+    known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging"}
+    for key in data:
+        if key not in known:
+            known_list = ", ".join(sorted(known))
+            problems.add(line_of(data, key), key, f"unknown setting (known: {known_list})")
+
+    listen: list[ListenAddress] = []
+    raw_listen = data.get("listen")
+    if not isinstance(raw_listen, list) or not raw_listen:
+        problems.add(line_of(data, "listen"), "listen",
+                     'must be a list such as ["udp:127.0.0.1:5060"]')
+    else:
+        for index, item in enumerate(raw_listen):
+            try:
+                listen.append(parse_listen(str(item)))
+            except ValueError as error:
+                problems.add(line_of(raw_listen, index), f"listen[{index}]", str(error))
+
+    peers = _load_peers(data, problems)
+    trunks = _load_trunks(data, problems)
+
+    policy_value = data.get("policy")
+    if not isinstance(policy_value, str) or not policy_value:
+        problems.add(line_of(data, "policy"), "policy", "must name the policy file")
+        policy_path = path.parent / "policy.yaml"
+    else:
+        policy_path = (path.parent / policy_value).resolve()
+
+    sip = _section(data, "sip", problems)
+    service = _section(data, "service", problems)
+    logging = _section(data, "logging", problems)
+    timers = TimerSettings(
+        t1=_number(sip, "t1", 0.5, problems, "sip", minimum=0.01),
+        t2=_number(sip, "t2", 4.0, problems, "sip", minimum=0.01),
+        t4=_number(sip, "t4", 5.0, problems, "sip", minimum=0.0),
+        timer_d=_number(sip, "timer_d", 32.0, problems, "sip", minimum=0.0),
+    )
+    settings = Settings(
+        path=path,
+        listen=tuple(listen),
+        peers=tuple(peers),
+        trunks=tuple(trunks),
+        policy_path=policy_path,
+        timers=timers,
+        max_message_size=int(_number(sip, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE,
+                                     problems, "sip", minimum=1024)),
+        user_agent=str(sip.get("user_agent", "sipguard")),
+        extension_header=str(sip.get("extension_header", "X-Sipguard-Extension")),
+        receive_queue=int(_number(service, "receive_queue", 8192, problems, "service",
+                                  minimum=16)),
+        drain_grace=_number(service, "drain_grace", 30.0, problems, "service", minimum=0.0),
+        event_loop=_choice(service, "event_loop", "auto", ("auto", "asyncio", "uvloop"),
+                           problems, "service"),
+        log_level=_choice(logging, "level", "info", ("debug", "info", "warning", "error"),
+                          problems, "logging"),
+        log_format=_choice(logging, "format", "auto", ("auto", "json", "console"),
+                           problems, "logging"),
+    )
+    problems.raise_if_any()
+    return settings
+
+
+def _section(data: dict[str, Any], name: str, problems: Problems) -> dict[str, Any]:
+    value = data.get(name)
+    if value is None:
+        return MarkedDict()
+    if not isinstance(value, dict):
+        problems.add(line_of(data, name), name, "must be a mapping")
+        return MarkedDict()
+    return value
+
+
+def _number(section: dict[str, Any], key: str, default: float, problems: Problems,
+            prefix: str, minimum: float) -> float:
+    value = section.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        problems.add(line_of(section, key), f"{prefix}.{key}", f"must be a number >= {minimum}")
+        return default
+    return float(value)
+
+
+def _choice(section: dict[str, Any], key: str, default: str, choices: tuple[str, ...],
+            problems: Problems, prefix: str) -> str:
+    value = section.get(key, default)
+    if value not in choices:
+        problems.add(line_of(section, key), f"{prefix}.{key}",
+                     f"must be one of {', '.join(choices)}")
+        return default
+    return str(value)
+
+
+def _load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
+    raw = data.get("peers")
+    peers: list[Peer] = []
+    if not isinstance(raw, list) or not raw:
+        problems.add(line_of(data, "peers"), "peers", "must list at least one PBX peer")
+        return peers
+    for index, item in enumerate(raw):
+        where = f"peers[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            problems.add(line_of(raw, index), where, "needs a name and addresses")
+            continue
+        addresses = item.get("addresses")
+        if not isinstance(addresses, list) or not addresses:
+            problems.add(line_of(item, "addresses"), f"{where}.addresses",
+                         "must list the PBX's addresses or networks")
+            continue
+        networks: list[Network] = []
+        for position, address in enumerate(addresses):
+            try:
+                networks.append(ipaddress.ip_network(str(address), strict=False))
+            except ValueError:
+                problems.add(line_of(addresses, position), f"{where}.addresses[{position}]",
+                             f"{address!r} is not an IP address or network")
+        peers.append(Peer(item["name"], tuple(networks)))
+    return peers
+
+
+def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
+    raw = data.get("trunks")
+    trunks: list[Trunk] = []
+    if not isinstance(raw, list) or not raw:
+        problems.add(line_of(data, "trunks"), "trunks", "must list at least one trunk")
+        return trunks
+    for index, item in enumerate(raw):
+        where = f"trunks[{index}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+            problems.add(line_of(raw, index), where, "needs a name and a uri")
+            continue
+        try:
+            uri = parse_uri(str(item.get("uri", "")))
+            if not uri.is_sip or not uri.host:
+                raise RemoteProtocolError("not a SIP URI")
+            ipaddress.ip_address(uri.host_for_socket)
+        except (RemoteProtocolError, ValueError):
+            problems.add(line_of(item, "uri"), f"{where}.uri",
+                         "must be a sip: URI with an IP address, such as sip:192.0.2.10:5060")
+            continue
+        trunks.append(Trunk(item["name"], uri, uri_address(uri)))
+    return trunks
+
+
+def load_policy(path: Path) -> PrefixPolicy:
+    """Read and validate the (interim) policy file."""
+    data = load_marked(path)
+    problems = Problems(path)
+    if data is None:
+        data = MarkedDict()
+    if not isinstance(data, dict):
+        raise ConfigError([f"{path}:1: (top): must be a mapping"])
+    for key in data:
+        if key not in ("blocked_prefixes", "version"):
+            problems.add(line_of(data, key), key, "unknown policy key (known: blocked_prefixes)")
+    raw = data.get("blocked_prefixes", [])
+    prefixes: list[str] = []
+    if not isinstance(raw, list):
+        problems.add(line_of(data, "blocked_prefixes"), "blocked_prefixes",
+                     "must be a list of digit strings")
+    else:
+        for index, item in enumerate(raw):
+            text = str(item).lstrip("+")
+            if not text.isdigit():
+                problems.add(line_of(raw, index), f"blocked_prefixes[{index}]",
+                             f"{item!r} must be digits (an optional leading + is ignored)")
+            elif text in EMERGENCY_NUMBERS:
+                # Emergency calls are forwarded whatever the rules say; a rule that
+                # names one is a mistake worth stopping at load time.
+                problems.add(line_of(raw, index), f"blocked_prefixes[{index}]",
+                             f"{text!r} is an emergency number and is never blocked")
+            else:
+                prefixes.append(text)
+    problems.raise_if_any()
+    return PrefixPolicy(tuple(prefixes), version=str(data.get("version", "")))

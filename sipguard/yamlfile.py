@@ -1,0 +1,113 @@
+"""YAML loading that remembers where every key and item came from.
+
+Configuration errors must name the file, the line and the key path
+(``conf/sipguard.yaml:12: trunks[0].uri: must be a sip: URI``). The loader
+here builds ordinary dicts and lists that also carry the line of each key
+and item, and :class:`ConfigError` formats messages that way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+class ConfigError(Exception):
+    """One or more problems in a configuration or policy file."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+class MarkedDict(dict[str, Any]):
+    """A mapping that knows the line of each of its keys (1-based)."""
+
+    line: int = 0
+    key_lines: dict[str, int]
+
+
+class MarkedList(list[Any]):
+    """A sequence that knows the line of each of its items (1-based)."""
+
+    line: int = 0
+    item_lines: list[int]
+
+
+class _MarkingLoader(yaml.SafeLoader):
+    """SafeLoader whose mappings and sequences carry line numbers."""
+
+
+def _construct_mapping(loader: _MarkingLoader, node: yaml.MappingNode) -> MarkedDict:
+    loader.flatten_mapping(node)
+    result = MarkedDict()
+    result.line = node.start_mark.line + 1
+    result.key_lines = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if not isinstance(key, str):
+            key = str(key)
+        result[key] = loader.construct_object(value_node, deep=True)
+        result.key_lines[key] = key_node.start_mark.line + 1
+    return result
+
+
+def _construct_sequence(loader: _MarkingLoader, node: yaml.SequenceNode) -> MarkedList:
+    result = MarkedList(loader.construct_object(child, deep=True) for child in node.value)
+    result.line = node.start_mark.line + 1
+    result.item_lines = [child.start_mark.line + 1 for child in node.value]
+    return result
+
+
+_MarkingLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+_MarkingLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence
+)
+
+
+def load_marked(path: Path) -> Any:
+    """Load a YAML file; raise :class:`ConfigError` with the place of a syntax error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror or error}"]) from error
+    try:
+        return yaml.load(text, Loader=_MarkingLoader)
+    except yaml.MarkedYAMLError as error:
+        mark = error.problem_mark
+        line = mark.line + 1 if mark is not None else 0
+        raise ConfigError([f"{path}:{line}: {error.problem or error}"]) from error
+    except yaml.YAMLError as error:
+        raise ConfigError([f"{path}: {error}"]) from error
+
+
+class Problems:
+    """Collects ``file:line: key.path: message`` lines while validating."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.messages: list[str] = []
+
+    def add(self, line: int, key_path: str, message: str) -> None:
+        """Record one problem."""
+        self.messages.append(f"{self.path}:{line}: {key_path}: {message}")
+
+    def raise_if_any(self) -> None:
+        """Raise :class:`ConfigError` when anything was recorded."""
+        if self.messages:
+            raise ConfigError(self.messages)
+
+
+def line_of(container: Any, key: str | int) -> int:
+    """The line of a key or item in a marked container (0 when unknown)."""
+    if isinstance(container, MarkedDict) and isinstance(key, str):
+        return container.key_lines.get(key, container.line)
+    if isinstance(container, MarkedList) and isinstance(key, int):
+        if 0 <= key < len(container.item_lines):
+            return container.item_lines[key]
+        return container.line
+    return int(getattr(container, "line", 0))
