@@ -1,0 +1,204 @@
+"""Fixtures for the end-to-end tests: a real sipguard process between SIPp processes.
+
+Theory of operation
+-------------------
+Each test builds its own little network on loopback, on ports the kernel picks:
+
+    SIPp UAC (the PBX)  --UDP-->  sipguard  --UDP-->  SIPp UAS (the carrier trunk)
+
+- ``start_uas`` starts a SIPp UAS scenario from ``tests/sip_fixtures/`` in the
+  foreground (no screen, no stdin) and waits until its port is bound. SIPp writes
+  every message it sends or receives to a message log, which the test reads to
+  learn what reached the trunk.
+- ``start_sipguard`` writes a configuration and a policy into ``tmp_path``, starts
+  ``python -m sipguard run`` and reads its stdout (one JSON object per line) in a
+  background thread. ``service.started`` says which port it bound.
+- ``run_uac`` runs a SIPp UAC scenario to completion and returns its exit code and
+  the final row of its ``-trace_stat`` statistics.
+- ``black_hole`` is a UDP socket that swallows everything: a trunk that never answers.
+
+The classes behind the fixtures (and the log readers) are in harness.py.
+Every process is stopped by the fixture that started it, by its PID (SIGTERM, then
+SIGKILL after a timeout). Every wait has a deadline. Only 127.0.0.1 and ::1 are used.
+
+Set ``SIPGUARD_E2E_COMMAND`` (shell words) to test another build of sipguard than
+``python -m sipguard`` from this interpreter; ``SIPP`` to use another SIPp binary.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from harness import (
+    BLOCKED_PREFIXES,
+    FIXTURES_DIR,
+    PROCESS_STOP_TIMEOUT,
+    SIPGUARD_START_TIMEOUT,
+    SIPP,
+    BlackHole,
+    Sipguard,
+    SippResult,
+    SippRun,
+    SippUas,
+    free_udp_port,
+    sipguard_command,
+    sipguard_config,
+    sipp_common_args,
+    stop_process,
+    wait_until_bound,
+)
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def sipp_binary() -> str:
+    """The SIPp executable (the e2e tests are skipped without one)."""
+    if not SIPP:
+        pytest.skip("sipp is not installed (apt-get install sip-tester)")
+    return SIPP
+
+
+@pytest.fixture
+def start_uas(sipp_binary: str, tmp_path: Path) -> Iterator[Callable[..., SippUas]]:
+    """Start a SIPp UAS scenario on a free loopback port; stopped at the end of the test."""
+    started: list[SippUas] = []
+
+    def start(scenario: str, host: str = "127.0.0.1", extra: Sequence[str] = ()) -> SippUas:
+        port = free_udp_port(host)
+        name = f"{Path(scenario).stem}-{len(started)}"
+        message_log = tmp_path / f"{name}.msg.log"
+        error_log = tmp_path / f"{name}.err.log"
+        screen_log = tmp_path / f"{name}.screen.log"
+        args = [
+            sipp_binary,
+            "-sf", str(FIXTURES_DIR / scenario),
+            *sipp_common_args(host),
+            "-p", str(port),
+            "-timeout", "300",  # never outlives a runaway test by much
+            "-trace_msg", "-message_file", str(message_log),
+            "-trace_err", "-error_file", str(error_log),
+            *extra,
+        ]  # fmt: skip
+        with screen_log.open("wb") as screen:
+            process = subprocess.Popen(
+                args, stdin=subprocess.DEVNULL, stdout=screen, stderr=subprocess.STDOUT
+            )
+        uas = SippUas(scenario, host, port, process, message_log, error_log, screen_log)
+        started.append(uas)
+        wait_until_bound(host, port, process, timeout=5.0)
+        return uas
+
+    yield start
+    for uas in started:
+        uas.stop()
+
+
+@pytest.fixture
+def start_uac(sipp_binary: str, tmp_path: Path) -> Iterator[Callable[..., SippRun]]:
+    """Start a SIPp UAC scenario against ``target`` (host:port) without waiting for it.
+
+    The dialled number is ``service``; ``calls`` calls are placed at ``rate`` per
+    second; SIPp gives up (and fails) after ``timeout`` seconds.
+    """
+    runs: list[SippRun] = []
+
+    def start(
+        scenario: str,
+        target: str,
+        *,
+        service: str = "15551234567",
+        calls: int = 1,
+        rate: float = 10,
+        timeout: float = 30,
+        host: str = "127.0.0.1",
+        extra: Sequence[str] = (),
+    ) -> SippRun:
+        name = f"{Path(scenario).stem}-uac-{len(runs)}"
+        files = {
+            "stats": tmp_path / f"{name}.stats.csv",
+            "errors": tmp_path / f"{name}.err.log",
+            "messages": tmp_path / f"{name}.msg.log",
+            "screen": tmp_path / f"{name}.screen.log",
+        }
+        args = [
+            sipp_binary,
+            "-sf", str(FIXTURES_DIR / scenario),
+            target,
+            *sipp_common_args(host),
+            "-p", str(free_udp_port(host)),
+            "-s", service,
+            "-m", str(calls),
+            "-r", str(rate),
+            "-timeout", str(timeout),
+            "-timeout_error",
+            "-trace_stat", "-stf", str(files["stats"]),
+            "-trace_err", "-error_file", str(files["errors"]),
+            "-trace_msg", "-message_file", str(files["messages"]),
+            *extra,
+        ]  # fmt: skip
+        run = SippRun(scenario, args, files, timeout)
+        runs.append(run)
+        return run
+
+    yield start
+    for run in runs:
+        stop_process(run.process)
+
+
+@pytest.fixture
+def run_uac(start_uac: Callable[..., SippRun]) -> Callable[..., SippResult]:
+    """Run a SIPp UAC scenario to completion (same arguments as ``start_uac``)."""
+
+    def run(scenario: str, target: str, **options: Any) -> SippResult:
+        return start_uac(scenario, target, **options).finish()
+
+    return run
+
+
+@pytest.fixture
+def start_sipguard(tmp_path: Path) -> Iterator[Callable[..., Sipguard]]:
+    """Start sipguard with a configuration written for this test; stopped at the end."""
+    started: list[Sipguard] = []
+
+    def start(trunk_uri: str, **options: Any) -> Sipguard:
+        directory = tmp_path / f"sipguard-{len(started)}"
+        directory.mkdir()
+        (directory / "policy.yaml").write_text(
+            yaml.safe_dump({"blocked_prefixes": BLOCKED_PREFIXES})
+        )
+        config_path = directory / "sipguard.yaml"
+        config_path.write_text(yaml.safe_dump(sipguard_config(trunk_uri, **options)))
+        service = Sipguard(sipguard_command(), config_path, directory / "stderr.log")
+        started.append(service)
+        service.wait_for("service.started", timeout=SIPGUARD_START_TIMEOUT)
+        return service
+
+    yield start
+    hung = [service for service in started if not service.stop()]
+    if hung:
+        pytest.fail(
+            "sipguard did not exit within "
+            f"{PROCESS_STOP_TIMEOUT} s of SIGTERM:\n{hung[0].describe()}"
+        )
+
+
+@pytest.fixture
+def black_hole() -> Iterator[BlackHole]:
+    """A trunk that never answers (the port is open, so there is no ICMP error either)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    hole = BlackHole("127.0.0.1", sock)
+    reader = threading.Thread(target=hole.run, name="black-hole", daemon=True)
+    reader.start()
+    yield hole
+    hole.stopping.set()
+    reader.join(timeout=5)
+    sock.close()

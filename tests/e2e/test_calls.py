@@ -1,0 +1,279 @@
+"""End-to-end calls through a real sipguard process, driven by SIPp over loopback.
+
+The PBX is a SIPp UAC, the carrier trunk a SIPp UAS (or a silent socket); the
+scenarios are the ones in tests/sip_fixtures/, which testers also run by hand.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Callable
+
+import pytest
+from harness import BlackHole, Sipguard, SippMessage, SippResult, SippRun, SippUas
+
+pytestmark = pytest.mark.e2e
+
+ALLOWED = "15551234567"
+BLOCKED = "19005551234"
+
+StartUas = Callable[..., SippUas]
+StartSipguard = Callable[..., Sipguard]
+RunUac = Callable[..., SippResult]
+StartUac = Callable[..., SippRun]
+
+
+def assert_all_calls_succeeded(result: SippResult, calls: int) -> None:
+    """SIPp exited 0 and counted every call as successful."""
+    assert result.returncode == 0, result.describe()
+    assert result.successful == calls, result.describe()
+    assert result.failed == 0, result.describe()
+
+
+def call_ids(messages: list[SippMessage]) -> set[str | None]:
+    """The Call-IDs of some messages."""
+    return {message.header("Call-ID") for message in messages}
+
+
+def test_call_with_bye_from_caller_completes(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """Calls answered by the trunk and hung up by the PBX complete, on new Call-IDs."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_call_bye.xml", guard.target(), calls=3, extra=["-d", "300"])
+
+    assert_all_calls_succeeded(result, 3)
+    guard.wait_for("call.answered", count=3)
+    guard.wait_for("call.ended", count=3)
+    uas.stop()
+    trunk_invites = uas.messages("received", "INVITE ")
+    assert len(call_ids(trunk_invites)) == 3, uas.describe()
+    assert uas.received("BYE ") >= 3, uas.describe()
+    # A B2BUA, not a proxy: the trunk leg is a dialog of its own (DESIGN.md step 6).
+    assert call_ids(trunk_invites).isdisjoint(call_ids(result.messages("sent", "INVITE ")))
+
+
+def test_call_with_bye_from_callee_completes(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """Calls the trunk hangs up complete: its BYE reaches the PBX and the 200 gets back."""
+    uas = start_uas("uas_answer_bye.xml", extra=["-d", "300"])
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_call_wait_bye.xml", guard.target(), calls=2)
+
+    assert_all_calls_succeeded(result, 2)
+    assert len(result.messages("received", "BYE ")) >= 2, result.describe()
+    guard.wait_for("call.ended", count=2)
+    uas.stop()
+    assert uas.received("SIP/2.0 200") >= 2, uas.describe()  # the answers to its BYEs
+
+
+@pytest.mark.parametrize("number", [BLOCKED, "+19765550123"])
+def test_blocked_prefix_gets_403_and_never_reaches_the_trunk(
+    number: str, start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A premium-rate number gets 403, and neither its INVITE nor its ACK reaches the trunk."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_blocked.xml", guard.target(), service=number)
+
+    assert_all_calls_succeeded(result, 1)
+    guard.wait_for("call.rejected", where=lambda event: event.get("status") == 403)
+    assert not guard.events("call.forwarded"), guard.describe()
+    uas.stop()
+    assert uas.messages("received") == [], uas.describe()
+
+
+def test_cancel_while_ringing_gives_487(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A CANCEL while the trunk rings gives the PBX 487; the trunk gets the CANCEL and the ACK."""
+    uas = start_uas("uas_ring_cancel.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_cancel.xml", guard.target(), extra=["-d", "300"])
+
+    assert_all_calls_succeeded(result, 1)
+    uas.stop()
+    assert uas.received("CANCEL ") >= 1, uas.describe()
+    assert uas.received("ACK ") >= 1, uas.describe()  # hop-by-hop ACK for the trunk's 487
+    assert not guard.events("call.answered"), guard.describe()
+
+
+@pytest.mark.parametrize(
+    ("uas_scenario", "uac_scenario", "status"),
+    [("uas_busy.xml", "uac_busy.xml", 486), ("uas_unavailable.xml", "uac_unavailable.xml", 503)],
+)
+def test_trunk_failure_is_relayed_with_the_same_code(
+    uas_scenario: str,
+    uac_scenario: str,
+    status: int,
+    start_uas: StartUas,
+    start_sipguard: StartSipguard,
+    run_uac: RunUac,
+) -> None:
+    """The trunk's 486 or 503 reaches the PBX unchanged, and the trunk gets its ACK."""
+    uas = start_uas(uas_scenario)
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac(uac_scenario, guard.target())
+
+    assert_all_calls_succeeded(result, 1)
+    guard.wait_for("call.failed", where=lambda event: event.get("status") == status)
+    uas.stop()
+    assert uas.received("ACK ") >= 1, uas.describe()
+
+
+def test_silent_trunk_times_out_with_timer_b(
+    black_hole: BlackHole, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A trunk that never answers gives the PBX 408 (or 503) by Timer B, with one call.failed."""
+    t1 = 0.1
+    timer_b = 64 * t1  # RFC 3261 §17.1.1.2
+    guard = start_sipguard(black_hole.uri, sip={"t1": t1})
+
+    result = run_uac("uac_timeout.xml", guard.target(), timeout=timer_b + 10)
+
+    assert_all_calls_succeeded(result, 1)
+    (invite,) = result.messages("sent", "INVITE ")[:1]
+    finals = [
+        message
+        for message in result.messages("received", "SIP/2.0 ")
+        if message.start_line.split()[1] in ("408", "503")
+    ]
+    assert finals, result.describe()
+    waited = finals[0].timestamp - invite.timestamp
+    assert waited <= timer_b + 2.0, f"final response after {waited:.1f} s"
+    (failed,) = guard.wait_for("call.failed")
+    assert failed.get("status") in (408, 503), guard.describe()
+    assert finals[0].start_line.split()[1] == str(failed["status"])
+    time.sleep(1.0)  # a second call.failed for the same call would come about now
+    assert len(guard.events("call.failed")) == 1, guard.describe()
+    # Timer A: over UDP the INVITE to the trunk is retransmitted (RFC 3261 §17.1.1.2).
+    assert black_hole.requests("INVITE") >= 2
+
+
+def test_calls_complete_with_ten_percent_loss_at_the_pbx(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """With 10% of the PBX side's messages lost, all 50 calls still complete, once each."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac(
+        "uac_call_bye.xml",
+        guard.target(),
+        calls=50,
+        rate=25,
+        timeout=60,
+        extra=["-d", "200", "-lost", "10"],
+    )
+
+    assert_all_calls_succeeded(result, 50)
+    uas.stop()
+    # Retransmitted INVITEs from the PBX must not become second calls to the trunk.
+    assert len(call_ids(uas.messages("received", "INVITE "))) == 50, uas.describe()
+
+
+def test_no_state_is_left_after_500_calls(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """After 500 calls at 100/s and the transaction timers, SIGUSR1 stats show nothing left."""
+    uas = start_uas("uas_answer.xml")
+    # Short timers so terminated transactions go away in seconds: Timer J = 64*T1 = 6.4 s,
+    # Timers D, I and K = 1 s.
+    guard = start_sipguard(uas.uri, sip={"t1": 0.1, "t4": 1.0, "timer_d": 1.0})
+
+    result = run_uac("uac_call_bye.xml", guard.target(), calls=500, rate=100, timeout=60)
+
+    assert_all_calls_succeeded(result, 500)
+    deadline = time.monotonic() + 20.0
+    stats = guard.stats()
+    while time.monotonic() < deadline and (
+        stats.get("calls") != 0 or stats.get("transactions") != 0 or stats.get("dialogs") != 0
+    ):
+        time.sleep(0.5)
+        stats = guard.stats()
+    assert stats.get("calls") == 0, stats
+    assert stats.get("transactions") == 0, stats
+    assert stats.get("dialogs") == 0, stats
+
+
+def test_options_ping_is_answered_locally(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """An OPTIONS ping from the PBX gets 200 from sipguard and is not relayed to the trunk."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_options.xml", guard.target(), service="sipguard")
+
+    assert_all_calls_succeeded(result, 1)
+    uas.stop()
+    assert uas.received("OPTIONS ") == 0, uas.describe()
+
+
+def test_call_over_ipv6_loopback_completes(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A call from a PBX on [::1] to a trunk on [::1] completes."""
+    uas = start_uas("uas_answer.xml", host="::1")
+    guard = start_sipguard(uas.uri, listen=["udp:[::1]:0"], peers=["::1/128"])
+    host, _ = guard.address()
+    assert host == "::1"
+
+    result = run_uac("uac_call_bye.xml", guard.target(), host="::1", extra=["-d", "200"])
+
+    assert_all_calls_succeeded(result, 1)
+    guard.wait_for("call.ended")
+
+
+def test_unknown_source_gets_403(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """An INVITE from an address that is not a configured peer gets 403 and goes nowhere."""
+    uas = start_uas("uas_answer.xml")
+    # 192.0.2.0/24 is TEST-NET-1 (RFC 5737): configured, never contacted.
+    guard = start_sipguard(uas.uri, peers=["192.0.2.10/32"])
+
+    result = run_uac("uac_blocked.xml", guard.target(), service=ALLOWED)
+
+    assert_all_calls_succeeded(result, 1)
+    uas.stop()
+    assert uas.messages("received") == [], uas.describe()
+
+
+def test_sigterm_when_idle_exits_zero(start_sipguard: StartSipguard, black_hole: BlackHole) -> None:
+    """SIGTERM with no call in progress stops the service promptly with exit code 0."""
+    guard = start_sipguard(black_hole.uri, drain_grace=5)
+
+    began = time.monotonic()
+    guard.process.send_signal(signal.SIGTERM)
+    returncode = guard.process.wait(timeout=10)
+
+    assert returncode == 0, guard.describe()
+    assert time.monotonic() - began < 5.0, "an idle service should not wait out drain_grace"
+    guard.wait_for("service.stopped", timeout=2)
+
+
+def test_sigterm_lets_a_call_in_progress_finish(
+    start_uas: StartUas, start_sipguard: StartSipguard, start_uac: StartUac
+) -> None:
+    """SIGTERM during a call drains it: the call still ends normally, then the exit code is 0."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri, drain_grace=5)
+    call = start_uac("uac_call_bye.xml", guard.target(), timeout=15, extra=["-d", "1500"])
+    guard.wait_for("call.answered")
+
+    guard.process.send_signal(signal.SIGTERM)
+    result = call.finish()
+    returncode = guard.process.wait(timeout=10)
+
+    assert_all_calls_succeeded(result, 1)
+    assert returncode == 0, guard.describe()
+    guard.wait_for("call.ended", timeout=2)
