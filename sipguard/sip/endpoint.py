@@ -240,13 +240,12 @@ class Endpoint:
         if isinstance(transaction, ClientTransaction):
             if self._client.get(transaction.key) is transaction:
                 del self._client[transaction.key]
-        else:
+        elif isinstance(transaction, ServerTransaction):
             if self._server.get(transaction.key) is transaction:
                 del self._server[transaction.key]
-            for key, accepted in list(self._accepted.items()):
-                if accepted is transaction:
-                    del self._accepted[key]
-                    break
+            accepted_key = transaction.accepted_key
+            if accepted_key is not None and self._accepted.get(accepted_key) is transaction:
+                del self._accepted[accepted_key]
 
     def _reject_unparseable(
         self, error: MessageParseError, source: Address, local: Address
@@ -430,6 +429,7 @@ class Endpoint:
         if transaction.is_invite and 200 <= response.status_code < 300:
             to_tag = response.to_tag or ""
             key = (transaction.request.call_id, transaction.request.cseq.number, to_tag)
+            transaction.accepted_key = key
             self._accepted[key] = transaction
         self._after_input(transaction)
 

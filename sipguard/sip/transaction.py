@@ -386,6 +386,9 @@ class ServerTransaction(Transaction):
         self._last_response_bytes: bytes | None = None
         self.acknowledged = False
         self.no_ack_reported = False
+        # (Call-ID, CSeq number, To tag) under which the endpoint matches the
+        # ACK for a 2xx, which arrives with a branch of its own.
+        self.accepted_key: tuple[str, int, str] | None = None
 
     @property
     def final_status(self) -> int | None:
