@@ -281,10 +281,10 @@ class Controller:
         other = call.dialog(side.other)
         if other is None or other.remote_tag is None:
             return []
-        if side is Side.PBX and ack.cseq.number == call.pbx_invite.request.cseq.number:
+        if side is Side.PBX and ack.cseq.number == call.pbx_invite.cseq_number:
             if call.trunk_ack is not None or call.trunk_invite is None:
                 return []
-            cseq = call.trunk_invite.request.cseq.number
+            cseq = call.trunk_invite.cseq_number
             request = other.create_request("ACK", cseq=cseq)
             _copy_headers(ack, request.headers, ("Content-Type", "Content-Disposition"))
             request.body = ack.body
@@ -339,8 +339,8 @@ class Controller:
         parts = value.split()
         if len(parts) != 3:
             return
-        invite_cseq = (call.trunk_invite.request.cseq.number if side is Side.PBX
-                       else call.pbx_invite.request.cseq.number)
+        invite_cseq = (call.trunk_invite.cseq_number if side is Side.PBX
+                       else call.pbx_invite.cseq_number)
         relayed.headers.set("RAck", f"{parts[0]} {invite_cseq} {parts[2]}")
 
     def _on_bye(
@@ -503,7 +503,7 @@ class Controller:
         trunk.confirm(response)
         if call.cancelled or call.pbx_invite.final_status is not None:
             # The answer crossed our CANCEL (RFC 3261 §9.1): ACK it, then BYE.
-            ack = trunk.create_request("ACK", cseq=call.trunk_invite.request.cseq.number)
+            ack = trunk.create_request("ACK", cseq=call.trunk_invite.cseq_number)
             call.trunk_ack = self.endpoint.send_ack(ack, trunk.next_hop())
             call.state = CallState.ENDING
             self._send_bye(call, Side.TRUNK, now)

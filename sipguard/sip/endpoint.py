@@ -428,7 +428,7 @@ class Endpoint:
         transaction.respond(response, now)
         if transaction.is_invite and 200 <= response.status_code < 300:
             to_tag = response.to_tag or ""
-            key = (transaction.request.call_id, transaction.request.cseq.number, to_tag)
+            key = (transaction.call_id, transaction.cseq_number, to_tag)
             transaction.accepted_key = key
             self._accepted[key] = transaction
         self._after_input(transaction)
@@ -473,7 +473,9 @@ class Endpoint:
         yet, or a final response already came): the TU tries again later or
         gives up.
         """
-        if invite.last_provisional is None or invite.final_response is not None:
+        if not invite.has_provisional or invite.final_status is not None:
+            return None
+        if invite.is_terminated:
             return None
         original = invite.request
         headers = Headers()

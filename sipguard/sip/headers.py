@@ -115,6 +115,8 @@ _CANONICAL_NAMES = {
 for _compact, _full in COMPACT_FORMS.items():
     _CANONICAL_NAMES[_compact] = _full
     _CANONICAL_NAMES[_full.lower()] = _full
+for _full in list(_CANONICAL_NAMES.values()):
+    _CANONICAL_NAMES[_full] = _full
 
 # Headers whose grammar is a comma-separated list (RFC 3261 §7.3.1); others,
 # such as WWW-Authenticate or Date, contain commas that do not separate values.
@@ -157,6 +159,9 @@ def canonical_name(name: str) -> str:
     Names we do not know are capitalised word by word (``x-foo`` becomes
     ``X-Foo``), so that lookups of any header ignore case.
     """
+    known = _CANONICAL_NAMES.get(name)  # most callers pass the canonical spelling
+    if known is not None:
+        return known
     lowered = name.lower()
     known = _CANONICAL_NAMES.get(lowered)
     if known is not None:
@@ -164,6 +169,7 @@ def canonical_name(name: str) -> str:
     spelled = "-".join(part[:1].upper() + part[1:] for part in lowered.split("-"))
     if len(_CANONICAL_NAMES) < _MAX_LEARNED_NAMES:
         _CANONICAL_NAMES[lowered] = spelled
+        _CANONICAL_NAMES[spelled] = spelled
     return spelled
 
 

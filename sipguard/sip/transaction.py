@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from sipguard.sip.errors import LocalProtocolError
 from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request, Response
+from sipguard.sip.uri import Uri
 
 Address = tuple[str, int]
 SendFunction = Callable[[bytes, Address, Address], None]
@@ -196,8 +197,17 @@ def response_input(status_code: int) -> Input:
     return I.FAILURE
 
 
+# Stands in for a request a transaction no longer needs, so that a call that
+# lasts an hour does not keep its INVITE's text and parsed headers in memory.
+RELEASED_REQUEST = Request("RELEASED", Uri(scheme="sip", host="released.invalid"), Headers())
+
+
 class Transaction:
-    """What client and server transactions share: state, timers and sending."""
+    """What client and server transactions share: state, timers and sending.
+
+    ``call_id`` and ``cseq_number`` outlive the request itself, which is
+    released once the transaction can no longer need it.
+    """
 
     table: Table
     is_client: bool
@@ -213,6 +223,8 @@ class Transaction:
         self.key = key
         self.request = request
         self.method = request.method
+        self.call_id = request.call_id
+        self.cseq_number = request.cseq.number
         self.local = local
         self.settings = settings
         self.state = S.TERMINATED
@@ -292,8 +304,8 @@ class ClientTransaction(Transaction):
         self.is_invite = request.method == "INVITE"
         self.table = CLIENT_INVITE if self.is_invite else CLIENT_NON_INVITE
         self.request_bytes = request.to_bytes()
-        self.last_provisional: Response | None = None
-        self.final_response: Response | None = None
+        self.has_provisional = False
+        self.final_status: int | None = None
         self._ack_bytes: bytes | None = None
 
     def start(self, now: float) -> None:
@@ -311,10 +323,14 @@ class ClientTransaction(Transaction):
     def receive_response(self, response: Response, now: float) -> bool:
         """Feed a matching response; return True when the TU should see it."""
         if response.status_code < 200:
-            self.last_provisional = response
-        elif self.final_response is None:
-            self.final_response = response
+            self.has_provisional = True
+        elif self.final_status is None:
+            self.final_status = response.status_code
         reports = self._apply(response_input(response.status_code), response, now)
+        if self.state not in (S.CALLING, S.TRYING, S.PROCEEDING):
+            # No more retransmissions of the request, and the ACK (if any) is built.
+            self.request_bytes = b""
+            self.request = RELEASED_REQUEST
         return any(action is A.PASS_TO_TU for action, _ in reports)
 
     def _perform(
@@ -382,20 +398,14 @@ class ServerTransaction(Transaction):
         self.is_invite = request.method == "INVITE"
         self.table = SERVER_INVITE if self.is_invite else SERVER_NON_INVITE
         self.state = S.PROCEEDING if self.is_invite else S.TRYING
-        self.last_response: Response | None = None
+        self.last_status: int | None = None
+        self.final_status: int | None = None
         self._last_response_bytes: bytes | None = None
         self.acknowledged = False
         self.no_ack_reported = False
         # (Call-ID, CSeq number, To tag) under which the endpoint matches the
         # ACK for a 2xx, which arrives with a branch of its own.
         self.accepted_key: tuple[str, int, str] | None = None
-
-    @property
-    def final_status(self) -> int | None:
-        """The status code of the final response sent, or None."""
-        if self.last_response is None or self.last_response.status_code < 200:
-            return None
-        return self.last_response.status_code
 
     def respond(self, response: Response, now: float) -> None:
         """Send a response from the TU."""
@@ -406,7 +416,10 @@ class ServerTransaction(Transaction):
         row = self.table.get((self.state, response_input(response.status_code)))
         if row is None:
             raise LocalProtocolError(f"cannot send {response.status_code} in {self.state.value}")
-        self.last_response = response
+        self.last_status = response.status_code
+        if response.status_code >= 200:
+            self.final_status = response.status_code
+            self.request = RELEASED_REQUEST  # no more responses will be built from it
         self._last_response_bytes = response.to_bytes()
         self._apply(response_input(response.status_code), response, now)
 
@@ -419,6 +432,7 @@ class ServerTransaction(Transaction):
         first = not self.acknowledged
         self.acknowledged = True
         self._apply(I.ACK, None, now)
+        self._last_response_bytes = None  # nothing is resent after the ACK
         return first
 
     def _perform(

@@ -24,6 +24,7 @@ SIP_SCHEMES = frozenset({"sip", "sips"})
 SUPPORTED_SCHEMES = frozenset({"sip", "sips", "tel"})
 
 _HOST = re.compile(r"[A-Za-z0-9\-.]+\Z")
+_BAD_USER = re.compile(r'[ \t<>@"]')
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\Z")
 
 
@@ -149,7 +150,7 @@ def parse_uri(text: str) -> Uri:
         userinfo, rest = rest[:at], rest[at + 1 :]
         user, colon, password_text = userinfo.partition(":")
         password = password_text if colon else None
-        if not user or any(char in user for char in " \t<>@\"") :
+        if not user or _BAD_USER.search(user) is not None:
             raise RemoteProtocolError(f"Bad user part in {text!r}")
     host_port, _, parameter_text = rest.partition(";")
     host, port = parse_host_port(host_port)
