@@ -95,6 +95,7 @@ class Call:
     cancel_sent: bool = False
     trunk_ack: bytes | None = None
     ended_by: str | None = None
+    ring_deadline: float | None = None
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
     # -> the CSeq of the INVITE we sent on the other leg.
     ack_map: dict[tuple[Side, int], int] = field(default_factory=dict)

@@ -20,6 +20,7 @@ leg; the call is forgotten when that BYE is answered or times out.
 
 from __future__ import annotations
 
+import heapq
 import itertools
 
 from sipguard.calls import (
@@ -67,6 +68,7 @@ class Controller:
         peers: list[Peer],
         trunks: list[Trunk],
         extension_header: str = "X-Sipguard-Extension",
+        ring_timeout: float = 180.0,
     ) -> None:
         self.endpoint = endpoint
         self.peers = list(peers)
@@ -80,6 +82,10 @@ class Controller:
         self._contexts: dict[ClientTransaction, ClientContext] = {}
         self._trunk_hosts = {trunk.address[0] for trunk in trunks}
         self.draining = False
+        self.ring_timeout = ring_timeout
+        # Controller deadlines: (when, sequence, call key). Stale entries are skipped.
+        self._deadlines: list[tuple[float, int, int]] = []
+        self._deadline_sequence = itertools.count()
 
     # -- introspection -------------------------------------------------------
 
@@ -98,9 +104,21 @@ class Controller:
     def handle(self, event: Event, now: float) -> list[Command]:
         """React to one endpoint event."""
         if isinstance(event, RequestReceived):
-            return self._on_request(event, now)
+            try:
+                return self._on_request(event, now)
+            except RemoteProtocolError as error:
+                # A header parsed only now (Contact, Record-Route…) is malformed.
+                if event.transaction is not None:
+                    self._respond(event.transaction, 400, now, reason=error.reason,
+                                  to_tag=self._token(10))
+                return [LogEvent("sip.request_refused", "info", {
+                    "call_id": event.request.call_id, "status": 400, "reason": error.reason})]
         if isinstance(event, ResponseReceived):
-            return self._on_response(event.response, event.transaction, now)
+            try:
+                return self._on_response(event.response, event.transaction, now)
+            except RemoteProtocolError as error:
+                return [LogEvent("sip.message_discarded", "info", {
+                    "reason": error.reason, "call_id": event.response.call_id})]
         if isinstance(event, TransactionTimedOut):
             return self._on_timeout(event.transaction, now)
         if isinstance(event, CancelReceived):
@@ -142,6 +160,38 @@ class Controller:
             self._finish(call)
             return commands
         commands.extend(self._place_trunk_call(call, self.trunks[0], now))
+        return commands
+
+    # -- timers ------------------------------------------------------------------
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` is next due, or None."""
+        while self._deadlines:
+            deadline, _, key = self._deadlines[0]
+            call = self._calls.get(key)
+            if call is None or call.ring_deadline != deadline:
+                heapq.heappop(self._deadlines)
+                continue
+            return deadline
+        return None
+
+    def handle_timer(self, now: float) -> list[Command]:
+        """Fire due controller timers: a trunk that rings too long is cancelled."""
+        commands: list[Command] = []
+        while self._deadlines and self._deadlines[0][0] <= now:
+            deadline, _, key = heapq.heappop(self._deadlines)
+            call = self._calls.get(key)
+            if call is None or call.ring_deadline != deadline:
+                continue
+            call.ring_deadline = None
+            if call.pbx_invite.final_status is None and not call.cancelled:
+                # Like a proxy's Timer C (RFC 3261 §16.6): give up on endless ringing.
+                self._respond(call.pbx_invite, 408, now, to_tag=call.pbx.local_tag)
+                call.cancelled = True
+                self._try_cancel_trunk(call, now)
+                commands.append(LogEvent("call.failed", "info", {
+                    **call.log_fields(), "status": 408, "trunk": call.trunk_name,
+                    "reason": f"no answer within {self.ring_timeout:g} s"}))
         return commands
 
     # -- requests ----------------------------------------------------------------
@@ -256,6 +306,9 @@ class Controller:
         self._by_dialog[(Side.TRUNK, trunk_dialog.call_id, trunk_dialog.local_tag)] = call
         transaction = self.endpoint.send_request(request, destination, now)
         call.trunk_invite = transaction
+        call.ring_deadline = now + self.ring_timeout
+        heapq.heappush(self._deadlines,
+                       (call.ring_deadline, next(self._deadline_sequence), call.key))
         self._track(transaction, ClientContext(call, RelayKind.INITIAL_INVITE, Side.TRUNK))
         return [LogEvent("call.forwarded", "info", {
             **call.log_fields(), "trunk": trunk.name, "trunk_call_id": trunk_dialog.call_id})]
@@ -509,6 +562,7 @@ class Controller:
             self._send_bye(call, Side.TRUNK, now)
             return []
         call.state = CallState.CONFIRMED
+        call.ring_deadline = None
         self._relay_to_pbx(call, response, now)
         return [LogEvent("call.answered", "info", {
             **call.log_fields(), "status": response.status_code, "trunk": call.trunk_name})]

@@ -118,7 +118,8 @@ class Service:
                                  settings.timers, settings.max_message_size,
                                  server_name=settings.user_agent)
         self.controller = Controller(self.endpoint, list(settings.peers), list(settings.trunks),
-                                     extension_header=settings.extension_header)
+                                     extension_header=settings.extension_header,
+                                     ring_timeout=settings.ring_timeout)
         readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
         self._install_signals()
         logs.lifecycle_logger().warning(
@@ -248,6 +249,7 @@ class Service:
         try:
             for event in endpoint.handle_timer(now):
                 self._run(controller.handle(event, now), now)
+            self._run(controller.handle_timer(now), now)
         except Exception:
             self.log.exception("sip.internal_error", during="timer")
         self._flush()

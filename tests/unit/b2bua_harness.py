@@ -85,12 +85,14 @@ class Harness:
         target = self.now + seconds
         sent: list[Sent] = []
         while True:
-            deadline = self.endpoint.get_timer()
-            if deadline is None or deadline > target:
+            deadlines = [when for when in (self.endpoint.get_timer(), self.controller.get_timer())
+                         if when is not None]
+            if not deadlines or min(deadlines) > target:
                 break
-            self.now = max(self.now, deadline)
+            self.now = max(self.now, min(deadlines))
             for event in self.endpoint.handle_timer(self.now):
                 self._run(self.controller.handle(event, self.now))
+            self._run(self.controller.handle_timer(self.now))
             sent.extend(self._collect())
         self.now = target
         return sent

@@ -381,3 +381,42 @@ def test_emergency_number_is_forwarded_even_under_a_broad_block():
     assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["INVITE"]
     sent = harness.feed(invite("9123", call_id="call-2", branch="z9hG4bK-i2"), PBX)
     assert 403 in [m.status_code for m in only(sent, PBX) if isinstance(m, Response)]
+
+
+def test_endless_ringing_is_cancelled_at_the_ring_timeout():
+    """A trunk that rings past the ring timeout is cancelled and the PBX gets 408."""
+    harness = Harness()
+    harness.controller.ring_timeout = 60.0
+    trunk_invite, _ = _trunk_invite(harness)
+    harness.feed(response_to(trunk_invite, 180, "Ringing"), TRUNK)
+    assert harness.advance(59.0) == []
+    sent = harness.advance(1.0)
+    assert [m.status_code for m in only(sent, PBX) if isinstance(m, Response)] == [408]
+    assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["CANCEL"]
+    assert "no answer within 60 s" in harness.events("call.failed")[0].fields["reason"]
+    harness.feed(response_to(trunk_invite, 487, "Request Terminated"), TRUNK)
+    assert harness.controller.live_calls == 0
+    assert harness.controller.get_timer() is None
+
+
+def test_answered_call_has_no_ring_timeout():
+    """Once answered, the ring timeout no longer applies."""
+    harness = Harness()
+    harness.controller.ring_timeout = 10.0
+    _answered_call(harness)
+    assert harness.controller.get_timer() is None
+    sent = harness.advance(20.0)
+    assert [m for m in only(sent, PBX) if isinstance(m, Response) and m.status_code == 408] == []
+    assert harness.controller.live_calls == 1
+
+
+def test_malformed_contact_in_dialog_gets_400():
+    """A re-INVITE whose Contact cannot be parsed is answered 400, not dropped."""
+    harness = Harness()
+    _, ok = _answered_call(harness)
+    reinvite = _in_dialog("INVITE", ok, "z9hG4bK-badc", 2).replace(
+        b"Contact: <sip:201@127.0.0.1:5070>", b"Contact: <sip:201@[bad>")
+    sent = harness.feed(reinvite, PBX)
+    statuses = [m.status_code for m in only(sent, PBX) if isinstance(m, Response)]
+    assert statuses[-1] == 400
+    assert only(sent, TRUNK) == []
