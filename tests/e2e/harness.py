@@ -293,6 +293,8 @@ class Sipguard:
     def __init__(self, command: Sequence[str], config_path: Path, stderr_path: Path) -> None:
         self.config_path = config_path
         self.stderr_path = stderr_path
+        # A copy of stdout beside the configuration, to read after a failed test.
+        self.stdout_path = config_path.parent / "stdout.jsonl"
         self.log: list[Event] = []
         self._changed = threading.Condition()
         env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -313,19 +315,25 @@ class Sipguard:
     def _read_stdout(self) -> None:
         # Ends at EOF, that is when the process exits (the fixture always stops it).
         assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            line = raw.decode("utf-8", errors="replace").strip()
-            if not line:
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                event = None
-            if not isinstance(event, dict):
-                event = {"event": "<not json>", "line": line}
-            with self._changed:
-                self.log.append(event)
-                self._changed.notify_all()
+        with self.stdout_path.open("wb") as copy:
+            for raw in self.process.stdout:
+                copy.write(raw)
+                copy.flush()
+                self._parse(raw)
+
+    def _parse(self, raw: bytes) -> None:
+        line = raw.decode("utf-8", errors="replace").strip()
+        if not line:
+            return
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not isinstance(event, dict):
+            event = {"event": "<not json>", "line": line}
+        with self._changed:
+            self.log.append(event)
+            self._changed.notify_all()
 
     # -- reading the log
 
@@ -503,3 +511,80 @@ class BlackHole:
         """How many datagrams were ``method`` requests."""
         prefix = method.encode() + b" "
         return sum(1 for data in self.datagrams if data.startswith(prefix))
+
+
+# --------------------------------------------------------------------------- raw SIP over UDP
+
+
+def raw_invite(target: tuple[str, int], local: tuple[str, int], number: str, **headers: str) -> str:
+    """A minimal INVITE from ``local`` to ``target``; ``headers`` override the defaults."""
+    branch = f"z9hG4bK-raw-{time.monotonic_ns()}"
+    fields = {
+        "Via": f"SIP/2.0/UDP {host_port(*local)};branch={branch}",
+        "Max-Forwards": "70",
+        "From": f"<sip:2001@{host_port(*local)}>;tag=raw{time.monotonic_ns()}",
+        "To": f"<sip:{number}@{host_port(*target)}>",
+        "Call-ID": f"raw-{time.monotonic_ns()}@e2e.invalid",
+        "CSeq": "1 INVITE",
+        "Contact": f"<sip:2001@{host_port(*local)}>",
+        "Content-Length": "0",
+    }
+    fields.update({name.replace("_", "-"): value for name, value in headers.items()})
+    lines = [f"INVITE sip:{number}@{host_port(*target)} SIP/2.0"]
+    lines += [f"{name}: {value}" for name, value in fields.items()]
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def ack_for(invite: str, response: str) -> str:
+    """The ACK for a non-2xx final response: the INVITE's Via, the response's To (RFC 3261 §17.1.1.3)."""
+    request_line, *header_lines = invite.split("\r\n\r\n", 1)[0].split("\r\n")
+    response_headers = response.split("\r\n\r\n", 1)[0].split("\r\n")[1:]
+    to = next((line for line in response_headers if line.lower().startswith(("to:", "t:"))), "")
+    lines = [request_line.replace("INVITE ", "ACK ", 1)]
+    for line in header_lines:
+        name = line.split(":", 1)[0].strip().lower()
+        if name in ("to", "t"):
+            lines.append(to or line)
+        elif name == "cseq":
+            lines.append("CSeq: " + line.split(":", 1)[1].split()[0] + " ACK")
+        elif name in ("via", "v", "max-forwards", "from", "f", "call-id", "i"):
+            lines.append(line)
+    lines.append("Content-Length: 0")
+    return "\r\n".join(lines) + "\r\n\r\n"
+
+
+def udp_invite_transaction(
+    target: tuple[str, int], number: str, timeout: float = 5.0, **headers: str
+) -> list[str]:
+    """Send one INVITE over UDP like a PBX (Timer A retransmissions at T1 = 0.5 s), ACK the
+    final response if it is not a 2xx, and return every response received (whole texts)."""
+    host = target[0]
+    with socket.socket(family_of(host), socket.SOCK_DGRAM) as sock:
+        sock.bind((host, 0))
+        local = sock.getsockname()[:2]
+        invite = raw_invite(target, local, number, **headers)
+        responses: list[str] = []
+        deadline = time.monotonic() + timeout
+        interval = 0.5
+        sock.sendto(invite.encode(), target)
+        next_send = time.monotonic() + interval
+        while time.monotonic() < deadline:
+            sock.settimeout(max(0.01, min(next_send, deadline) - time.monotonic()))
+            try:
+                data = sock.recv(65536)
+            except TimeoutError:
+                if not responses:  # retransmit only until something answers
+                    sock.sendto(invite.encode(), target)
+                    interval = min(interval * 2, 4.0)
+                next_send = time.monotonic() + interval
+                continue
+            text = data.decode(errors="replace")
+            if not text.startswith("SIP/2.0 "):
+                continue  # not a response to us
+            responses.append(text)
+            status = int(text.split(None, 2)[1])
+            if status >= 200:
+                if status >= 300:
+                    sock.sendto(ack_for(invite, text).encode(), target)
+                break
+        return responses

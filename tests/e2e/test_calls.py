@@ -11,7 +11,15 @@ import time
 from collections.abc import Callable
 
 import pytest
-from harness import BlackHole, Sipguard, SippMessage, SippResult, SippRun, SippUas
+from harness import (
+    BlackHole,
+    Sipguard,
+    SippMessage,
+    SippResult,
+    SippRun,
+    SippUas,
+    udp_invite_transaction,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -70,6 +78,25 @@ def test_call_with_bye_from_callee_completes(
     guard.wait_for("call.ended", count=2)
     uas.stop()
     assert uas.received("SIP/2.0 200") >= 2, uas.describe()  # the answers to its BYEs
+
+
+def test_requests_inside_the_dialog_are_relayed(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A re-INVITE (hold), an INFO (DTMF) and an UPDATE from the PBX reach the trunk and are answered."""
+    uas = start_uas("uas_answer_midcall.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_call_midcall.xml", guard.target(), calls=2, extra=["-d", "100"])
+
+    assert_all_calls_succeeded(result, 2)
+    guard.wait_for("call.ended", count=2)
+    uas.stop()
+    invites = uas.messages("received", "INVITE ")
+    assert sum(1 for m in invites if "a=sendonly" in m.text) >= 2, uas.describe()
+    infos = uas.messages("received", "INFO ")
+    assert len(infos) >= 2 and all("Signal=5" in m.text for m in infos), uas.describe()
+    assert uas.received("UPDATE ") >= 2, uas.describe()
 
 
 @pytest.mark.parametrize("number", [BLOCKED, "+19765550123"])
@@ -277,3 +304,16 @@ def test_sigterm_lets_a_call_in_progress_finish(
     assert_all_calls_succeeded(result, 1)
     assert returncode == 0, guard.describe()
     guard.wait_for("call.ended", timeout=2)
+
+
+def test_max_forwards_zero_gets_483(start_uas: StartUas, start_sipguard: StartSipguard) -> None:
+    """An INVITE with Max-Forwards: 0 gets 483 Too Many Hops and goes no further."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri)
+
+    responses = udp_invite_transaction(guard.address(), ALLOWED, Max_Forwards="0")
+
+    finals = [r.split(None, 2)[1] for r in responses if not r.startswith("SIP/2.0 1")]
+    assert finals == ["483"], responses  # RFC 3261 §16.3 step 3
+    uas.stop()
+    assert uas.messages("received") == [], uas.describe()
