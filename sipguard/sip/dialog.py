@@ -7,6 +7,7 @@ controller never writes From, To, Call-ID, CSeq or Route by hand.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from sipguard.sip.errors import RemoteProtocolError
@@ -69,7 +70,7 @@ class Dialog:
             remote_cseq=request.cseq.number,
             remote_target=contact.uri,
             local_contact=local_contact,
-            route_set=list(request.headers.values("Record-Route")),
+            route_set=checked_routes(request.headers.values("Record-Route")),
         )
 
     def confirm(self, response: Response) -> None:
@@ -81,7 +82,7 @@ class Dialog:
         first = self.remote_tag is None
         if first:
             self.remote_tag = response.to_tag
-            self.route_set = list(reversed(response.headers.values("Record-Route")))
+            self.route_set = checked_routes(reversed(response.headers.values("Record-Route")))
         self.refresh_target(response.contact)
 
     def refresh_target(self, contact: NameAddress | None) -> None:
@@ -112,6 +113,16 @@ class Dialog:
         if method in TARGET_REFRESH_METHODS:
             headers.add("Contact", self.local_contact)
         return Request(method, self.remote_target, headers)
+
+
+def checked_routes(values: Iterable[str]) -> list[str]:
+    """Route set entries, each parsed once so a broken one is refused up front."""
+    routes = list(values)
+    for route in routes:
+        address = parse_name_address(route)
+        if not address.uri.is_sip or not address.uri.host:
+            raise RemoteProtocolError(f"Bad Record-Route {route!r}")
+    return routes
 
 
 # Requests that carry a Contact and refresh the remote target (RFC 3261 §12.2, RFC 3311).

@@ -13,7 +13,7 @@ from sipguard.calls import Command, LogEvent, Peer, ScreenAttempt, Trunk
 from sipguard.controller import Controller
 from sipguard.policy import CallAttempt, Decision, PrefixPolicy, evaluate
 from sipguard.sip.endpoint import Datagram, Endpoint
-from sipguard.sip.message import Request, Response, parse_message
+from sipguard.sip.message import MessageParseError, Request, Response, parse_message
 from sipguard.sip.transaction import TimerSettings
 from sipguard.sip.uri import parse_uri
 
@@ -43,6 +43,7 @@ class Harness:
     policy: PrefixPolicy = field(default_factory=lambda: PrefixPolicy(("1900", "1976")))
     settings: TimerSettings = field(default_factory=TimerSettings)
     now: float = 1000.0
+    strict: bool = True
 
     def __post_init__(self) -> None:
         self.endpoint = Endpoint([SIPGUARD], self.settings, token=_counter_tokens())
@@ -50,6 +51,7 @@ class Harness:
         trunk_uri = parse_uri(f"sip:{TRUNK[0]}:{TRUNK[1]}")
         self.controller = Controller(self.endpoint, [peer], [Trunk("carrier", trunk_uri, TRUNK)])
         self.logs: list[LogEvent] = []
+        self.unparsed: list[bytes] = []
         self.attempts: list[CallAttempt] = []
 
     def screen(self, attempt: CallAttempt) -> Decision:
@@ -70,7 +72,16 @@ class Harness:
         out: list[Sent] = []
         for datagram in self.endpoint.datagrams_to_send():
             assert isinstance(datagram, Datagram)
-            out.append(Sent(parse_message(datagram.data), datagram.destination))
+            try:
+                message = parse_message(datagram.data)
+            except MessageParseError:
+                # An error response echoes the broken headers it answers (RFC 3261
+                # §8.2.6.2); such a datagram is kept raw.
+                if self.strict:
+                    raise
+                self.unparsed.append(datagram.data)
+                continue
+            out.append(Sent(message, datagram.destination))
         return out
 
     def feed(self, data: bytes | Request | Response, source: tuple[str, int]) -> list[Sent]:
