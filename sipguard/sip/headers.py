@@ -150,6 +150,10 @@ LIST_HEADERS = frozenset(
 )
 
 
+# The exact spellings that need no further checking (canonical names, their
+# lower-case forms and the compact forms); learned names are not added here.
+KNOWN_NAMES: dict[str, str] = dict(_CANONICAL_NAMES)
+
 _MAX_LEARNED_NAMES = 4096
 
 

@@ -12,11 +12,13 @@ Bodies are bytes and are never decoded or altered.
 
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar, overload
 
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.grammar import is_token
 from sipguard.sip.headers import (
+    KNOWN_NAMES,
     CSeq,
     Headers,
     NameAddress,
@@ -70,6 +72,36 @@ REASON_PHRASES = {
     600: "Busy Everywhere",
     603: "Decline",
 }
+
+_T = TypeVar("_T")
+
+
+class cached_property(Generic[_T]):  # noqa: N801 - named after functools.cached_property
+    """functools.cached_property without its lock (Python 3.11 takes one per access).
+
+    Messages are used by one thread; the value is stored in the instance
+    dictionary on first use, so later reads never reach this descriptor.
+    """
+
+    def __init__(self, function: Callable[[Any], _T]) -> None:
+        self.function = function
+        self.name = function.__name__
+        self.__doc__ = function.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, instance: None, owner: type | None = None) -> cached_property[_T]: ...
+    @overload
+    def __get__(self, instance: object, owner: type | None = None) -> _T: ...
+    def __get__(self, instance: object | None, owner: type | None = None) -> Any:
+        if instance is None:
+            return self
+        value = self.function(instance)
+        instance.__dict__[self.name] = value
+        return value
+
 
 _ENCODING = "utf-8"
 _ERRORS = "surrogateescape"  # undecodable bytes survive a round trip untouched
@@ -233,6 +265,8 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
 
 def _parse_header_lines(lines: list[str]) -> Headers:
     fields: list[tuple[str, str]] = []
+    append = fields.append
+    known_names = KNOWN_NAMES
     for line in lines:
         if not line:
             continue
@@ -241,13 +275,18 @@ def _parse_header_lines(lines: list[str]) -> Headers:
             if not fields:
                 raise RemoteProtocolError("Continuation line before any header")
             name, value = fields[-1]
-            fields[-1] = (name, f"{value} {line.strip()}")
+            fields[-1] = (name, f"{value} {line.strip()}".strip())
             continue
         name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not is_token(name):
+        canonical = known_names.get(name)
+        if canonical is None:
+            name = name.rstrip(" \t")
+            if not colon or not is_token(name):
+                raise RemoteProtocolError(f"Malformed header line {line[:40]!r}")
+            canonical = canonical_name(name)
+        elif not colon:
             raise RemoteProtocolError(f"Malformed header line {line[:40]!r}")
-        fields.append((canonical_name(name), value.strip(" \t")))
+        append((canonical, value.strip(" \t")))
     return Headers(fields)
 
 
