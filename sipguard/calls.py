@@ -107,12 +107,17 @@ class Call:
 
     def log_fields(self) -> dict[str, Any]:
         """The fields every call.* log line carries."""
-        return {
+        fields: dict[str, Any] = {
             "call_id": self.attempt.call_id,
             "account": self.attempt.account,
             "from": self.attempt.caller,
             "to": self.attempt.dialled,
         }
+        if self.attempt.extension:
+            fields["extension"] = self.attempt.extension
+        if self.decision is not None:
+            fields["decision"] = self.decision.verdict.value
+        return fields
 
 
 @dataclass(slots=True)

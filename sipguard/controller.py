@@ -138,8 +138,9 @@ class Controller:
         if call is None or call.state is not CallState.SCREENING:
             return []  # cancelled while screening
         call.decision = decision
-        fields = {**call.log_fields(), "decision": decision.verdict.value,
-                  "reason": decision.reason, "rules": list(decision.rule_ids)}
+        fields = {**call.log_fields(), "reason": decision.reason,
+                  "rules": list(decision.rule_ids),
+                  "trace": [f"{entry.rule}: {entry.detail}" for entry in decision.trace]}
         commands: list[Command] = [LogEvent("call.screened", "info", fields)]
         if decision.verdict is not Verdict.FORWARD:
             # PIN challenges arrive with the IVR; until then anything but
@@ -149,8 +150,7 @@ class Controller:
                 ("Warning", f'399 sipguard {quote(decision.reason)}'),
             ])
             commands.append(LogEvent("call.rejected", "info", {
-                **call.log_fields(), "decision": decision.verdict.value,
-                "reason": decision.reason, "status": 403}))
+                **call.log_fields(), "reason": decision.reason, "status": 403}))
             self._finish(call)
             return commands
         if not self.trunks:

@@ -420,3 +420,21 @@ def test_malformed_contact_in_dialog_gets_400():
     statuses = [m.status_code for m in only(sent, PBX) if isinstance(m, Response)]
     assert statuses[-1] == 400
     assert only(sent, TRUNK) == []
+
+
+def test_call_log_lines_carry_the_call_fields_and_decision():
+    """Every call.* line after screening names call_id, account, from, to and the decision."""
+    harness = Harness()
+    trunk_invite, ok = _answered_call(harness)
+    harness.feed(_in_dialog("BYE", ok, "z9hG4bK-bye-log", 2), PBX)
+    call_lines = [log for log in harness.logs if log.event.startswith("call.")]
+    assert [log.event for log in call_lines] == [
+        "call.screened", "call.forwarded", "call.answered", "call.ended"]
+    for log in call_lines:
+        assert log.fields["call_id"] == "call-1"
+        assert log.fields["account"] == "asterisk-1"
+        assert log.fields["from"] == "201"
+        assert log.fields["to"] == "15551234567"
+        assert log.fields["decision"] == "forward"
+    assert harness.events("call.answered")[0].fields["status"] == 200
+    assert harness.events("call.screened")[0].fields["trace"][0].startswith("emergency:")
