@@ -12,8 +12,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from sipguard.sip.endpoint import Datagram, Endpoint, Event
+from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request, Response, parse_message, reason_phrase
 from sipguard.sip.transaction import Transaction
+from sipguard.sip.uri import parse_uri
 
 LOCAL = ("192.0.2.10", 5060)  # sipguard's socket
 PBX = ("192.0.2.1", 5070)  # the PBX, as in its Via sent-by
@@ -141,6 +143,28 @@ def response_to(
     return build(f"SIP/2.0 {status_code} {phrase}", headers, body)
 
 
+def outgoing_request(
+    method: str = "INVITE",
+    uri: str = "sip:+15551234567@trunk.example.com",
+    *,
+    cseq: int = 1,
+    routes: Iterable[str] = (),
+    body: bytes = b"",
+) -> Request:
+    """A request as the controller hands it to send_request: no Via yet."""
+    headers = Headers()
+    for route in routes:
+        headers.add("Route", route)
+    headers.add("Max-Forwards", "69")
+    headers.add("From", "<sip:200@sipguard.example.com>;tag=sg-1")
+    headers.add("To", f"<{uri}>")
+    headers.add("Call-ID", "out-1@sipguard")
+    headers.add("CSeq", f"{cseq} {method}")
+    if method == "INVITE":
+        headers.add("Contact", "<sip:sipguard@192.0.2.10:5060>")
+    return Request(method, parse_uri(uri), headers, body)
+
+
 def parse(data: bytes) -> Request | Response:
     """Parse bytes that the test expects to be valid."""
     return parse_message(data)
@@ -214,6 +238,11 @@ class Trace:
         taken = [datagram for _, datagram in self.sent[self._taken :]]
         self._taken = len(self.sent)
         return taken
+
+    def matching(self, predicate: Callable[[Datagram], bool]) -> list[Datagram]:
+        """Every datagram sent so far that matches ``predicate``, oldest first."""
+        self._collect([])
+        return [datagram for _, datagram in self.sent if predicate(datagram)]
 
     def sent_times(self, predicate: Callable[[Datagram], bool] = lambda _: True) -> list[float]:
         """When datagrams matching ``predicate`` were sent."""

@@ -22,6 +22,7 @@ from tests.unit.sip_messages import (
     TRUNK,
     build,
     new_endpoint,
+    outgoing_request,
     parse_request,
     parse_response,
     request,
@@ -36,18 +37,6 @@ def feed(
     """Feed one datagram; return the events and whatever the endpoint wants sent."""
     events = endpoint.receive_datagram(data, source, LOCAL, now)
     return list(events), endpoint.datagrams_to_send()
-
-
-def outgoing_invite(uri: str = "sip:+15551234567@trunk.example.com") -> Request:
-    """An INVITE as the controller hands it to send_request (no Via yet)."""
-    headers = Headers()
-    headers.add("Max-Forwards", "69")
-    headers.add("From", "<sip:200@sipguard.example.com>;tag=sg-1")
-    headers.add("To", f"<{uri}>")
-    headers.add("Call-ID", "out-1@sipguard")
-    headers.add("CSeq", "1 INVITE")
-    headers.add("Contact", "<sip:sipguard@192.0.2.10:5060>")
-    return Request("INVITE", parse_uri(uri), headers)
 
 
 # -- requests that cannot be understood -------------------------------------------------------------
@@ -495,7 +484,7 @@ def test_make_response_custom_reason() -> None:
 def test_send_request_puts_our_via_on_top() -> None:
     """send_request adds a Via with a fresh z9hG4bK branch and rport (§8.1.1.7, RFC 3581)."""
     endpoint = new_endpoint()
-    transaction = endpoint.send_request(outgoing_invite(), TRUNK, 0.0)
+    transaction = endpoint.send_request(outgoing_request(), TRUNK, 0.0)
     [datagram] = endpoint.datagrams_to_send()
     assert (datagram.destination, datagram.local) == (TRUNK, LOCAL)
     sent = parse_request(datagram.data)
@@ -504,7 +493,7 @@ def test_send_request_puts_our_via_on_top() -> None:
     assert (via.host, via.port) == LOCAL
     assert via.parameter("rport") == ""
     assert transaction.key == (via.branch, "INVITE")
-    other = endpoint.send_request(outgoing_invite(), TRUNK, 0.0)
+    other = endpoint.send_request(outgoing_request(), TRUNK, 0.0)
     assert other.key[0] != via.branch  # a new branch for every transaction
 
 
@@ -520,7 +509,7 @@ def test_send_request_refuses_ack_and_cancel(method: str) -> None:
 def test_send_ack_uses_a_new_branch_and_returns_the_bytes() -> None:
     """An ACK for a 2xx is its own transaction-less request with a new branch (§13.2.2.4)."""
     endpoint = new_endpoint()
-    invite = endpoint.send_request(outgoing_invite(), TRUNK, 0.0)
+    invite = endpoint.send_request(outgoing_request(), TRUNK, 0.0)
     endpoint.datagrams_to_send()
     headers = Headers(
         [
@@ -564,7 +553,7 @@ def test_endpoint_needs_a_local_address() -> None:
 def test_responses_to_our_request_reach_the_tu() -> None:
     """A response matching our branch and CSeq method is a ResponseReceived (§17.1.3)."""
     endpoint = new_endpoint()
-    transaction = endpoint.send_request(outgoing_invite(), TRUNK, 0.0)
+    transaction = endpoint.send_request(outgoing_request(), TRUNK, 0.0)
     [datagram] = endpoint.datagrams_to_send()
     events, _ = feed(endpoint, response_to(datagram.data, 180), TRUNK, 0.1)
     assert len(events) == 1
