@@ -216,6 +216,19 @@ class SippUas:
         """How many received messages (retransmissions included) begin with ``start``."""
         return len(self.messages("received", start))
 
+    def wait_for_received(self, start: str, count: int, timeout: float = 5.0) -> int:
+        """Wait until ``count`` received messages begin with ``start``; return how many did.
+
+        sipguard may answer the PBX before the trunk has the request (it answers a BYE
+        locally), so "the UAC finished" does not mean the trunk has seen everything yet.
+        """
+        deadline = time.monotonic() + timeout
+        seen = self.received(start)
+        while seen < count and time.monotonic() < deadline and self.process.poll() is None:
+            time.sleep(0.05)
+            seen = self.received(start)
+        return seen
+
     def describe(self) -> str:
         """Received start lines and errors, for assertion messages."""
         lines = [message.start_line for message in self.messages("received")]

@@ -56,10 +56,10 @@ def test_call_with_bye_from_caller_completes(
     assert_all_calls_succeeded(result, 3)
     guard.wait_for("call.answered", count=3)
     guard.wait_for("call.ended", count=3)
+    assert uas.wait_for_received("BYE ", 3) >= 3, uas.describe()
     uas.stop()
     trunk_invites = uas.messages("received", "INVITE ")
     assert len(call_ids(trunk_invites)) == 3, uas.describe()
-    assert uas.received("BYE ") >= 3, uas.describe()
     # A B2BUA, not a proxy: the trunk leg is a dialog of its own (DESIGN.md step 6).
     assert call_ids(trunk_invites).isdisjoint(call_ids(result.messages("sent", "INVITE ")))
 
@@ -76,8 +76,8 @@ def test_call_with_bye_from_callee_completes(
     assert_all_calls_succeeded(result, 2)
     assert len(result.messages("received", "BYE ")) >= 2, result.describe()
     guard.wait_for("call.ended", count=2)
-    uas.stop()
-    assert uas.received("SIP/2.0 200") >= 2, uas.describe()  # the answers to its BYEs
+    # The answers to the trunk's BYEs (the 200s for the INVITEs go the other way).
+    assert uas.wait_for_received("SIP/2.0 200", 2) >= 2, uas.describe()
 
 
 def test_requests_inside_the_dialog_are_relayed(
@@ -91,6 +91,7 @@ def test_requests_inside_the_dialog_are_relayed(
 
     assert_all_calls_succeeded(result, 2)
     guard.wait_for("call.ended", count=2)
+    assert uas.wait_for_received("BYE ", 2) >= 2, uas.describe()
     uas.stop()
     invites = uas.messages("received", "INVITE ")
     assert sum(1 for m in invites if "a=sendonly" in m.text) >= 2, uas.describe()
@@ -126,9 +127,9 @@ def test_cancel_while_ringing_gives_487(
     result = run_uac("uac_cancel.xml", guard.target(), extra=["-d", "300"])
 
     assert_all_calls_succeeded(result, 1)
-    uas.stop()
-    assert uas.received("CANCEL ") >= 1, uas.describe()
-    assert uas.received("ACK ") >= 1, uas.describe()  # hop-by-hop ACK for the trunk's 487
+    assert uas.wait_for_received("CANCEL ", 1) >= 1, uas.describe()
+    # The hop-by-hop ACK for the trunk's 487 (RFC 3261 §17.1.1.3).
+    assert uas.wait_for_received("ACK ", 1) >= 1, uas.describe()
     assert not guard.events("call.answered"), guard.describe()
 
 
@@ -152,8 +153,7 @@ def test_trunk_failure_is_relayed_with_the_same_code(
 
     assert_all_calls_succeeded(result, 1)
     guard.wait_for("call.failed", where=lambda event: event.get("status") == status)
-    uas.stop()
-    assert uas.received("ACK ") >= 1, uas.describe()
+    assert uas.wait_for_received("ACK ", 1) >= 1, uas.describe()
 
 
 def test_silent_trunk_times_out_with_timer_b(
@@ -202,13 +202,14 @@ def test_calls_complete_with_ten_percent_loss_at_the_pbx(
     )
 
     assert_all_calls_succeeded(result, 50)
+    assert uas.wait_for_received("BYE ", 50) >= 50, uas.describe()
     uas.stop()
     # Retransmitted INVITEs from the PBX must not become second calls to the trunk.
     assert len(call_ids(uas.messages("received", "INVITE "))) == 50, uas.describe()
 
 
 def test_no_state_is_left_after_500_calls(
-    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+    start_uas: StartUas, start_sipguard: StartSipguard, start_uac: StartUac
 ) -> None:
     """After 500 calls at 100/s and the transaction timers, SIGUSR1 stats show nothing left."""
     uas = start_uas("uas_answer.xml")
@@ -216,9 +217,13 @@ def test_no_state_is_left_after_500_calls(
     # Timers D, I and K = 1 s.
     guard = start_sipguard(uas.uri, sip={"t1": 0.1, "t4": 1.0, "timer_d": 1.0})
 
-    result = run_uac("uac_call_bye.xml", guard.target(), calls=500, rate=100, timeout=60)
+    run = start_uac("uac_call_bye.xml", guard.target(), calls=500, rate=100, timeout=60)
+    guard.wait_for("call.ended", count=100, timeout=30)
+    busy = guard.stats()  # the counters must count something, or "0 at the end" means nothing
+    result = run.finish()
 
     assert_all_calls_succeeded(result, 500)
+    assert busy.get("transactions", 0) > 0, busy
     deadline = time.monotonic() + 20.0
     stats = guard.stats()
     while time.monotonic() < deadline and (
