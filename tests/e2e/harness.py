@@ -111,7 +111,11 @@ COMPACT_HEADERS = {
     "i": "call-id", "m": "contact", "e": "content-encoding", "l": "content-length",
     "c": "content-type", "f": "from", "s": "subject", "k": "supported", "t": "to", "v": "via",
 }  # fmt: skip
-SIPP_LOG_SEPARATOR = re.compile(r"^-{10,}\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s*$")
+# SIPp starts each entry with dashes and a timestamp, but writes its notes about messages it
+# drops on purpose (-lost) without a newline, so the dashes can follow a note on one line.
+SIPP_LOG_SEPARATOR = re.compile(r"-{10,}\s+(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d+)\s*$")
+SIPP_LOST_NOTE = re.compile(r"message (?:voluntary )?lost")
+SIPP_DROPPED_ON_RECEIPT = re.compile(r"message lost \(recv\)")
 
 
 @dataclass(frozen=True)
@@ -121,6 +125,7 @@ class SippMessage:
     direction: str  # "received" or "sent"
     timestamp: float  # seconds; only differences between messages mean anything
     text: str
+    dropped: bool = False  # received, then thrown away by SIPp's -lost
 
     @property
     def start_line(self) -> str:
@@ -141,7 +146,11 @@ class SippMessage:
 
 
 def read_sipp_messages(path: Path) -> list[SippMessage]:
-    """The messages SIPp logged as sent or received, in order (a missing log is empty)."""
+    """The messages SIPp logged as sent or received, in order (a missing log is empty).
+
+    A message SIPp chose not to send (-lost) is not logged at all; one it received and
+    then dropped is returned with ``dropped`` set.
+    """
     try:
         lines = path.read_text(errors="replace").splitlines()
     except FileNotFoundError:
@@ -152,6 +161,10 @@ def read_sipp_messages(path: Path) -> list[SippMessage]:
 
     def flush() -> None:
         body = list(block)
+        # "lost (recv)" follows the message it drops; "voluntary lost (while sending)"
+        # stands for a message that was never logged, so it marks nothing.
+        dropped = any(SIPP_DROPPED_ON_RECEIPT.search(line) for line in body)
+        body = [line for line in body if not SIPP_LOST_NOTE.search(line)]
         while body and not body[0].strip():
             body.pop(0)
         if not body:
@@ -162,15 +175,18 @@ def read_sipp_messages(path: Path) -> list[SippMessage]:
         elif " message sent " in heading:
             direction = "sent"
         else:
-            return  # e.g. a message SIPp dropped on purpose (-lost)
+            return
         while rest and not rest[0].strip():
             rest.pop(0)
         if rest:
-            messages.append(SippMessage(direction, stamp, "\n".join(rest)))
+            messages.append(SippMessage(direction, stamp, "\n".join(rest), dropped))
 
     for line in lines:
-        match = SIPP_LOG_SEPARATOR.match(line)
+        match = SIPP_LOG_SEPARATOR.search(line)
         if match:
+            note = line[: match.start()].strip()
+            if note:
+                block.append(note)  # belongs to the entry before the dashes
             flush()
             block = []
             stamp = datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S.%f").timestamp()
@@ -209,7 +225,9 @@ class SippUas:
         return [
             message
             for message in read_sipp_messages(self.message_log)
-            if message.direction == direction and message.start_line.startswith(start)
+            if message.direction == direction
+            and not message.dropped
+            and message.start_line.startswith(start)
         ]
 
     def received(self, start: str) -> int:
@@ -261,11 +279,13 @@ class SippResult:
         return self.stat("FailedCall(C)")
 
     def messages(self, direction: str, start: str = "") -> list[SippMessage]:
-        """Messages the UAC received or sent whose start line begins with ``start``."""
+        """Messages the UAC received (and kept, see -lost) or sent, by start line prefix."""
         return [
             message
             for message in read_sipp_messages(self.message_log)
-            if message.direction == direction and message.start_line.startswith(start)
+            if message.direction == direction
+            and not message.dropped
+            and message.start_line.startswith(start)
         ]
 
     def describe(self) -> str:

@@ -185,6 +185,21 @@ def test_silent_trunk_times_out_with_timer_b(
     assert black_hole.requests("INVITE") >= 2
 
 
+def test_trunk_answer_is_acked_when_the_pbx_hangs_up_before_acking(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A PBX that sends BYE without ever ACKing still gets its call ended, and the trunk's
+    200 still gets an ACK (RFC 3261 §13.2.2.4) as well as the BYE."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_call_no_ack.xml", guard.target(), extra=["-d", "200"])
+
+    assert_all_calls_succeeded(result, 1)
+    assert uas.wait_for_received("BYE ", 1) >= 1, uas.describe()
+    assert uas.wait_for_received("ACK ", 1, timeout=3.0) >= 1, uas.describe()
+
+
 def test_calls_complete_with_ten_percent_loss_at_the_pbx(
     start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
 ) -> None:
@@ -206,6 +221,51 @@ def test_calls_complete_with_ten_percent_loss_at_the_pbx(
     uas.stop()
     # Retransmitted INVITEs from the PBX must not become second calls to the trunk.
     assert len(call_ids(uas.messages("received", "INVITE "))) == 50, uas.describe()
+
+
+def test_callee_hangups_complete_with_ten_percent_loss_at_the_pbx(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """With 10% loss at the PBX, 30 calls the trunk hangs up complete: sipguard retransmits
+    its BYE to the PBX until the 200 gets through (RFC 3261 §17.1.2.2)."""
+    uas = start_uas("uas_answer_bye.xml", extra=["-d", "300"])
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac(
+        "uac_call_wait_bye.xml",
+        guard.target(),
+        calls=30,
+        rate=25,
+        timeout=60,
+        extra=["-lost", "10"],
+    )
+
+    assert_all_calls_succeeded(result, 30)
+    guard.wait_for("call.ended", count=30)
+
+
+def test_blocked_calls_stay_blocked_with_ten_percent_loss_at_the_pbx(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """With 10% loss at the PBX, 30 blocked calls all get their 403 (retransmitted until
+    ACKed) and nothing, not even a retransmitted INVITE, reaches the trunk."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac(
+        "uac_blocked.xml",
+        guard.target(),
+        service=BLOCKED,
+        calls=30,
+        rate=25,
+        timeout=60,
+        extra=["-lost", "10"],
+    )
+
+    assert_all_calls_succeeded(result, 30)
+    guard.wait_for("call.rejected", count=30)
+    uas.stop()
+    assert uas.messages("received") == [], uas.describe()
 
 
 def test_no_state_is_left_after_500_calls(

@@ -50,6 +50,7 @@ sed -e 's/uas_busy/uas_timeout_408/' -e 's/486 Busy Here/408 Request Timeout/' \
 F="$here"
 run_pair call_bye        "$F/uac_call_bye.xml"      "$F/uas_answer.xml"      0 "-s 15551234567 -m 5 -r 10 -d 200" ""
 run_pair midcall         "$F/uac_call_midcall.xml"  "$F/uas_answer_midcall.xml" 0 "-s 15551234567 -m 3 -r 10 -d 100" ""
+run_pair no_ack          "$F/uac_call_no_ack.xml"   "$F/uas_answer.xml"      0 "-s 15551234567 -m 2 -r 10 -d 200" ""
 run_pair call_wait_bye   "$F/uac_call_wait_bye.xml" "$F/uas_answer_bye.xml"  0 "-s 15551234567 -m 3 -r 10" "-d 200"
 run_pair blocked         "$F/uac_blocked.xml"       "$F/uas_forbidden.xml"   0 "-s 19005551234 -m 2 -r 10" ""
 run_pair cancel          "$F/uac_cancel.xml"        "$F/uas_ring_cancel.xml" 0 "-s 15551234567 -m 3 -r 10 -d 200" ""
