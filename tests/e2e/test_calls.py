@@ -268,6 +268,22 @@ def test_blocked_calls_stay_blocked_with_ten_percent_loss_at_the_pbx(
     assert uas.messages("received") == [], uas.describe()
 
 
+def test_calls_complete_with_ten_percent_loss_at_the_trunk(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """With 10% of the trunk side's messages lost, all 30 calls still complete: sipguard
+    retransmits its INVITEs and BYEs and ACKs every retransmitted 200."""
+    uas = start_uas("uas_answer.xml", extra=["-lost", "10"])
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac(
+        "uac_call_bye.xml", guard.target(), calls=30, rate=25, timeout=60, extra=["-d", "300"]
+    )
+
+    assert_all_calls_succeeded(result, 30)
+    guard.wait_for("call.ended", count=30)
+
+
 def test_no_state_is_left_after_500_calls(
     start_uas: StartUas, start_sipguard: StartSipguard, start_uac: StartUac
 ) -> None:
