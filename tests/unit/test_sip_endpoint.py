@@ -15,6 +15,7 @@ from sipguard.sip.endpoint import (
 from sipguard.sip.errors import LocalProtocolError
 from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request
+from sipguard.sip.transaction import ServerTransaction
 from sipguard.sip.uri import parse_uri
 from tests.unit.sip_messages import (
     LOCAL,
@@ -149,8 +150,8 @@ def test_error_reason_cannot_break_the_status_line() -> None:
 # -- input that is dropped ----------------------------------------------------------------------------
 
 
-def _response_bytes(**options: object) -> bytes:
-    return build("SIP/2.0 200 OK", request_headers(to_tag="x", **options))  # type: ignore[arg-type]
+def _response_bytes() -> bytes:
+    return build("SIP/2.0 200 OK", request_headers(to_tag="x"))
 
 
 DROPPED = [
@@ -310,7 +311,9 @@ def test_transaction_response_destination(
     endpoint = new_endpoint()
     events, sent = feed(endpoint, request(sent_by=sent_by, via_parameters=parameters), source)
     assert [datagram.destination for datagram in sent] == [destination]
-    transaction = events[0].transaction  # type: ignore[attr-defined]
+    event = events[0]
+    assert isinstance(event, RequestReceived) and event.transaction is not None
+    transaction = event.transaction
     endpoint.respond(transaction, endpoint.make_response(transaction, 486, to_tag="sg"), 0.1)
     assert [datagram.destination for datagram in endpoint.datagrams_to_send()] == [destination]
 
@@ -426,10 +429,11 @@ def test_rfc2543_request_without_branch() -> None:
 # -- make_response and the TU's sending helpers -----------------------------------------------------------
 
 
-def _received_transaction(endpoint: Endpoint, data: bytes) -> object:
+def _received_transaction(endpoint: Endpoint, data: bytes) -> ServerTransaction:
     events, _ = feed(endpoint, data)
-    assert isinstance(events[0], RequestReceived)
-    return events[0].transaction
+    event = events[0]
+    assert isinstance(event, RequestReceived) and event.transaction is not None
+    return event.transaction
 
 
 def test_make_response_copies_the_dialog_fields() -> None:
@@ -437,7 +441,7 @@ def test_make_response_copies_the_dialog_fields() -> None:
     endpoint = new_endpoint()
     transaction = _received_transaction(endpoint, request(extra=[("Timestamp", "54")]))
     response = endpoint.make_response(
-        transaction,  # type: ignore[arg-type]
+        transaction,
         180,
         to_tag="sg-tag",
         headers=[("Contact", "<sip:sipguard@192.0.2.10>")],
@@ -469,7 +473,7 @@ def test_make_response_keeps_an_existing_to_tag() -> None:
     """For an in-dialog request the To header is copied as it came, tag and all (§8.2.6.2)."""
     endpoint = new_endpoint()
     transaction = _received_transaction(endpoint, request("BYE", to_tag="theirs"))
-    response = endpoint.make_response(transaction, 200, to_tag="ignored")  # type: ignore[arg-type]
+    response = endpoint.make_response(transaction, 200, to_tag="ignored")
     assert response.to_tag == "theirs"
 
 
@@ -477,7 +481,7 @@ def test_make_response_custom_reason() -> None:
     """A reason given by the TU replaces the usual phrase."""
     endpoint = new_endpoint()
     transaction = _received_transaction(endpoint, request("OPTIONS"))
-    response = endpoint.make_response(transaction, 403, "Blocked by policy")  # type: ignore[arg-type]
+    response = endpoint.make_response(transaction, 403, "Blocked by policy")
     assert (response.status_code, response.reason) == (403, "Blocked by policy")
 
 
