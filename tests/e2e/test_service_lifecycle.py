@@ -105,7 +105,9 @@ def header(message: str, name: str) -> str:
     raise AssertionError(f"no {name} in {message!r}")
 
 
-def invite(pbx: Udp, number: str, call_id: str, sipguard_port: int, branch: str = "z9hG4bK-1") -> str:
+def invite(
+    pbx: Udp, number: str, call_id: str, sipguard_port: int, branch: str = "z9hG4bK-1"
+) -> str:
     return (
         f"INVITE sip:{number}@{pbx.hostport.rsplit(':', 1)[0]}:{sipguard_port} SIP/2.0\n"
         f"Via: SIP/2.0/UDP {pbx.hostport};branch={branch};rport\n"
@@ -143,8 +145,12 @@ def network(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A PBX socket, a trunk socket and a way to start sipguard between them."""
     state: dict[str, Any] = {"services": [], "sockets": []}
 
-    def start(host: str = "127.0.0.1", policy: str = 'blocked_prefixes: ["1900", "1976"]\n',
-              drain_grace: float = 5.0, t1: float = 0.5) -> tuple[Service, Udp, Udp]:
+    def start(
+        host: str = "127.0.0.1",
+        policy: str = 'blocked_prefixes: ["1900", "1976"]\n',
+        drain_grace: float = 5.0,
+        t1: float = 0.5,
+    ) -> tuple[Service, Udp, Udp]:
         pbx, trunk = Udp(host), Udp(host)
         state["sockets"] += [pbx, trunk]
         bracketed = f"[{host}]" if ":" in host else host
@@ -162,8 +168,11 @@ def network(tmp_path: Path) -> Iterator[dict[str, Any]]:
         )
         process = subprocess.Popen(
             [sys.executable, "-m", "sipguard", "run", "--config", str(config)],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            cwd=REPO,
         )
         lines: queue.Queue[dict[str, Any]] = queue.Queue()
         service = Service(process, 0, host)
@@ -262,7 +271,9 @@ def test_malformed_input_gets_400_or_is_dropped_and_the_service_carries_on(netwo
     pbx.send(
         f"INVITE sip:1555@127.0.0.1 SIP/2.0\nVia: SIP/2.0/UDP {pbx.hostport};branch=z9hG4bK-bad\n"
         f"From: <sip:201@127.0.0.1>;tag=x\nTo: <sip:1555@127.0.0.1>\nCall-ID: bad-1\n"
-        f"CSeq: one INVITE\nContent-Length: 0\n\n", service.port)
+        f"CSeq: one INVITE\nContent-Length: 0\n\n",
+        service.port,
+    )
     bad = pbx.receive(want="400")
     assert header(bad, "Call-ID") == "bad-1"
     discarded = service.wait_for("sip.message_discarded", count=2)
@@ -284,7 +295,9 @@ def test_dead_trunk_gives_408_and_the_service_survives(network: dict[str, Any]):
     pbx.send(
         f"OPTIONS sip:127.0.0.1:{service.port} SIP/2.0\nVia: SIP/2.0/UDP {pbx.hostport};branch=z9hG4bK-o\n"
         f"Max-Forwards: 70\nFrom: <sip:q@127.0.0.1>;tag=q\nTo: <sip:127.0.0.1>\nCall-ID: q-1\n"
-        f"CSeq: 1 OPTIONS\nContent-Length: 0\n\n", service.port)
+        f"CSeq: 1 OPTIONS\nContent-Length: 0\n\n",
+        service.port,
+    )
     assert pbx.receive(want="200")
     os.kill(service.process.pid, signal.SIGUSR1)
     stats = service.wait_for("service.stats")[-1]
