@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from sipguard.sip.endpoint import (
@@ -568,3 +570,51 @@ def test_responses_to_our_request_reach_the_tu() -> None:
     wrong_method = response_to(datagram.data, 200).replace(b"1 INVITE", b"1 BYE")
     events, _ = feed(endpoint, wrong_method, TRUNK, 0.2)
     assert events == [MessageDiscarded("Response matches no transaction", TRUNK)]
+
+
+def test_default_size_limit_at_the_endpoint() -> None:
+    """With the default limit a 70,000-byte request is answered 513 (§18.1.1, §21.5.14)."""
+    endpoint = new_endpoint()
+    events, sent = feed(endpoint, request(body=b"x" * 70_000))
+    assert events == [MessageDiscarded("Message Too Large", PBX, 513)]
+    assert parse_response(sent[0].data).status_code == 513
+
+
+def _ringing_with_top_via(rewrite: Callable[[str], str]) -> tuple[Endpoint, bytes]:
+    """An endpoint with an INVITE out, and a 180 for it whose Via block was rewritten."""
+    endpoint = new_endpoint()
+    endpoint.send_request(outgoing_request(), TRUNK, 0.0)
+    invite = endpoint.datagrams_to_send()[0].data
+    top = parse_request(invite).headers.get_all("Via")[0]
+    ringing = response_to(invite, 180).replace(top.encode(), rewrite(top).encode())
+    return endpoint, ringing
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Endpoint._receive_response matches on branch and CSeq method only and "
+    "accepts a response whose top Via sent-by is not the one we inserted (RFC 3261 §18.1.2 "
+    "MUST silently discard)",
+)
+def test_response_with_foreign_sent_by_is_discarded() -> None:
+    """A response whose top Via sent-by is not ours is discarded, even with our branch (§18.1.2)."""
+    endpoint, ringing = _ringing_with_top_via(
+        lambda via: via.replace("192.0.2.10:5060", "203.0.113.1:5060")
+    )
+    events, _ = feed(endpoint, ringing, TRUNK, 0.1)
+    assert [type(event) for event in events] == [MessageDiscarded]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG: Endpoint._receive_response accepts a response carrying more than one Via "
+    "(RFC 3261 §8.1.3.3: the UAC SHOULD discard it)",
+)
+def test_response_with_two_vias_is_discarded() -> None:
+    """A response to sipguard with a second Via was not meant for a UAC and is discarded (§8.1.3.3)."""
+    endpoint, ringing = _ringing_with_top_via(
+        lambda via: f"{via}\r\nVia: SIP/2.0/UDP 198.51.100.99;branch=z9hG4bKextra"
+    )
+    assert len(parse_response(ringing).vias) == 2
+    events, _ = feed(endpoint, ringing, TRUNK, 0.1)
+    assert [type(event) for event in events] == [MessageDiscarded]
