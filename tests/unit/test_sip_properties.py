@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipguard.sip.endpoint import Endpoint, MessageDiscarded
+from sipguard.sip.endpoint import (
+    Endpoint,
+    MessageDiscarded,
+    ResponseReceived,
+    TransactionTimedOut,
+)
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.headers import display_name_text
 from sipguard.sip.message import MessageParseError, Request, Response, parse_message
@@ -24,6 +29,7 @@ from tests.unit.sip_messages import (
     LOCAL,
     PBX,
     TRUNK,
+    Trace,
     check_timer,
     new_endpoint,
     outgoing_request,
@@ -442,3 +448,67 @@ def test_endpoint_answers_at_most_once(data: bytes) -> None:
     if discarded:
         assert len(events) == 1
         assert (discarded[0].status_code is not None) == bool(sent)
+
+
+# -- a client INVITE under any sequence of responses ---------------------------------------------------
+
+INVITE_RETRANSMISSIONS = [0.0, 0.5, 1.5, 3.5, 7.5, 15.5, 31.5]
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([0.25, 0.5, 1.0, 3.0, 10.0, 31.0]),
+            st.sampled_from([100, 180, 183, 200, 486, 603]),
+        ),
+        max_size=6,
+    )
+)
+@PROPERTY_SETTINGS
+def test_client_invite_under_any_response_sequence(
+    responses: list[tuple[float, int]],
+) -> None:
+    """Whatever responses arrive, and when, the client INVITE obeys §17.1.1 and RFC 6026."""
+    trace = Trace(new_endpoint())
+    transaction = trace.endpoint.send_request(outgoing_request(), TRUNK, 0.0)
+    invite = trace.matching(lambda datagram: datagram.data.startswith(b"INVITE "))[0].data
+    now = 0.0
+    arrivals: list[tuple[float, int]] = []
+    for delay, code in responses:
+        now += delay
+        trace.receive(response_to(invite, code), TRUNK, at=now)
+        arrivals.append((now, code))
+    trace.run_until(now + 200.0)
+
+    timed_out = [at for at, event in trace.events if isinstance(event, TransactionTimedOut)]
+    first_response = arrivals[0][0] if arrivals else None
+    if first_response is None or first_response >= 32.0:
+        assert timed_out == [32.0]
+    else:
+        assert timed_out == []
+    # Retransmissions follow Timer A and stop at the first response (or Timer B).
+    stop = min(first_response if first_response is not None else 32.0, 32.0)
+    invites = [at for at, d in trace.sent if d.data.startswith(b"INVITE ")]
+    assert invites == [at for at in INVITE_RETRANSMISSIONS if at <= stop]
+    # Every ACK is the same request, sent when a non-2xx final arrived and nowhere else.
+    acks = [(at, d.data) for at, d in trace.sent if d.data.startswith(b"ACK ")]
+    assert len({data for _, data in acks}) <= 1
+    failure_times = {at for at, code in arrivals if code >= 300}
+    assert {at for at, _ in acks} <= failure_times
+    # The TU hears of at most one non-2xx final response.
+    finals = [
+        event.response.status_code
+        for _, event in trace.events
+        if isinstance(event, ResponseReceived) and event.response.status_code >= 300
+    ]
+    assert len(finals) <= 1
+    if finals:
+        assert len(acks) >= 1
+    # In the end only a call that rings for ever is still there (its TU ends it).
+    has_final = any(code >= 200 for at, code in arrivals if not timed_out or at < 32.0)
+    if timed_out or has_final:
+        assert trace.endpoint.transaction_count == 0
+        assert trace.endpoint.get_timer() is None
+    else:
+        assert trace.endpoint.transaction_count == 1
+        assert transaction.has_provisional
