@@ -126,7 +126,7 @@ def test_existing_to_tag_is_kept_in_an_error_response() -> None:
 
 
 def test_message_too_large_with_a_configured_limit() -> None:
-    """A datagram over the endpoint's max_message_size is answered 513 (§21.5.14)."""
+    """A datagram over the endpoint's max_message_size is answered 513 (§21.5.7)."""
     endpoint = new_endpoint(max_message_size=1000)
     data = request(body=b"x" * 1000)
     events, sent = feed(endpoint, data)
@@ -573,7 +573,7 @@ def test_responses_to_our_request_reach_the_tu() -> None:
 
 
 def test_default_size_limit_at_the_endpoint() -> None:
-    """With the default limit a 70,000-byte request is answered 513 (§18.1.1, §21.5.14)."""
+    """With the default limit a 70,000-byte request is answered 513 (§21.5.7)."""
     endpoint = new_endpoint()
     events, sent = feed(endpoint, request(body=b"x" * 70_000))
     assert events == [MessageDiscarded("Message Too Large", PBX, 513)]

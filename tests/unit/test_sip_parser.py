@@ -723,7 +723,7 @@ def test_non_utf8_header_bytes_survive_a_round_trip() -> None:
 
 
 def test_default_size_limit_is_64_kib() -> None:
-    """The default limit is 64 KiB (RFC 3261 §18.1.1 allows up to 65,535 on UDP)."""
+    """The default limit is 64 KiB (a UDP datagram carries at most 65,507 bytes of payload)."""
     assert DEFAULT_MAX_MESSAGE_SIZE == 65536
 
 
@@ -744,7 +744,7 @@ def _message_of_size(size: int) -> bytes:
     ],
 )
 def test_size_limit(size: int, max_size: int, accepted: bool) -> None:
-    """A datagram over the limit is a 513 Message Too Large (§21.5.14)."""
+    """A datagram over the limit is a 513 Message Too Large (§21.5.7)."""
     data = _message_of_size(size)
     assert len(data) == size
     if accepted:

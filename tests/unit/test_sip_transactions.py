@@ -207,7 +207,7 @@ def test_failure_after_provisional_is_acknowledged() -> None:
 
 
 def test_success_is_not_acknowledged_by_the_transaction() -> None:
-    """A 2xx goes to the TU, which ACKs it; retransmissions reach the TU too (RFC 6026 §8.4)."""
+    """A 2xx goes to the TU, which ACKs it; retransmissions reach the TU too (RFC 6026)."""
     trace = Trace(new_endpoint())
     client(trace)
     ok = response_to(first_sent(trace, is_invite), 200)
@@ -399,7 +399,7 @@ def test_success_without_ack_until_timer_l() -> None:
 
 
 def test_invite_copy_after_success_does_not_reach_the_tu() -> None:
-    """An INVITE retransmission in Accepted is absorbed (RFC 6026 §8.7)."""
+    """An INVITE retransmission in Accepted is absorbed (RFC 6026)."""
     trace = Trace(new_endpoint())
     invite = request()
     transaction = server(trace, invite)
