@@ -117,6 +117,18 @@ def proc_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
 
 
+def udp_receive_errors() -> int | None:
+    """Datagrams the kernel dropped for full receive buffers, machine-wide (/proc/net/snmp)."""
+    try:
+        lines = [line.split() for line in Path("/proc/net/snmp").read_text().splitlines()
+                 if line.startswith("Udp:")]
+    except OSError:
+        return None
+    if len(lines) < 2 or "RcvbufErrors" not in lines[0]:
+        return None
+    return int(lines[1][lines[0].index("RcvbufErrors")])
+
+
 def percentile(values: list[float], pct: float) -> float | None:
     """Nearest-rank percentile."""
     if not values:
@@ -184,6 +196,7 @@ def sipp_version() -> str:
 @dataclass
 class StepResult:
     target: str
+    phase: str
     rate: int
     calls: int
     hold_ms: int
@@ -195,6 +208,10 @@ class StepResult:
     uas: dict[str, int] = field(default_factory=dict)
     b2bua_cpu_us_per_call: float | None = None
     b2bua_cpu_share: float | None = None
+    b2bua_rss_kib_after: int | None = None
+    b2bua_hwm_kib_after: int | None = None
+    b2bua_stats_after: dict[str, Any] | None = None
+    udp_rcvbuf_errors: int | None = None
     latency_ms: dict[str, Any] | None = None
 
 
@@ -206,6 +223,7 @@ def sipp_command(*args: str) -> list[str]:
 def run_step(
     *,
     target: str,
+    phase: str,
     target_port: int,
     uas_port: int,
     rate: int,
@@ -215,6 +233,7 @@ def run_step(
     trace_msg: bool = False,
     b2bua_pid: int | None = None,
     on_tick: Any = None,
+    b2bua_stats: Any = None,
 ) -> StepResult:
     """One SIPp run: a UAS for exactly `calls` calls, and a UAC placing them at `rate`/s."""
     step_dir = workdir / f"{target}-r{rate}-n{calls}-d{hold_ms}-{time.monotonic_ns()}"
@@ -223,7 +242,8 @@ def run_step(
     bound_s = launch_s + hold_ms / 1000 + 15  # the whole step, at most
     recv_timeout_ms = 5000
     uas_recv_timeout_ms = max(10_000, hold_ms + 10_000)
-    result = StepResult(target=target, rate=rate, calls=calls, hold_ms=hold_ms, passed=False)
+    result = StepResult(target=target, phase=phase, rate=rate, calls=calls, hold_ms=hold_ms,
+                        passed=False)
 
     uas_log = (step_dir / "uas.out").open("wb")
     uas = subprocess.Popen(
@@ -265,6 +285,7 @@ def run_step(
         if trace_msg:
             uac_args += ["-trace_msg", "-message_file", str(step_dir / "uac_msg.log")]
         cpu_before = proc_cpu_seconds(b2bua_pid) if b2bua_pid else None
+        rcvbuf_before = udp_receive_errors()
         started = time.monotonic()
         uac = subprocess.Popen(
             sipp_command(*uac_args),
@@ -328,6 +349,14 @@ def run_step(
     result.achieved_rate = round(calls / launch_wall, 1)
     if result.achieved_rate < 0.9 * rate:
         result.reasons.append(f"placed {result.achieved_rate}/s, below 90% of {rate}/s")
+    rcvbuf_after = udp_receive_errors()
+    if rcvbuf_before is not None and rcvbuf_after is not None:
+        result.udp_rcvbuf_errors = rcvbuf_after - rcvbuf_before
+    if b2bua_stats is not None:
+        result.b2bua_stats_after = b2bua_stats()
+    if b2bua_pid:
+        result.b2bua_rss_kib_after = proc_status_kib(b2bua_pid, "VmRSS")
+        result.b2bua_hwm_kib_after = proc_status_kib(b2bua_pid, "VmHWM")
     if cpu_before is not None and cpu_after is not None:
         result.b2bua_cpu_us_per_call = round((cpu_after - cpu_before) / calls * 1e6, 1)
         result.b2bua_cpu_share = round((cpu_after - cpu_before) / wall, 3)
@@ -528,6 +557,8 @@ class Sipguard(Target):
             f'trunks: [{{name: carrier, uri: "sip:{HOST}:{self.uas_port}"}}]\n'
             "policy: policy.yaml\n"
             "logging: {level: warning, format: json}\n"
+            # calls left over by an overloaded step need not hold the stop up for 30 s
+            "service: {drain_grace: 2.0}\n"
         )
         self.log_path = conf_dir / "sipguard.log"
         with self.log_path.open("wb") as out:
@@ -580,7 +611,8 @@ class Sipguard(Target):
             return len(found) > seen
 
         if wait_for(look, 2):
-            return {k: v for k, v in found[-1].items() if k not in ("event", "timestamp")}
+            return {k: v for k, v in found[-1].items()
+                    if k not in ("event", "timestamp", "level")}
         return None
 
     def stop(self) -> int | None:
@@ -602,8 +634,11 @@ def print_step(step: StepResult) -> None:
     cpu = (f"  cpu {step.b2bua_cpu_us_per_call:7.1f} us/call ({step.b2bua_cpu_share:.0%})"
            if step.b2bua_cpu_us_per_call is not None else "")
     retrans = step.uac.get("Retransmissions", 0) + step.uas.get("Retransmissions", 0)
-    print(f"  {step.target:9s} {step.rate:5d}/s x{step.calls:6d}  {verdict} "
-          f"placed {step.achieved_rate:7.1f}/s  retrans {retrans:4d}{cpu}"
+    drops = f"  rcvbuf drops {step.udp_rcvbuf_errors}" if step.udp_rcvbuf_errors else ""
+    rss = (f"  RSS {step.b2bua_rss_kib_after / 1024:.0f} MiB"
+           if step.b2bua_rss_kib_after else "")
+    print(f"  {step.phase:7s} {step.rate:5d}/s x{step.calls:6d}  {verdict} "
+          f"placed {step.achieved_rate:7.1f}/s  retrans {retrans:4d}{cpu}{rss}{drops}"
           + ("" if step.passed else "  <- " + "; ".join(step.reasons[:4])), flush=True)
 
 
@@ -615,17 +650,20 @@ def run_target(target: Target, args: argparse.Namespace, plan: dict[str, Any]) -
         out["skipped"] = why_not
         return out
     print(f"\n== {target.name}", flush=True)
-    deadline = time.monotonic() + plan["target_budget_s"]
+    began = time.monotonic()
+    deadline = began + plan["target_budget_s"]
 
     # 1. Latency at a fixed rate, then the rate ladder, on one process.
     port = target.start()
     try:
-        warm = run_step(target=target.name, target_port=port, uas_port=target.uas_port,
-                        rate=50, calls=50, workdir=target.workdir, b2bua_pid=target.pid)
+        warm = run_step(target=target.name, phase="warmup", target_port=port,
+                        uas_port=target.uas_port, rate=50, calls=plan["warmup_calls"],
+                        workdir=target.workdir, b2bua_pid=target.pid)
         if not warm.passed:
             print_step(warm)
             out["warmup_failed"] = asdict(warm)
-        lat = run_step(target=target.name, target_port=port, uas_port=target.uas_port,
+        lat = run_step(target=target.name, phase="latency", target_port=port,
+                       uas_port=target.uas_port,
                        rate=plan["latency_rate"], calls=plan["latency_calls"],
                        workdir=target.workdir, trace_msg=True, b2bua_pid=target.pid)
         print_step(lat)
@@ -637,9 +675,10 @@ def run_target(target: Target, args: argparse.Namespace, plan: dict[str, Any]) -
                 print(f"  {target.name}: time budget used up, ladder cut at {rate}/s")
                 break
             calls = plan["calls_per_step"] or max(int(rate * plan["step_seconds"]), 100)
-            step = run_step(target=target.name, target_port=port, uas_port=target.uas_port,
-                            rate=rate, calls=calls, workdir=target.workdir,
-                            b2bua_pid=target.pid)
+            step = run_step(target=target.name, phase="ladder", target_port=port,
+                            uas_port=target.uas_port, rate=rate, calls=calls,
+                            workdir=target.workdir,
+                            b2bua_pid=target.pid, b2bua_stats=target.stats)
             print_step(step)
             steps.append(step)
             if not step.passed:
@@ -651,6 +690,9 @@ def run_target(target: Target, args: argparse.Namespace, plan: dict[str, Any]) -
         out["ladder_top_passed"] = bool(steps) and steps[-1].passed and \
             steps[-1].rate == max(plan["rates"])
         out["first_failed_rate"] = next((s.rate for s in steps if not s.passed), None)
+        passing_hwm = [s.b2bua_hwm_kib_after for s in steps
+                       if s.passed and s.b2bua_hwm_kib_after]
+        out["peak_rss_passing_kib"] = max(passing_hwm) if passing_hwm else None
         if target.is_b2bua:
             out["stats_after_ladder"] = target.stats()
             out["peak_rss_ladder_kib"] = target.hwm_kib()
@@ -661,6 +703,10 @@ def run_target(target: Target, args: argparse.Namespace, plan: dict[str, Any]) -
     if target.is_b2bua and plan["hold_calls"] and out["max_rate"]:
         out["memory"] = measure_memory(target, args, plan, out["max_rate"])
     out.update({f"info_{k}": v for k, v in target.info.items()})
+    peaks = [v for v in (out.get("peak_rss_ladder_kib"), (out.get("memory") or {}).get(
+        "peak_rss_kib")) if v]
+    out["peak_rss_kib"] = max(peaks) if peaks else None
+    out["duration_s"] = round(time.monotonic() - began, 1)
     return out
 
 
@@ -673,8 +719,9 @@ def measure_memory(target: Target, args: argparse.Namespace, plan: dict[str, Any
     mem: dict[str, Any] = {"calls": n, "rate": rate, "hold_ms": hold_ms}
     port = target.start()
     try:
-        warm = run_step(target=target.name, target_port=port, uas_port=target.uas_port,
-                        rate=50, calls=50, workdir=target.workdir)
+        warm = run_step(target=target.name, phase="warmup", target_port=port,
+                        uas_port=target.uas_port, rate=50, calls=plan["warmup_calls"],
+                        workdir=target.workdir)
         mem["warmup_passed"] = warm.passed
         time.sleep(1.0)
         idle = []
@@ -695,8 +742,9 @@ def measure_memory(target: Target, args: argparse.Namespace, plan: dict[str, Any
                 if not stats_at_plateau and elapsed >= (window[0] + window[1]) / 2:
                     stats_at_plateau.update(target.stats() or {"stats": "not available"})
 
-        step = run_step(target=target.name, target_port=port, uas_port=target.uas_port,
-                        rate=rate, calls=n, hold_ms=hold_ms, workdir=target.workdir,
+        step = run_step(target=target.name, phase="hold", target_port=port,
+                        uas_port=target.uas_port, rate=rate, calls=n, hold_ms=hold_ms,
+                        workdir=target.workdir,
                         b2bua_pid=target.pid, on_tick=tick)
         print_step(step)
         mem["step_passed"] = step.passed
@@ -768,8 +816,7 @@ def summarize(results: dict[str, Any]) -> None:
         lat = ((t.get("latency") or {}).get("latency_ms")) or {}
         tr, an = lat.get("trying", {}), lat.get("answer", {})
         mem = t.get("memory") or {}
-        peak = max([v for v in (t.get("peak_rss_ladder_kib"), mem.get("peak_rss_kib")) if v],
-                   default=None)
+        peak = t.get("peak_rss_kib")
         top = "+" if t.get("ladder_top_passed") else ""
         print(f"{name:9s} {str(t.get('max_rate', 0)) + top:>10s} "
               f"{t.get('first_failed_rate') or '-'!s:>8s} "
@@ -777,7 +824,16 @@ def summarize(results: dict[str, Any]) -> None:
               f"{_fmt(an.get('p50')):>8s} {_fmt(an.get('p99')):>8s} "
               f"{(str(round(peak / 1024, 1)) + ' MiB') if peak else '-':>9s} "
               f"{_fmt(mem.get('kib_per_call'), 2):>8s}")
-    print("('+' = the top of the ladder passed: the real limit is higher)")
+    print("('+' = the top of the ladder passed: the real limit is higher; peak RSS = VmHWM "
+          "of the B2BUA over all its runs)")
+    for name in ("sippy", "sipguard"):
+        t = by.get(name) or {}
+        if t.get("peak_rss_kib"):
+            parts = [f"{_mib(t.get('peak_rss_passing_kib'))} up to its highest passing step",
+                     f"{_mib(t.get('peak_rss_ladder_kib'))} after the whole ladder"]
+            if (t.get("memory") or {}).get("peak_rss_kib"):
+                parts.append(f"{_mib(t['memory']['peak_rss_kib'])} in the hold run")
+            print(f"{name} peak RSS: " + ", ".join(parts))
     for name in ("sippy", "sipguard"):
         mem = (by.get(name) or {}).get("memory")
         if mem and "rss_with_calls_kib" in mem:
@@ -788,9 +844,18 @@ def summarize(results: dict[str, Any]) -> None:
                   + (f"; service.stats {mem['stats_at_plateau']}"
                      if mem.get("stats_at_plateau") else ""))
     r = results["ratios"]
-    print(f"\nsipguard/direct max rate: {_fmt(r['sipguard_over_direct'])}   "
-          f"sipguard/sippy max rate: {_fmt(r['sipguard_over_sippy'])}")
+    for key, other in (("sipguard_over_direct", "direct"), ("sipguard_over_sippy", "sippy")):
+        note = ""
+        if r[key] is not None:
+            tops = [n for n in ("sipguard", other) if (by.get(n) or {}).get("ladder_top_passed")]
+            if tops:
+                note = f"  (not a true ratio: {' and '.join(tops)} passed the ladder's top)"
+        print(f"sipguard/{other} max rate: {_fmt(r[key])}{note}")
     print(f"results: {results.get('json_path')}")
+
+
+def _mib(kib: int | None) -> str:
+    return "-" if not kib else f"{kib / 1024:.1f} MiB"
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -823,14 +888,15 @@ def main(argv: list[str] | None = None) -> int:
     plan = {
         "mode": "quick" if quick else "full",
         "rates": rates,
-        "step_seconds": args.step_seconds or (1.5 if quick else 5.0),
+        "step_seconds": args.step_seconds or (1.0 if quick else 5.0),
         "calls_per_step": args.calls_per_step,
         "latency_rate": args.latency_rate,
-        "latency_calls": args.latency_rate * (2 if quick else 5),
-        "hold_calls": args.hold_calls if args.hold_calls is not None else (300 if quick else 2000),
-        "hold_rate": args.hold_rate or (300 if quick else 400),
-        "plateau_s": 3.0 if quick else 5.0,
-        "pause_between_steps_s": 0.5 if quick else 1.0,
+        "latency_calls": args.latency_rate * (1 if quick else 5),
+        "warmup_calls": 20 if quick else 50,
+        "hold_calls": args.hold_calls if args.hold_calls is not None else (200 if quick else 2000),
+        "hold_rate": args.hold_rate or (200 if quick else 400),
+        "plateau_s": 2.5 if quick else 5.0,
+        "pause_between_steps_s": 0.2 if quick else 1.0,
         "target_budget_s": 25 if quick else 200,
     }
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
