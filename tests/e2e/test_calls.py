@@ -32,6 +32,24 @@ RunUac = Callable[..., SippResult]
 StartUac = Callable[..., SippRun]
 
 
+# Short timers so finished transactions go away in seconds: Timers B, F, H and J = 64*T1
+# = 6.4 s, Timers D, I and K = 1 s.
+SHORT_TIMERS = {"t1": 0.1, "t4": 1.0, "timer_d": 1.0}
+
+
+def wait_for_idle(guard: Sipguard, timeout: float) -> dict[str, object]:
+    """Poll SIGUSR1 stats until calls, dialogs and transactions are all 0 (or time runs out);
+    return the last stats event."""
+    deadline = time.monotonic() + timeout
+    stats = guard.stats()
+    while time.monotonic() < deadline and any(
+        stats.get(counter) != 0 for counter in ("calls", "dialogs", "transactions")
+    ):
+        time.sleep(0.5)
+        stats = guard.stats()
+    return stats
+
+
 def assert_all_calls_succeeded(result: SippResult, calls: int) -> None:
     """SIPp exited 0 and counted every call as successful."""
     assert result.returncode == 0, result.describe()
@@ -271,10 +289,10 @@ def test_blocked_calls_stay_blocked_with_ten_percent_loss_at_the_pbx(
 def test_calls_complete_with_ten_percent_loss_at_the_trunk(
     start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
 ) -> None:
-    """With 10% of the trunk side's messages lost, all 30 calls still complete: sipguard
-    retransmits its INVITEs and BYEs and ACKs every retransmitted 200."""
+    """With 10% of the trunk side's messages lost, all 30 calls complete (sipguard retransmits
+    its INVITEs and BYEs and ACKs every retransmitted 200) and no call state is left."""
     uas = start_uas("uas_answer.xml", extra=["-lost", "10"])
-    guard = start_sipguard(uas.uri)
+    guard = start_sipguard(uas.uri, sip=SHORT_TIMERS)
 
     result = run_uac(
         "uac_call_bye.xml", guard.target(), calls=30, rate=25, timeout=60, extra=["-d", "300"]
@@ -282,6 +300,8 @@ def test_calls_complete_with_ten_percent_loss_at_the_trunk(
 
     assert_all_calls_succeeded(result, 30)
     guard.wait_for("call.ended", count=30)
+    stats = wait_for_idle(guard, timeout=20.0)
+    assert (stats.get("calls"), stats.get("dialogs"), stats.get("transactions")) == (0, 0, 0), stats
 
 
 def test_no_state_is_left_after_500_calls(
@@ -289,9 +309,7 @@ def test_no_state_is_left_after_500_calls(
 ) -> None:
     """After 500 calls at 100/s and the transaction timers, SIGUSR1 stats show nothing left."""
     uas = start_uas("uas_answer.xml")
-    # Short timers so terminated transactions go away in seconds: Timer J = 64*T1 = 6.4 s,
-    # Timers D, I and K = 1 s.
-    guard = start_sipguard(uas.uri, sip={"t1": 0.1, "t4": 1.0, "timer_d": 1.0})
+    guard = start_sipguard(uas.uri, sip=SHORT_TIMERS)
 
     run = start_uac("uac_call_bye.xml", guard.target(), calls=500, rate=100, timeout=60)
     guard.wait_for("call.ended", count=100, timeout=30)
@@ -300,13 +318,7 @@ def test_no_state_is_left_after_500_calls(
 
     assert_all_calls_succeeded(result, 500)
     assert busy.get("transactions", 0) > 0, busy
-    deadline = time.monotonic() + 20.0
-    stats = guard.stats()
-    while time.monotonic() < deadline and (
-        stats.get("calls") != 0 or stats.get("transactions") != 0 or stats.get("dialogs") != 0
-    ):
-        time.sleep(0.5)
-        stats = guard.stats()
+    stats = wait_for_idle(guard, timeout=20.0)
     assert stats.get("calls") == 0, stats
     assert stats.get("transactions") == 0, stats
     assert stats.get("dialogs") == 0, stats
