@@ -82,6 +82,8 @@ class Dialog:
         first = self.remote_tag is None
         if first:
             self.remote_tag = response.to_tag
+        if first or 200 <= response.status_code < 300:
+            # §13.2.2.4: the 2xx that confirms an early dialog recomputes the route set.
             self.route_set = checked_routes(reversed(response.headers.values("Record-Route")))
         self.refresh_target(response.contact)
 
@@ -96,6 +98,13 @@ class Dialog:
             return uri_address(parse_name_address(self.route_set[0]).uri)
         return uri_address(self.remote_target)
 
+    def _strict_first_route(self) -> Uri | None:
+        """The first route's URI when it is a strict router (no ``lr``), else None."""
+        if not self.route_set:
+            return None
+        uri = parse_name_address(self.route_set[0]).uri
+        return None if uri.parameter("lr") is not None else uri
+
     def create_request(self, method: str, cseq: int | None = None,
                        max_forwards: int = 70) -> Request:
         """An in-dialog request (RFC 3261 §12.2.1.1). CSeq advances unless given."""
@@ -103,8 +112,18 @@ class Dialog:
             self.local_cseq += 1
             cseq = self.local_cseq
         headers = Headers()
-        for route in self.route_set:
-            headers.add("Route", route)
+        request_uri = self.remote_target
+        strict = self._strict_first_route()
+        if strict is not None:
+            # §12.2.1.1: a strict router takes the Request-URI; the remote target
+            # goes last in the Route header.
+            request_uri = strict.with_changes(headers="")
+            for route in self.route_set[1:]:
+                headers.add("Route", route)
+            headers.add("Route", f"<{self.remote_target}>")
+        else:
+            for route in self.route_set:
+                headers.add("Route", route)
         headers.add("Max-Forwards", str(max_forwards))
         headers.add("From", with_tag(self.local_address, self.local_tag))
         headers.add("To", with_tag(self.remote_address, self.remote_tag))
@@ -112,7 +131,7 @@ class Dialog:
         headers.add("CSeq", f"{cseq} {method}")
         if method in TARGET_REFRESH_METHODS:
             headers.add("Contact", self.local_contact)
-        return Request(method, self.remote_target, headers)
+        return Request(method, request_uri, headers)
 
 
 def checked_routes(values: Iterable[str]) -> list[str]:

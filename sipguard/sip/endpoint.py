@@ -279,9 +279,9 @@ class Endpoint:
         """Where responses go (RFC 3261 §18.2.2, RFC 3581 §4)."""
         if via.parameter("rport") is not None:
             return source
-        received = via.parameter("received")
-        host = received if received else unbracket(via.host)
-        return (host, default_port(via))
+        # §18.2.1: the server adds received= whenever sent-by is not the source
+        # address, and §18.2.2 sends there; either way that is the source host.
+        return (source[0], default_port(via))
 
     @staticmethod
     def _server_key(request: Request, via: Via) -> tuple[str, ...]:
@@ -352,10 +352,11 @@ class Endpoint:
         invite_key = (transaction.key[0], transaction.key[1], "INVITE")
         invite = self._server.get(invite_key)
         if invite is None:
-            transaction.respond(self.make_response(transaction, 481), now)
+            transaction.respond(
+                self.make_response(transaction, 481, to_tag=self._token(10)), now)
             self._schedule(transaction)
             return []
-        transaction.respond(self.make_response(transaction, 200), now)
+        transaction.respond(self.make_response(transaction, 200, to_tag=self._token(10)), now)
         self._schedule(transaction)
         if invite.final_status is not None:
             return []  # §9.2: the INVITE was answered already; CANCEL has no effect
@@ -367,6 +368,12 @@ class Endpoint:
         transaction = self._client.get((branch, response.cseq.method))
         if transaction is None:
             return [MessageDiscarded("Response matches no transaction", source)]
+        local = transaction.local
+        if unbracket(via.host) != local[0] or via.port != local[1]:
+            # §18.1.2: a response whose sent-by is not ours is silently discarded.
+            return [MessageDiscarded("Response sent-by is not ours", source)]
+        if len(response.headers.values("Via")) > 1:
+            return [MessageDiscarded("Response with more than one Via", source)]  # §8.1.3.3
         if not transaction.receive_response(response, now):
             self._after_input(transaction)
             return []
@@ -391,15 +398,20 @@ class Endpoint:
         body: bytes = b"",
     ) -> Response:
         """A response to the transaction's request (RFC 3261 §8.2.6.2)."""
+        if transaction.final_status is not None:
+            raise LocalProtocolError(
+                f"{transaction.method} transaction already answered {transaction.final_status}")
         request = transaction.request
         response_headers = Headers()
         vias = request.headers.get_all("Via")
         top = request.top_via
         parameters = top.parameters
         source_host = transaction.source[0]
-        if unbracket(top.host) != source_host:
+        has_rport = top.parameter("rport") is not None
+        if unbracket(top.host) != source_host or has_rport:
+            # §18.2.1, and RFC 3581 §4: with rport, received is always added.
             parameters = replace_parameter(parameters, "received", source_host)
-        if top.parameter("rport") is not None:
+        if has_rport:
             parameters = replace_parameter(parameters, "rport", str(transaction.source[1]))
         if parameters is not top.parameters:
             # RFC 3261 §18.2.1 and RFC 3581 §4: tell the client where the request came from.

@@ -15,12 +15,13 @@ Parameters = tuple[tuple[str, str | None], ...]
 _WHITESPACE = " \t"
 
 
-def split_commas(value: str) -> list[str]:
+def split_commas(value: str, strict: bool = False) -> list[str]:
     """Split a header value on commas outside quoted strings and ``<...>``.
 
     RFC 3261 §7.3.1: several values of one header may share a line,
     separated by commas; a comma inside a quoted display name or a URI in
-    angle brackets does not separate values.
+    angle brackets does not separate values. With ``strict``, an empty
+    element (``a,,b``) is an error instead of being skipped.
     """
     if "," not in value:
         stripped = value.strip()
@@ -48,6 +49,8 @@ def split_commas(value: str) -> list[str]:
             part = value[start:index].strip()
             if part:
                 parts.append(part)
+            elif strict:
+                raise RemoteProtocolError("Empty element in a comma-separated list")
             start = index + 1
         index += 1
     if in_quotes:
@@ -55,6 +58,8 @@ def split_commas(value: str) -> list[str]:
     part = value[start:].strip()
     if part:
         parts.append(part)
+    elif strict:
+        raise RemoteProtocolError("Empty element in a comma-separated list")
     return parts
 
 
@@ -97,7 +102,8 @@ def parse_parameters(text: str) -> Parameters:
     for raw_item in split_outside_quotes(text, ";"):
         item = raw_item.strip(_WHITESPACE)
         if not item:
-            continue
+            # RFC 3261 §25.1 has no empty parameter; RFC 4475 §3.1.2.1 wants a 400.
+            raise RemoteProtocolError("Empty parameter")
         name, equals, raw_value = item.partition("=")
         name = name.strip(_WHITESPACE)
         if not name or not is_token(name):

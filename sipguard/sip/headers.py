@@ -9,6 +9,7 @@ when something asks for them.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -219,14 +220,17 @@ class Headers:
         wanted = canonical_name(name)
         return [value for key, value in self._fields if key == wanted]
 
-    def values(self, name: str) -> list[str]:
-        """Every value of a header, splitting comma-separated lists."""
+    def values(self, name: str, strict: bool = False) -> list[str]:
+        """Every value of a header, splitting comma-separated lists.
+
+        With ``strict``, an empty list element is a :class:`RemoteProtocolError`.
+        """
         wanted = canonical_name(name)
         result: list[str] = []
         for key, value in self._fields:
             if key == wanted:
                 if wanted in LIST_HEADERS:
-                    result.extend(split_commas(value))
+                    result.extend(split_commas(value, strict))
                 else:
                     result.append(value.strip())
         return result
@@ -299,19 +303,27 @@ class Via:
         return f"SIP/2.0/{self.transport} {self.sent_by}{format_parameters(self.parameters)}"
 
 
+# sent-protocol with SLASH = SWS "/" SWS (RFC 3261 §25.1), then LWS and sent-by.
+_VIA_PROTOCOL = re.compile(
+    r"[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*([A-Za-z0-9\-.!%*_+`'~]+)[ \t]*/[ \t]*"
+    r"([A-Za-z0-9\-.!%*_+`'~]+)[ \t]+(.+)\Z",
+    re.DOTALL,
+)
+
+
 def parse_via(text: str) -> Via:
     """Parse one Via value."""
-    protocol, _, rest = text.strip().partition(" ")
-    if not rest:
-        raise RemoteProtocolError(f"Bad Via {text!r}")
-    pieces = [piece.strip() for piece in protocol.split("/")]
-    if len(pieces) != 3 or pieces[0].upper() != "SIP" or not is_token(pieces[2]):
-        raise RemoteProtocolError(f"Bad Via protocol {protocol!r}")
-    if pieces[1] != "2.0":
-        raise RemoteProtocolError(f"Unsupported SIP version in Via {protocol!r}", 505)
+    match = _VIA_PROTOCOL.match(text)
+    if match is None:
+        raise RemoteProtocolError(f"Bad Via {text[:60]!r}")
+    name, version, transport, rest = match.groups()
+    if name.upper() != "SIP":
+        raise RemoteProtocolError(f"Bad Via protocol {name!r}")
+    if version != "2.0":
+        raise RemoteProtocolError(f"Unsupported SIP version in Via {version!r}", 505)
     sent_by, _, parameter_text = rest.strip().partition(";")
     host, port = parse_host_port(sent_by.strip())
-    return Via(pieces[2].upper(), host, port, parse_parameters(parameter_text))
+    return Via(transport.upper(), host, port, parse_parameters(parameter_text))
 
 
 @dataclass(frozen=True, slots=True)

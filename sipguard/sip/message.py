@@ -116,12 +116,12 @@ class Message:
     @cached_property
     def vias(self) -> list[Via]:
         """Every Via value, top first."""
-        return [parse_via(value) for value in self.headers.values("Via")]
+        return [parse_via(value) for value in self.headers.values("Via", strict=True)]
 
     @cached_property
     def top_via(self) -> Via:
         """The first Via value."""
-        values = self.headers.values("Via")
+        values = self.headers.values("Via", strict=True)
         if not values:
             raise RemoteProtocolError("Missing Required Header: Via")
         return parse_via(values[0])
@@ -263,8 +263,14 @@ def _split_head(data: bytes) -> tuple[bytes, bytes]:
     return data.rstrip(b"\r\n"), b""
 
 
-def _parse_header_lines(lines: list[str]) -> Headers:
+def _parse_header_lines(lines: list[str]) -> tuple[Headers, RemoteProtocolError | None]:
+    """The header fields, and the first malformed line's error (the rest are kept).
+
+    Keeping the good fields lets the endpoint answer a request with a bad
+    line when its top Via is usable (RFC 3261 §21.4.1).
+    """
     fields: list[tuple[str, str]] = []
+    error: RemoteProtocolError | None = None
     append = fields.append
     known_names = KNOWN_NAMES
     for line in lines:
@@ -273,7 +279,8 @@ def _parse_header_lines(lines: list[str]) -> Headers:
         if line[0] in " \t":
             # RFC 3261 §7.3.1: a line starting with whitespace continues the previous one.
             if not fields:
-                raise RemoteProtocolError("Continuation line before any header")
+                error = error or RemoteProtocolError("Continuation line before any header")
+                continue
             name, value = fields[-1]
             fields[-1] = (name, f"{value} {line.strip()}".strip())
             continue
@@ -282,12 +289,14 @@ def _parse_header_lines(lines: list[str]) -> Headers:
         if canonical is None:
             name = name.rstrip(" \t")
             if not colon or not is_token(name):
-                raise RemoteProtocolError(f"Malformed header line {line[:40]!r}")
+                error = error or RemoteProtocolError(f"Malformed header line {line[:40]!r}")
+                continue
             canonical = canonical_name(name)
         elif not colon:
-            raise RemoteProtocolError(f"Malformed header line {line[:40]!r}")
+            error = error or RemoteProtocolError(f"Malformed header line {line[:40]!r}")
+            continue
         append((canonical, value.strip(" \t")))
-    return Headers(fields)
+    return Headers(fields), error
 
 
 # Extensions a request may Require of us: sipguard relays them end to end.
@@ -309,7 +318,7 @@ def parse_message(
     it are ignored (RFC 3261 §18.3). With ``stream=True`` Content-Length is
     required.
     """
-    is_request = not data.startswith(b"SIP/")
+    is_request = data[:4].upper() != b"SIP/"  # SIP-Version is case-insensitive (§7.1)
     method: str | None = None
     headers: Headers | None = None
     try:
@@ -322,7 +331,9 @@ def parse_message(
         start_line = lines[0]
         if is_request:
             method = start_line.partition(" ")[0]
-        headers = _parse_header_lines(lines[1:])
+        headers, line_error = _parse_header_lines(lines[1:])
+        if line_error is not None:
+            raise line_error
         if len(data) > max_size:
             raise RemoteProtocolError("Message Too Large", 513)
         body = _apply_content_length(headers, body, stream)

@@ -142,10 +142,20 @@ def parse_uri(text: str) -> Uri:
         if not rest or any(char in rest for char in " \t<>"):
             raise RemoteProtocolError(f"Bad URI {text!r}")
         return Uri(scheme=scheme, opaque=rest, _text=text)
-    rest, question, headers = rest.partition("?")
+    # '?' may appear in the user part (RFC 3261 §25.1 user-unreserved), so look
+    # for the userinfo's '@' before splitting off the URI headers.
+    at = rest.find("@")
+    question_mark = rest.find("?")
+    if 0 <= question_mark < at and "=" in rest[question_mark:at]:
+        at = -1  # the '@' belongs to a header value: there is no userinfo
+    headers = ""
+    split_from = at + 1 if at >= 0 else 0
+    question_mark = rest.find("?", split_from)
+    question = question_mark >= 0
+    if question:
+        rest, headers = rest[:question_mark], rest[question_mark + 1 :]
     user: str | None = None
     password: str | None = None
-    at = rest.rfind("@")
     if at >= 0:
         userinfo, rest = rest[:at], rest[at + 1 :]
         user, colon, password_text = userinfo.partition(":")

@@ -425,7 +425,7 @@ def test_malformed_contact_in_dialog_gets_400():
 def test_call_log_lines_carry_the_call_fields_and_decision():
     """Every call.* line after screening names call_id, account, from, to and the decision."""
     harness = Harness()
-    trunk_invite, ok = _answered_call(harness)
+    _, ok = _answered_call(harness)
     harness.feed(_in_dialog("BYE", ok, "z9hG4bK-bye-log", 2), PBX)
     call_lines = [log for log in harness.logs if log.event.startswith("call.")]
     assert [log.event for log in call_lines] == [

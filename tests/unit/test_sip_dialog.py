@@ -145,12 +145,6 @@ def test_confirm_keeps_the_route_set_of_the_first_response() -> None:
     assert dialog.remote_tag == "tr-1"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Dialog.confirm takes the route set only from the first response with a "
-    "tag; RFC 3261 §13.2.2.4 says the route set MUST be recomputed from the 2xx when it "
-    "confirms an early dialog",
-)
 def test_2xx_recomputes_the_route_set_of_an_early_dialog() -> None:
     """A 2xx that confirms an early dialog sets the route set from its own Record-Route."""
     dialog = uac_dialog()
@@ -275,12 +269,6 @@ def test_next_hop(routes: list[str], target: str, hop: tuple[str, int]) -> None:
         assert uri_address(parse_uri(target)) == hop
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Dialog.create_request always uses loose routing; when the first route "
-    "has no lr parameter RFC 3261 §12.2.1.1 requires the strict-routing form (that URI "
-    "as Request-URI, the remaining routes then the remote target as Route)",
-)
 def test_strict_router_first_in_the_route_set() -> None:
     """With a strict router first, it becomes the Request-URI and the target goes last in Route."""
     dialog = _confirmed()

@@ -76,12 +76,6 @@ BAD_REQUESTS = [
         400,
         "Malformed header line 'Bad Header: x'",
         id="malformed-header-line",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: message._parse_header_lines raises before any headers are kept, so "
-            "MessageParseError.headers is None and Endpoint._reject_unparseable drops a request "
-            "whose top Via is usable instead of answering 400 (RFC 3261 §21.4.1)",
-        ),
     ),
 ]
 
@@ -187,15 +181,7 @@ DROPPED = [
     pytest.param(b"SIP/2.0", id="bare-version"),
     pytest.param(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n", id="http"),
     pytest.param(b" \r\n", id="space-crlf"),
-    pytest.param(
-        b"sip/2.0 200 OK\r\n" + request().split(b"\r\n", 1)[1],
-        id="lower-case-response",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: parse_message treats 'sip/2.0 200 OK' as a request (case-sensitive "
-            "startswith(b'SIP/'), RFC 3261 §7.1), so the endpoint answers a response with 400",
-        ),
-    ),
+    pytest.param(b"sip/2.0 200 OK\r\n" + request().split(b"\r\n", 1)[1], id="lower-case-response"),
 ]
 
 
@@ -267,29 +253,10 @@ RESPONSE_ROUTES = [
         id="ipv6-rport",
     ),
     pytest.param(
-        "pbx.example.com:5070",
-        "",
-        ("192.0.2.1", 5070),
-        ("192.0.2.1", 5070),
-        id="host-name",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: Endpoint._response_destination ignores the received address the "
-            "server must add (RFC 3261 §18.2.1) and sends to the sent-by host name "
-            "instead of the source IP (§18.2.2)",
-        ),
+        "pbx.example.com:5070", "", ("192.0.2.1", 5070), ("192.0.2.1", 5070), id="host-name"
     ),
     pytest.param(
-        "192.0.2.1:5070",
-        "",
-        ("192.0.2.200", 5070),
-        ("192.0.2.200", 5070),
-        id="nat-no-rport",
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG: Endpoint._response_destination sends to the sent-by IP, not to the "
-            "received (source) IP, when they differ (RFC 3261 §18.2.1, §18.2.2)",
-        ),
+        "192.0.2.1:5070", "", ("192.0.2.200", 5070), ("192.0.2.200", 5070), id="nat-no-rport"
     ),
 ]
 
@@ -357,12 +324,6 @@ def test_transaction_response_destination(
             ("192.0.2.1", 5070),
             {"received": "192.0.2.1", "rport": "5070"},
             id="rport-same-address",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="BUG: Endpoint.make_response adds received only when the source IP "
-                "differs from sent-by, but with rport the server MUST add received even "
-                "when it is identical (RFC 3581 §4)",
-            ),
         ),
     ],
 )
@@ -590,12 +551,6 @@ def _ringing_with_top_via(rewrite: Callable[[str], str]) -> tuple[Endpoint, byte
     return endpoint, ringing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Endpoint._receive_response matches on branch and CSeq method only and "
-    "accepts a response whose top Via sent-by is not the one we inserted (RFC 3261 §18.1.2 "
-    "MUST silently discard)",
-)
 def test_response_with_foreign_sent_by_is_discarded() -> None:
     """A response whose top Via sent-by is not ours is discarded, even with our branch (§18.1.2)."""
     endpoint, ringing = _ringing_with_top_via(
@@ -605,11 +560,6 @@ def test_response_with_foreign_sent_by_is_discarded() -> None:
     assert [type(event) for event in events] == [MessageDiscarded]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Endpoint._receive_response accepts a response carrying more than one Via "
-    "(RFC 3261 §8.1.3.3: the UAC SHOULD discard it)",
-)
 def test_response_with_two_vias_is_discarded() -> None:
     """A response to sipguard with a second Via was not meant for a UAC and is discarded (§8.1.3.3)."""
     endpoint, ringing = _ringing_with_top_via(

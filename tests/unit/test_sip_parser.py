@@ -501,11 +501,6 @@ def test_bad_status_line(status_line: str) -> None:
     assert error.status_code in (400, 505)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: parse_message decides request/response with a case-sensitive "
-    "startswith(b'SIP/'), but SIP-Version is case-insensitive (RFC 3261 §7.1)",
-)
 def test_lower_case_version_in_status_line_is_a_response() -> None:
     """``sip/2.0 200 OK`` is a response: the SIP-Version is case-insensitive (§7.1)."""
     message = parse_message(build("sip/2.0 200 OK", request_headers()))
@@ -889,11 +884,6 @@ def test_tortuous_invite() -> None:
     assert message.body == b"v=0\r\ns=-\r\nxx"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: headers.parse_via splits the sent-protocol on the first space, so "
-    "'SIP / 2.0 / UDP' (SLASH = SWS '/' SWS, RFC 3261 §25.1; RFC 4475 §3.1.1.1) is rejected",
-)
 def test_via_with_spaces_around_slashes() -> None:
     """RFC 4475 §3.1.1.1: ``Via: SIP  /   2.0 / UDP host`` is a valid Via."""
     message = parse_request(
@@ -909,11 +899,6 @@ def test_via_with_spaces_around_slashes() -> None:
     assert message.top_via.host == "192.0.2.2"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: uri.parse_uri splits headers at the first '?' before finding the "
-    "userinfo, but '?' is a user-unreserved character (RFC 3261 §25.1; RFC 4475 §3.1.1.2)",
-)
 def test_question_mark_in_user_part() -> None:
     """RFC 4475 §3.1.1.2 (intmeth): a user part may contain ``?``, ``;`` and ``/``."""
     uri = "sip:1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*@example.com"
@@ -1002,12 +987,6 @@ def test_extraneous_separators_do_not_break_the_parser() -> None:
         assert message.call_id == "badinv01.0ha0isndaksdjasdf3234nas"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: grammar.parse_parameters and split_commas skip empty parameters and "
-    "empty list elements, so ';;,;,,' in Via is accepted (RFC 3261 §25.1 grammar; "
-    "RFC 4475 §3.1.2.1 says respond 400)",
-)
 def test_extraneous_separators_are_400() -> None:
     """RFC 4475 §3.1.2.1 (badinv01): empty Via parameters and values make a 400."""
     error = parse_error(request(replace={"Via": "SIP/2.0/UDP 192.0.2.15;;,;,,"}))

@@ -429,12 +429,6 @@ def test_second_final_response_is_refused() -> None:
     assert trace.sent_times(status_is(200)) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ServerTransaction.respond replaces the request with RELEASED_REQUEST after a "
-    "final response, so Endpoint.make_response then raises RemoteProtocolError('Missing "
-    "Required Header: Via') - the peer's error kind - for the TU's own mistake",
-)
 def test_make_response_after_final_is_a_local_error() -> None:
     """Building a response for an answered transaction is our mistake: LocalProtocolError."""
     trace = Trace(new_endpoint())
@@ -507,12 +501,6 @@ def test_cancel_matches_its_invite() -> None:
     assert trace.endpoint.transaction_count == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Endpoint._receive_cancel answers CANCEL (200, and 481) through "
-    "make_response without to_tag, so the final response has no To tag (RFC 3261 §8.2.6.2 "
-    "MUST; §9.2 SHOULD use the INVITE response's tag)",
-)
 @pytest.mark.parametrize("matched", [True, False])
 def test_cancel_responses_carry_a_to_tag(matched: bool) -> None:
     """The 200 or 481 for a CANCEL is a final response, so it has a To tag (§8.2.6.2)."""
