@@ -118,6 +118,25 @@ def test_requests_inside_the_dialog_are_relayed(
     assert uas.received("UPDATE ") >= 2, uas.describe()
 
 
+def test_reliable_provisional_and_prack_are_relayed(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A trunk's reliable 183 reaches the PBX, whose PRACK reaches the trunk (RFC 3262)."""
+    uas = start_uas("uas_answer_prack.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_call_prack.xml", guard.target(), calls=2, extra=["-d", "200"])
+
+    assert_all_calls_succeeded(result, 2)
+    assert uas.wait_for_received("BYE ", 2) >= 2, uas.describe()
+    pracks = uas.messages("received", "PRACK ")
+    assert len(call_ids(pracks)) == 2, uas.describe()
+    # The trunk sent RSeq 1 on each call; the RAck it gets back must name that 183.
+    assert all((m.header("RAck") or "").split()[:1] == ["1"] for m in pracks), [
+        m.header("RAck") for m in pracks
+    ]
+
+
 @pytest.mark.parametrize("number", [BLOCKED, "+19765550123"])
 def test_blocked_prefix_gets_403_and_never_reaches_the_trunk(
     number: str, start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
