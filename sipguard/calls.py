@@ -94,6 +94,7 @@ class Call:
     cancelled: bool = False
     cancel_sent: bool = False
     trunk_ack: bytes | None = None
+    trunk_answered: bool = False
     ended_by: str | None = None
     ring_deadline: float | None = None
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)

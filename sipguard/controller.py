@@ -326,6 +326,17 @@ class Controller:
                 return call, side
         return None
 
+    def _ack_trunk(self, call: Call, ack_from_pbx: Request | None = None) -> None:
+        """ACK the trunk's 2xx, with the PBX's ACK body when it has one (late offer)."""
+        trunk = call.trunk
+        if trunk is None or call.trunk_invite is None or call.trunk_ack is not None:
+            return
+        request = trunk.create_request("ACK", cseq=call.trunk_invite.cseq_number)
+        if ack_from_pbx is not None:
+            _copy_headers(ack_from_pbx, request.headers, ("Content-Type", "Content-Disposition"))
+            request.body = ack_from_pbx.body
+        call.trunk_ack = self.endpoint.send_ack(request, trunk.next_hop())
+
     def _on_ack(self, ack: Request, now: float) -> list[Command]:
         found = self._find_dialog(ack)
         if found is None:
@@ -335,13 +346,7 @@ class Controller:
         if other is None or other.remote_tag is None:
             return []
         if side is Side.PBX and ack.cseq.number == call.pbx_invite.cseq_number:
-            if call.trunk_ack is not None or call.trunk_invite is None:
-                return []
-            cseq = call.trunk_invite.cseq_number
-            request = other.create_request("ACK", cseq=cseq)
-            _copy_headers(ack, request.headers, ("Content-Type", "Content-Disposition"))
-            request.body = ack.body
-            call.trunk_ack = self.endpoint.send_ack(request, other.next_hop())
+            self._ack_trunk(call, ack)
             return []
         other_cseq = call.ack_map.pop((side, ack.cseq.number), None)
         if other_cseq is not None:
@@ -416,6 +421,11 @@ class Controller:
         dialog = call.dialog(side)
         if dialog is None or dialog.remote_tag is None:
             return False
+        if side is Side.TRUNK and call.trunk_answered and call.trunk_ack is None:
+            # The PBX never ACKed, but the trunk's 2xx still needs one (RFC 3261
+            # §13.2.2.4) before the BYE, or the trunk retransmits it and may
+            # tear the call down on its own.
+            self._ack_trunk(call)
         bye = dialog.create_request("BYE")
         client = self.endpoint.send_request(bye, dialog.next_hop(), now)
         self._track(client, ClientContext(call, RelayKind.BYE, side))
@@ -554,10 +564,9 @@ class Controller:
         if trunk.remote_tag is None or trunk.remote_tag != response.to_tag:
             trunk.remote_tag = None
         trunk.confirm(response)
+        call.trunk_answered = True
         if call.cancelled or call.pbx_invite.final_status is not None:
             # The answer crossed our CANCEL (RFC 3261 §9.1): ACK it, then BYE.
-            ack = trunk.create_request("ACK", cseq=call.trunk_invite.cseq_number)
-            call.trunk_ack = self.endpoint.send_ack(ack, trunk.next_hop())
             call.state = CallState.ENDING
             self._send_bye(call, Side.TRUNK, now)
             return []

@@ -438,3 +438,19 @@ def test_call_log_lines_carry_the_call_fields_and_decision():
         assert log.fields["decision"] == "forward"
     assert harness.events("call.answered")[0].fields["status"] == 200
     assert harness.events("call.screened")[0].fields["trace"][0].startswith("emergency:")
+
+
+def test_bye_before_ack_still_acks_the_trunk_answer():
+    """If the PBX hangs up before ACKing, the trunk's 2xx gets its ACK before the BYE."""
+    harness = Harness()
+    trunk_invite, _ = _trunk_invite(harness)
+    sent = harness.feed(response_to(trunk_invite, 200, "OK", body=b"v=0\r\n"), TRUNK)
+    (ok,) = only(sent, PBX)
+    assert isinstance(ok, Response)
+    sent = harness.feed(_in_dialog("BYE", ok, "z9hG4bK-early-bye", 2), PBX)
+    methods = [m.method for m in only(sent, TRUNK) if isinstance(m, Request)]
+    assert methods == ["ACK", "BYE"]
+    ack = next(m for m in only(sent, TRUNK) if isinstance(m, Request) and m.method == "ACK")
+    assert ack.cseq.number == trunk_invite.cseq.number
+    sent = harness.feed(response_to(trunk_invite, 200, "OK", body=b"v=0\r\n"), TRUNK)
+    assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["ACK"]
