@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import ipaddress
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -30,7 +32,7 @@ from sipguard.calls import Command, LogEvent, ScreenAttempt
 from sipguard.controller import Controller
 from sipguard.policy import CallAttempt, Decision, PrefixPolicy, evaluate
 from sipguard.settings import ListenAddress, Settings, load_policy
-from sipguard.sip.endpoint import Endpoint
+from sipguard.sip.endpoint import Datagram, Endpoint
 from sipguard.sip.transaction import Address
 from sipguard.yamlfile import ConfigError
 
@@ -105,6 +107,10 @@ class Service:
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.icmp_errors = 0
+        # Host names seen in Contact/Route, resolved once (the service is restarted
+        # or reloaded far more often than PBX host names change).
+        self._resolved: dict[str, str] = {}
+        self._background: set[asyncio.Future[None]] = set()
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -293,11 +299,50 @@ class Service:
         by_local = {listener.local: listener for listener in self.listeners}
         for datagram in datagrams:
             listener = by_local.get(datagram.local) or self.listeners[0]
-            try:
-                listener.transport.sendto(datagram.data, datagram.destination)
-            except (OSError, ValueError) as error:
-                self.log.warning("transport.send_failed", error=str(error),
-                                 destination=_listen_text(datagram.destination))
+            host, port = datagram.destination
+            if not _is_ip_literal(host):
+                resolved = self._resolved.get(host)
+                if resolved is None:
+                    # A Contact or Route with a host name: resolve off the fast path.
+                    task = asyncio.ensure_future(self._resolve_and_send(listener, datagram))
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+                    continue
+                host = resolved
+            self._send(listener, datagram.data, (host, port))
+
+    def _send(self, listener: Listener, data: bytes, destination: Address) -> None:
+        try:
+            listener.transport.sendto(data, destination)
+        except (OSError, ValueError) as error:
+            self.log.warning("transport.send_failed", error=str(error),
+                             destination=_listen_text(destination))
+
+    async def _resolve_and_send(self, listener: Listener, datagram: Datagram) -> None:
+        loop = asyncio.get_running_loop()
+        host, port = datagram.destination
+        family = socket.AF_INET6 if ":" in listener.local[0] else socket.AF_INET
+        try:
+            answers = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
+        except OSError as error:
+            self.log.warning("transport.resolve_failed", host=host, error=str(error))
+            return
+        if not answers:
+            self.log.warning("transport.resolve_failed", host=host, error="no address")
+            return
+        address = str(answers[0][4][0])
+        if len(self._resolved) < 1024:
+            self._resolved[host] = address
+        self._send(listener, datagram.data, (address, port))
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def _listen_text(address: Address) -> str:

@@ -314,3 +314,28 @@ def test_call_over_ipv6_loopback(network: dict[str, Any]):
     pbx.send(in_dialog(pbx, "BYE", ok, 2, service.port, "z9hG4bK-bye6"), service.port)
     assert pbx.receive(want="200")
     assert trunk.receive(want="BYE")
+
+
+def test_requests_to_a_host_name_contact_are_resolved(network: dict[str, Any]):
+    """A PBX whose Contact names a host (localhost) still gets the trunk's BYE."""
+    service, pbx, trunk = network["start"]()
+    text = invite(pbx, "15551234567", "named-1", service.port).replace(
+        f"Contact: <sip:201@{pbx.hostport}>", f"Contact: <sip:201@localhost:{pbx.port}>"
+    )
+    pbx.send(text, service.port)
+    trunk_invite = trunk.receive(want="INVITE")
+    trunk.send(answer(trunk, trunk_invite), service.port)
+    ok = pbx.receive(want="200 OK")
+    pbx.send(in_dialog(pbx, "ACK", ok, 1, service.port, "z9hG4bK-ackn"), service.port)
+    trunk_ack = trunk.receive(want="ACK")
+    bye = (
+        f"BYE sip:sipguard@127.0.0.1:{service.port} SIP/2.0\n"
+        f"Via: SIP/2.0/UDP {trunk.hostport};branch=z9hG4bK-tbye\nMax-Forwards: 70\n"
+        f"From: {header(trunk_ack, 'To')}\nTo: {header(trunk_ack, 'From')}\n"
+        f"Call-ID: {header(trunk_ack, 'Call-ID')}\nCSeq: 5 BYE\nContent-Length: 0\n\n"
+    )
+    trunk.send(bye, service.port)
+    assert trunk.receive(want="200")
+    pbx_bye = pbx.receive(want="BYE")
+    assert header(pbx_bye, "Call-ID") == "named-1"
+    assert "localhost" in pbx_bye.split("\r\n", 1)[0]
