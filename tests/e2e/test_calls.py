@@ -118,6 +118,24 @@ def test_requests_inside_the_dialog_are_relayed(
     assert uas.received("UPDATE ") >= 2, uas.describe()
 
 
+def test_reinvite_from_the_trunk_is_relayed_to_the_pbx(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A hold re-INVITE from the trunk reaches the PBX with its SDP and the PBX's answer
+    gets back, before the trunk hangs up."""
+    uas = start_uas("uas_answer_reinvite_bye.xml", extra=["-d", "200"])
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_call_callee_reinvite.xml", guard.target(), calls=2)
+
+    assert_all_calls_succeeded(result, 2)
+    reinvites = [m for m in result.messages("received", "INVITE ") if "a=sendonly" in m.text]
+    assert len(reinvites) >= 2, result.describe()
+    guard.wait_for("call.ended", count=2)
+    answers = [m for m in uas.messages("received", "SIP/2.0 200") if "a=recvonly" in m.text]
+    assert len(answers) >= 2, uas.describe()
+
+
 def test_reliable_provisional_and_prack_are_relayed(
     start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
 ) -> None:
