@@ -188,6 +188,24 @@ def test_cancel_while_ringing_gives_487(
     assert not guard.events("call.answered"), guard.describe()
 
 
+def test_cancel_before_ringing_gives_487_promptly(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """A CANCEL after the trunk's 100 Trying but before any ringing gives the PBX its 487
+    within a second, and the trunk gets the CANCEL and its ACK."""
+    uas = start_uas("uas_trying_cancel.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_cancel_early.xml", guard.target(), extra=["-d", "300"])
+
+    assert_all_calls_succeeded(result, 1)
+    (cancel,) = result.messages("sent", "CANCEL ")[:1]
+    (final,) = result.messages("received", "SIP/2.0 487")[:1]
+    assert final.timestamp - cancel.timestamp < 1.0, result.describe()
+    assert uas.wait_for_received("CANCEL ", 1) >= 1, uas.describe()
+    assert uas.wait_for_received("ACK ", 1) >= 1, uas.describe()
+
+
 @pytest.mark.parametrize(
     ("uas_scenario", "uac_scenario", "status"),
     [("uas_busy.xml", "uac_busy.xml", 486), ("uas_unavailable.xml", "uac_unavailable.xml", 503)],
