@@ -183,8 +183,15 @@ class Endpoint:
         """When :meth:`handle_timer` must next be called, or None."""
         while self._timers:
             deadline, _, transaction = self._timers[0]
-            if transaction.is_terminated or transaction.next_deadline != deadline:
-                heapq.heappop(self._timers)  # stale entry
+            if transaction.is_terminated or transaction.scheduled != deadline:
+                heapq.heappop(self._timers)  # superseded by an earlier entry, or ended
+                continue
+            next_deadline = transaction.next_deadline
+            if next_deadline is None or next_deadline > deadline:
+                # The timers stopped or moved later since this entry was pushed.
+                heapq.heappop(self._timers)
+                transaction.scheduled = None
+                self._schedule(transaction)
                 continue
             return deadline
         return None
@@ -193,9 +200,19 @@ class Endpoint:
         self._outbox.append(Datagram(data, destination, local))
 
     def _schedule(self, transaction: Transaction) -> None:
+        """Make sure the heap holds an entry no later than the transaction's next deadline.
+
+        One entry per transaction: a later deadline keeps the earlier entry,
+        which is moved when it reaches the top of the heap (see get_timer).
+        """
         deadline = transaction.next_deadline
-        if deadline is not None:
-            heapq.heappush(self._timers, (deadline, next(self._sequence), transaction))
+        if deadline is None:
+            return
+        scheduled = transaction.scheduled
+        if scheduled is not None and scheduled <= deadline:
+            return
+        transaction.scheduled = deadline
+        heapq.heappush(self._timers, (deadline, next(self._sequence), transaction))
 
     # -- input -----------------------------------------------------------------
 
@@ -221,8 +238,9 @@ class Endpoint:
         events: list[Event] = []
         while self._timers and self._timers[0][0] <= now:
             deadline, _, transaction = heapq.heappop(self._timers)
-            if transaction.is_terminated or transaction.next_deadline != deadline:
+            if transaction.is_terminated or transaction.scheduled != deadline:
                 continue
+            transaction.scheduled = None
             for action, _ in transaction.fire_timers(now):
                 if action is Action.REPORT_TIMEOUT and isinstance(transaction, ClientTransaction):
                     events.append(TransactionTimedOut(transaction))

@@ -209,6 +209,9 @@ class Transaction:
     released once the transaction can no longer need it.
     """
 
+    __slots__ = ("_interval", "_send", "_timers", "call_id", "cseq_number", "is_invite", "key",
+                 "local", "method", "request", "scheduled", "settings", "state", "table")
+
     table: Table
     is_client: bool
 
@@ -231,7 +234,9 @@ class Transaction:
         self._send = send
         self._timers: dict[Input, float] = {}
         self._interval = settings.t1
-        self.outputs: list[tuple[Action, Response | None]] = []
+        self.is_invite = request.method == "INVITE"
+        # The deadline of this transaction's entry in the endpoint's timer heap.
+        self.scheduled: float | None = None
 
     @property
     def next_deadline(self) -> float | None:
@@ -288,6 +293,7 @@ class Transaction:
 class ClientTransaction(Transaction):
     """A request we sent and the responses it gets (RFC 3261 §17.1)."""
 
+    __slots__ = ("_ack_bytes", "destination", "final_status", "has_provisional", "request_bytes")
     is_client = True
 
     def __init__(
@@ -301,7 +307,6 @@ class ClientTransaction(Transaction):
     ) -> None:
         super().__init__(key, request, local, settings, send)
         self.destination = destination
-        self.is_invite = request.method == "INVITE"
         self.table = CLIENT_INVITE if self.is_invite else CLIENT_NON_INVITE
         self.request_bytes = request.to_bytes()
         self.has_provisional = False
@@ -380,6 +385,8 @@ class ClientTransaction(Transaction):
 class ServerTransaction(Transaction):
     """A request we received and the responses we give (RFC 3261 §17.2)."""
 
+    __slots__ = ("_last_response_bytes", "accepted_key", "acknowledged", "final_status",
+                 "last_status", "no_ack_reported", "response_destination", "source")
     is_client = False
 
     def __init__(
@@ -395,7 +402,6 @@ class ServerTransaction(Transaction):
         super().__init__(key, request, local, settings, send)
         self.source = source
         self.response_destination = response_destination
-        self.is_invite = request.method == "INVITE"
         self.table = SERVER_INVITE if self.is_invite else SERVER_NON_INVITE
         self.state = S.PROCEEDING if self.is_invite else S.TRYING
         self.last_status: int | None = None
