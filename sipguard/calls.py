@@ -96,7 +96,8 @@ class Call:
     trunk_ack: bytes | None = None
     trunk_answered: bool = False
     ended_by: str | None = None
-    ring_deadline: float | None = None
+    # When the controller next looks at this call (ring timeout, longest call).
+    deadline: float | None = None
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
     # -> the CSeq of the INVITE we sent on the other leg.
     ack_map: dict[tuple[Side, int], int] = field(default_factory=dict)

@@ -69,6 +69,7 @@ class Controller:
         trunks: list[Trunk],
         extension_header: str = "X-Sipguard-Extension",
         ring_timeout: float = 180.0,
+        max_call_duration: float = 4 * 3600.0,
     ) -> None:
         self.endpoint = endpoint
         self.peers = list(peers)
@@ -83,6 +84,7 @@ class Controller:
         self._trunk_hosts = {trunk.address[0] for trunk in trunks}
         self.draining = False
         self.ring_timeout = ring_timeout
+        self.max_call_duration = max_call_duration
         # Controller deadlines: (when, sequence, call key). Stale entries are skipped.
         self._deadlines: list[tuple[float, int, int]] = []
         self._deadline_sequence = itertools.count()
@@ -169,22 +171,31 @@ class Controller:
         while self._deadlines:
             deadline, _, key = self._deadlines[0]
             call = self._calls.get(key)
-            if call is None or call.ring_deadline != deadline:
+            if call is None or call.deadline != deadline:
                 heapq.heappop(self._deadlines)
                 continue
             return deadline
         return None
 
+    def _set_deadline(self, call: Call, when: float) -> None:
+        call.deadline = when
+        heapq.heappush(self._deadlines, (when, next(self._deadline_sequence), call.key))
+
     def handle_timer(self, now: float) -> list[Command]:
-        """Fire due controller timers: a trunk that rings too long is cancelled."""
+        """Fire due controller timers: endless ringing and over-long calls are ended."""
         commands: list[Command] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, _, key = heapq.heappop(self._deadlines)
             call = self._calls.get(key)
-            if call is None or call.ring_deadline != deadline:
+            if call is None or call.deadline != deadline:
                 continue
-            call.ring_deadline = None
-            if call.pbx_invite.final_status is None and not call.cancelled:
+            call.deadline = None
+            if call.state is CallState.CONFIRMED:
+                # A call with no media through us cannot tell that a side vanished;
+                # the longest call allowed ends it (BYE on both legs).
+                reason = f"longest call ({self.max_call_duration:g} s) reached"
+                commands.extend(self._end_call(call, now, "sipguard", reason))
+            elif call.pbx_invite.final_status is None and not call.cancelled:
                 # Like a proxy's Timer C (RFC 3261 §16.6): give up on endless ringing.
                 self._respond(call.pbx_invite, 408, now, to_tag=call.pbx.local_tag)
                 call.cancelled = True
@@ -306,9 +317,7 @@ class Controller:
         self._by_dialog[(Side.TRUNK, trunk_dialog.call_id, trunk_dialog.local_tag)] = call
         transaction = self.endpoint.send_request(request, destination, now)
         call.trunk_invite = transaction
-        call.ring_deadline = now + self.ring_timeout
-        heapq.heappush(self._deadlines,
-                       (call.ring_deadline, next(self._deadline_sequence), call.key))
+        self._set_deadline(call, now + self.ring_timeout)
         self._track(transaction, ClientContext(call, RelayKind.INITIAL_INVITE, Side.TRUNK))
         return [LogEvent("call.forwarded", "info", {
             **call.log_fields(), "trunk": trunk.name, "trunk_call_id": trunk_dialog.call_id})]
@@ -571,7 +580,7 @@ class Controller:
             self._send_bye(call, Side.TRUNK, now)
             return []
         call.state = CallState.CONFIRMED
-        call.ring_deadline = None
+        self._set_deadline(call, now + self.max_call_duration)
         self._relay_to_pbx(call, response, now)
         return [LogEvent("call.answered", "info", {
             **call.log_fields(), "status": response.status_code, "trunk": call.trunk_name})]
@@ -599,14 +608,19 @@ class Controller:
                 else:
                     self._finish(call)
                 continue
-            call.state = CallState.ENDING
-            sent_pbx = self._send_bye(call, Side.PBX, now)
-            sent_trunk = self._send_bye(call, Side.TRUNK, now)
-            if not (sent_pbx or sent_trunk):
-                self._finish(call)
-            commands.append(LogEvent("call.ended", "info", {
-                **call.log_fields(), "ended_by": "sipguard", "reason": "service stopping"}))
+            commands.extend(self._end_call(call, now, "sipguard", "service stopping"))
         return commands
+
+    def _end_call(self, call: Call, now: float, ended_by: str, reason: str) -> list[Command]:
+        """End an answered call with BYE on both legs."""
+        call.state = CallState.ENDING
+        call.ended_by = ended_by
+        sent_pbx = self._send_bye(call, Side.PBX, now)
+        sent_trunk = self._send_bye(call, Side.TRUNK, now)
+        if not (sent_pbx or sent_trunk):
+            self._finish(call)
+        return [LogEvent("call.ended", "info", {
+            **call.log_fields(), "ended_by": ended_by, "reason": reason})]
 
     # -- helpers -------------------------------------------------------------------------
 

@@ -125,7 +125,8 @@ class Service:
                                  server_name=settings.user_agent)
         self.controller = Controller(self.endpoint, list(settings.peers), list(settings.trunks),
                                      extension_header=settings.extension_header,
-                                     ring_timeout=settings.ring_timeout)
+                                     ring_timeout=settings.ring_timeout,
+                                     max_call_duration=settings.max_call_duration)
         readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
         self._install_signals()
         logs.lifecycle_logger().warning(

@@ -52,6 +52,7 @@ class Settings:
     user_agent: str = "sipguard"
     extension_header: str = "X-Sipguard-Extension"
     ring_timeout: float = 180.0
+    max_call_duration: float = 14400.0
     receive_queue: int = 8192
     drain_grace: float = 30.0
     event_loop: str = "auto"
@@ -145,6 +146,8 @@ def load_settings(path: Path) -> Settings:
         user_agent=str(sip.get("user_agent", "sipguard")),
         extension_header=str(sip.get("extension_header", "X-Sipguard-Extension")),
         ring_timeout=_number(sip, "ring_timeout", 180.0, problems, "sip", minimum=1.0),
+        max_call_duration=_number(sip, "max_call_duration", 14400.0, problems, "sip",
+                                  minimum=1.0),
         receive_queue=int(_number(service, "receive_queue", 8192, problems, "service",
                                   minimum=16)),
         drain_grace=_number(service, "drain_grace", 30.0, problems, "service", minimum=0.0),

@@ -525,6 +525,8 @@ class Endpoint:
         self._client[transaction.key] = transaction
         transaction.start(now)
         self._schedule(transaction)
+        invite.cancelled(now)
+        self._schedule(invite)
         return transaction
 
     def send_ack(self, request: Request, destination: Address) -> bytes:

@@ -125,6 +125,8 @@ CLIENT_INVITE: Table = {
         (A.STOP_RETRANSMITTING, A.SEND_ACK, A.PASS_TO_TU, A.START_TIMER_D),
     ),
     (S.PROCEEDING, I.PROVISIONAL): (S.PROCEEDING, (A.PASS_TO_TU,)),
+    # Only after a CANCEL (RFC 3261 §9.1): no final response 64*T1 later ends it.
+    (S.PROCEEDING, I.TIMER_B): (S.TERMINATED, (A.REPORT_TIMEOUT,)),
     (S.PROCEEDING, I.SUCCESS): (S.ACCEPTED, (A.PASS_TO_TU, A.START_TIMER_M)),
     (S.PROCEEDING, I.FAILURE): (S.COMPLETED, (A.SEND_ACK, A.PASS_TO_TU, A.START_TIMER_D)),
     (S.COMPLETED, I.FAILURE): (S.COMPLETED, (A.SEND_ACK,)),
@@ -324,6 +326,15 @@ class ClientTransaction(Transaction):
             self.state = S.TRYING
             self._start(I.TIMER_E, self.settings.t1, now)
             self._start(I.TIMER_F, self.settings.timeout, now)
+
+    def cancelled(self, now: float) -> None:
+        """A CANCEL went out for this INVITE: give the far end 64*T1 to answer it.
+
+        RFC 3261 §9.1: without a final response by then, the transaction is
+        considered cancelled and destroyed (reported as a timeout).
+        """
+        if self.state is S.PROCEEDING:
+            self._start(I.TIMER_B, self.settings.timeout, now)
 
     def receive_response(self, response: Response, now: float) -> bool:
         """Feed a matching response; return True when the TU should see it."""

@@ -400,14 +400,32 @@ def test_endless_ringing_is_cancelled_at_the_ring_timeout():
 
 
 def test_answered_call_has_no_ring_timeout():
-    """Once answered, the ring timeout no longer applies."""
+    """Once answered, the ring timeout no longer applies; only the longest-call limit does."""
     harness = Harness()
     harness.controller.ring_timeout = 10.0
+    harness.controller.max_call_duration = 3600.0
     _answered_call(harness)
-    assert harness.controller.get_timer() is None
+    assert harness.controller.get_timer() == harness.now + 3600.0
     sent = harness.advance(20.0)
     assert [m for m in only(sent, PBX) if isinstance(m, Response) and m.status_code == 408] == []
     assert harness.controller.live_calls == 1
+
+
+def test_longest_call_is_ended_with_bye_on_both_legs():
+    """A call that reaches max_call_duration gets BYE on both legs and a call.ended line."""
+    harness = Harness()
+    harness.controller.max_call_duration = 100.0
+    _answered_call(harness)
+    sent = harness.advance(99.0)
+    assert [m for m in only(sent, PBX) if isinstance(m, Request)] == []
+    sent = harness.advance(1.0)
+    (pbx_bye,) = [m for m in only(sent, PBX) if isinstance(m, Request)]
+    (trunk_bye,) = [m for m in only(sent, TRUNK) if isinstance(m, Request)]
+    assert pbx_bye.method == trunk_bye.method == "BYE"
+    assert "longest call" in harness.events("call.ended")[-1].fields["reason"]
+    harness.feed(response_to(pbx_bye, 200, "OK", to_tag=None), PBX)
+    harness.feed(response_to(trunk_bye, 200, "OK", to_tag=None), TRUNK)
+    assert harness.controller.live_calls == 0
 
 
 def test_malformed_contact_in_dialog_gets_400():
@@ -454,3 +472,25 @@ def test_bye_before_ack_still_acks_the_trunk_answer():
     assert ack.cseq.number == trunk_invite.cseq.number
     sent = harness.feed(response_to(trunk_invite, 200, "OK", body=b"v=0\r\n"), TRUNK)
     assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["ACK"]
+
+
+def test_trunk_that_never_answers_a_cancel_is_given_up_after_64_t1():
+    """RFC 3261 §9.1: no 487 within 64*T1 of the CANCEL, and the call and its INVITE are dropped."""
+    harness = Harness()
+    trunk_invite, _ = _trunk_invite(harness)
+    harness.feed(response_to(trunk_invite, 180, "Ringing"), TRUNK)
+    cancel = (
+        "CANCEL sip:15551234567@127.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-i1;rport\r\nMax-Forwards: 70\r\n"
+        "From: <sip:201@127.0.0.1>;tag=pbxtag\r\nTo: <sip:15551234567@127.0.0.1>\r\n"
+        "Call-ID: call-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    sent = harness.feed(cancel, PBX)
+    (trunk_cancel,) = only(sent, TRUNK)
+    harness.feed(response_to(trunk_cancel, 200, "OK", to_tag=None), TRUNK)  # but never a 487
+    harness.advance(harness.settings.timeout - 1)
+    assert harness.controller.live_calls == 1
+    harness.advance(2)
+    assert harness.controller.live_calls == 0
+    harness.advance(harness.settings.timeout + 1)
+    assert harness.endpoint.transaction_count == 0
