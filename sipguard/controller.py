@@ -96,6 +96,13 @@ class Controller:
         """Calls not yet forgotten."""
         return len(self._calls)
 
+    def calls_by_state(self) -> dict[str, int]:
+        """How many live calls are in each state (for the stats line)."""
+        counts: dict[str, int] = {}
+        for call in self._calls.values():
+            counts[call.state.value] = counts.get(call.state.value, 0) + 1
+        return counts
+
     @property
     def dialog_count(self) -> int:
         """Dialogs (legs) the controller can still route requests to."""

@@ -180,7 +180,12 @@ class Service:
             loop.add_signal_handler(signal.SIGUSR1, self._log_stats)
 
     def _log_stats(self) -> None:
-        logs.lifecycle_logger().info("service.stats", **self.stats())
+        controller, endpoint = self.controller, self.endpoint
+        details: dict[str, Any] = {}
+        if controller is not None and endpoint is not None:
+            details = {"calls_by_state": controller.calls_by_state(),
+                       "transactions_by_state": endpoint.transactions_by_state()}
+        logs.lifecycle_logger().info("service.stats", **self.stats(), **details)
 
     def reload_policy(self) -> None:
         """Load the policy file again; keep the running policy when it is invalid."""

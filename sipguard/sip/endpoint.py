@@ -164,6 +164,15 @@ class Endpoint:
         """Live client and server transactions."""
         return len(self._server) + len(self._client)
 
+    def transactions_by_state(self) -> dict[str, int]:
+        """How many live transactions are in each kind and state (for the stats line)."""
+        counts: dict[str, int] = {}
+        for transaction in [*self._server.values(), *self._client.values()]:
+            side = "client" if transaction.is_client else "server"
+            name = f"{side} {transaction.method} {transaction.state.value}"
+            counts[name] = counts.get(name, 0) + 1
+        return counts
+
     def local_for(self, destination: Address) -> Address:
         """The local address requests to ``destination`` are sent from."""
         want_ipv6 = ":" in destination[0]
