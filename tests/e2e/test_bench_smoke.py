@@ -1,0 +1,33 @@
+"""The benchmark script still runs end to end (its figures are read by people, not asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_quick_benchmark_places_calls_through_sipguard(tmp_path: Path):
+    """bench/bench_calls.py --quick completes, and every call of its first step went through."""
+    output = tmp_path / "bench.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_calls.py"), "--quick",
+         "--targets", "sipguard", "--json", str(output)],
+        capture_output=True, text=True, timeout=240, cwd=REPO, stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    assert "sipguard" in completed.stdout and "KiB/call" in completed.stdout
+    results = json.loads(output.read_text())
+    (sipguard,) = [target for target in results["targets"] if target["target"] == "sipguard"]
+    first = sipguard["steps"][0]
+    assert first["passed"], first["reasons"]
+    assert first["uac"]["SuccessfulCall"] == first["calls"] > 0
+    assert sipguard["latency"]["latency_ms"]["trying"]["samples"] > 0
+    assert sipguard["memory"]["stats_at_plateau"]["calls"] == sipguard["memory"]["calls"]
