@@ -62,25 +62,28 @@ def _policy_path(arguments: argparse.Namespace) -> Path:
         return config.parent / "policy.yaml"
 
 
-def _check(arguments: argparse.Namespace) -> int:
-    path = _policy_path(arguments)
+def _load_policy_or_report(path: Path) -> PrefixPolicy | None:
+    """The policy, or None after printing its problems (file:line: key: message)."""
     try:
-        policy = load_policy(path)
+        return load_policy(path)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
+        return None
+
+
+def _check(arguments: argparse.Namespace) -> int:
+    path = _policy_path(arguments)
+    policy = _load_policy_or_report(path)
+    if policy is None:
         return 1
     print(f"{path}: valid ({len(policy.blocked_prefixes)} blocked prefixes)")
     return 0
 
 
 def _explain(arguments: argparse.Namespace) -> int:
-    path = _policy_path(arguments)
-    try:
-        policy = load_policy(path)
-    except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
+    policy = _load_policy_or_report(_policy_path(arguments))
+    if policy is None:
         return 1
     attempt = CallAttempt(call_id="explain", account=arguments.account, source="",
                           caller=arguments.extension or "", dialled=arguments.number,

@@ -39,6 +39,7 @@ from sipguard.sip.transaction import (
     ServerTransaction,
     TimerSettings,
     Transaction,
+    hop_by_hop_request,
 )
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -517,16 +518,7 @@ class Endpoint:
         if invite.is_terminated:
             return None
         original = invite.request
-        headers = Headers()
-        headers.add("Via", original.headers.values("Via")[0])
-        for route in original.headers.get_all("Route"):
-            headers.add("Route", route)
-        headers.add("Max-Forwards", "70")
-        headers.add("From", original.headers.get("From") or "")
-        headers.add("To", original.headers.get("To") or "")
-        headers.add("Call-ID", original.call_id)
-        headers.add("CSeq", f"{original.cseq.number} CANCEL")
-        cancel = Request("CANCEL", original.uri, headers)
+        cancel = hop_by_hop_request(original, "CANCEL", original.headers.get("To") or "")
         transaction = ClientTransaction(
             (invite.key[0], "CANCEL"), cancel, invite.destination, invite.local,
             self.settings, self._send,

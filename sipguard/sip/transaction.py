@@ -499,15 +499,27 @@ class ServerTransaction(Transaction):
         return reports
 
 
-def build_ack_for_failure(request: Request, response: Response) -> Request:
-    """The ACK a client INVITE transaction sends for a 3xx–6xx (RFC 3261 §17.1.1.3)."""
+def hop_by_hop_request(invite: Request, method: str, to_value: str) -> Request:
+    """An ACK or CANCEL for ``invite`` in the same transaction (§17.1.1.3, §9.1).
+
+    Both keep the INVITE's Request-URI, top Via (so its branch), Route set,
+    From, Call-ID and CSeq number; they differ only in the method and To.
+    """
     headers = Headers()
-    headers.add("Via", request.headers.values("Via")[0])
-    for route in request.headers.get_all("Route"):
+    headers.add("Via", invite.headers.values("Via")[0])
+    for route in invite.headers.get_all("Route"):
         headers.add("Route", route)
     headers.add("Max-Forwards", "70")
-    headers.add("From", request.headers.get("From") or "")
-    headers.add("To", response.headers.get("To") or "")
-    headers.add("Call-ID", request.call_id)
-    headers.add("CSeq", f"{request.cseq.number} ACK")
-    return Request("ACK", request.uri, headers)
+    headers.add("From", invite.headers.get("From") or "")
+    headers.add("To", to_value)
+    headers.add("Call-ID", invite.call_id)
+    headers.add("CSeq", f"{invite.cseq.number} {method}")
+    return Request(method, invite.uri, headers)
+
+
+def build_ack_for_failure(request: Request, response: Response) -> Request:
+    """The ACK a client INVITE transaction sends for a 3xx–6xx (RFC 3261 §17.1.1.3).
+
+    Its To is the response's, with the tag the far end chose.
+    """
+    return hop_by_hop_request(request, "ACK", response.headers.get("To") or "")

@@ -13,6 +13,14 @@ from tests.unit.b2bua_harness import (
     response_to,
 )
 
+# The PBX's CANCEL of the INVITE that invite() builds (same branch, RFC 3261 §9.1).
+CANCEL = (
+    "CANCEL sip:15551234567@127.0.0.1:5060 SIP/2.0\r\n"
+    "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-i1;rport\r\nMax-Forwards: 70\r\n"
+    "From: <sip:201@127.0.0.1>;tag=pbxtag\r\nTo: <sip:15551234567@127.0.0.1>\r\n"
+    "Call-ID: call-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
+).encode()
+
 
 def _trunk_invite(harness: Harness) -> tuple[Request, list]:
     sent = harness.feed(invite(), PBX)
@@ -150,12 +158,7 @@ def test_cancel_during_ringing_gives_487_and_cancels_the_trunk():
     harness = Harness()
     trunk_invite, _ = _trunk_invite(harness)
     harness.feed(response_to(trunk_invite, 180, "Ringing"), TRUNK)
-    cancel = (
-        "CANCEL sip:15551234567@127.0.0.1:5060 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-i1;rport\r\nMax-Forwards: 70\r\n"
-        "From: <sip:201@127.0.0.1>;tag=pbxtag\r\nTo: <sip:15551234567@127.0.0.1>\r\n"
-        "Call-ID: call-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+    cancel = CANCEL
     sent = harness.feed(cancel, PBX)
     to_pbx = sorted((m.status_code, m.cseq.method) for m in only(sent, PBX)
                     if isinstance(m, Response))
@@ -175,12 +178,7 @@ def test_cancel_before_any_provisional_waits_for_one():
     """RFC 3261 §9.1: no CANCEL goes to the trunk until it has sent a provisional response."""
     harness = Harness()
     trunk_invite, _ = _trunk_invite(harness)
-    cancel = (
-        "CANCEL sip:15551234567@127.0.0.1:5060 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-i1;rport\r\nMax-Forwards: 70\r\n"
-        "From: <sip:201@127.0.0.1>;tag=pbxtag\r\nTo: <sip:15551234567@127.0.0.1>\r\n"
-        "Call-ID: call-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+    cancel = CANCEL
     sent = harness.feed(cancel, PBX)
     assert [m for m in only(sent, TRUNK) if isinstance(m, Request) and m.method == "CANCEL"] == []
     sent = harness.feed(response_to(trunk_invite, 183, "Session Progress"), TRUNK)
@@ -194,12 +192,7 @@ def test_answer_crossing_cancel_is_acked_and_hung_up():
     harness = Harness()
     trunk_invite, _ = _trunk_invite(harness)
     harness.feed(response_to(trunk_invite, 180, "Ringing"), TRUNK)
-    cancel = (
-        "CANCEL sip:15551234567@127.0.0.1:5060 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-i1;rport\r\nMax-Forwards: 70\r\n"
-        "From: <sip:201@127.0.0.1>;tag=pbxtag\r\nTo: <sip:15551234567@127.0.0.1>\r\n"
-        "Call-ID: call-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+    cancel = CANCEL
     harness.feed(cancel, PBX)
     sent = harness.feed(response_to(trunk_invite, 200, "OK"), TRUNK)
     methods = [m.method for m in only(sent, TRUNK) if isinstance(m, Request)]
@@ -479,12 +472,7 @@ def test_trunk_that_never_answers_a_cancel_is_given_up_after_64_t1():
     harness = Harness()
     trunk_invite, _ = _trunk_invite(harness)
     harness.feed(response_to(trunk_invite, 180, "Ringing"), TRUNK)
-    cancel = (
-        "CANCEL sip:15551234567@127.0.0.1:5060 SIP/2.0\r\n"
-        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-i1;rport\r\nMax-Forwards: 70\r\n"
-        "From: <sip:201@127.0.0.1>;tag=pbxtag\r\nTo: <sip:15551234567@127.0.0.1>\r\n"
-        "Call-ID: call-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
-    ).encode()
+    cancel = CANCEL
     sent = harness.feed(cancel, PBX)
     (trunk_cancel,) = only(sent, TRUNK)
     harness.feed(response_to(trunk_cancel, 200, "OK", to_tag=None), TRUNK)  # but never a 487
