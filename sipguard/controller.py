@@ -236,10 +236,19 @@ class Controller:
                 ("Allow", ALLOWED_METHODS), ("Accept", "application/sdp"),
                 ("Supported", "100rel, timer, replaces")])
             return []
-        if request.method != "INVITE" or peer is None:
-            self._respond(transaction, 405 if request.method != "INVITE" else 403, now,
-                          to_tag=self._token(10), headers=[("Allow", ALLOWED_METHODS)])
-            return []
+        if request.method != "INVITE":
+            self._respond(transaction, 405, now, to_tag=self._token(10),
+                          headers=[("Allow", ALLOWED_METHODS)])
+            return [LogEvent("sip.request_refused", "info", {
+                "method": request.method, "source": _format_address(source),
+                "call_id": request.call_id, "status": 405,
+                "reason": "only INVITE starts a call"})]
+        if peer is None:
+            # The trunk may ping us, but calls from it (inbound) are not ours to place.
+            self._respond(transaction, 403, now, to_tag=self._token(10))
+            return [LogEvent("call.rejected", "info", {
+                "source": _format_address(source), "call_id": request.call_id,
+                "status": 403, "reason": "not a peer (a trunk address)"})]
         return self._new_call(request, transaction, peer, now)
 
     def _peer_for(self, host: str) -> Peer | None:

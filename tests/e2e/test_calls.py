@@ -419,6 +419,8 @@ def test_unknown_source_gets_403(
     result = run_uac("uac_blocked.xml", guard.target(), service=ALLOWED)
 
     assert_all_calls_succeeded(result, 1)
+    (rejected,) = guard.wait_for("call.rejected", timeout=5)
+    assert rejected["status"] == 403, rejected
     uas.stop()
     assert uas.messages("received") == [], uas.describe()
 

@@ -482,3 +482,28 @@ def test_trunk_that_never_answers_a_cancel_is_given_up_after_64_t1():
     assert harness.controller.live_calls == 0
     harness.advance(harness.settings.timeout + 1)
     assert harness.endpoint.transaction_count == 0
+
+
+def test_invite_from_the_trunk_address_is_refused_visibly():
+    """An INVITE from the trunk's address (an inbound call) gets 403 and a call.rejected line."""
+    harness = Harness()
+    sent = harness.feed(invite(source=TRUNK), TRUNK)
+    assert [m.status_code for m in only(sent, TRUNK) if isinstance(m, Response)] == [100, 403]
+    (rejected,) = harness.events("call.rejected")
+    assert rejected.fields["reason"] == "not a peer (a trunk address)"
+    assert harness.attempts == []
+
+
+def test_out_of_dialog_message_gets_405_and_a_log_line():
+    """A MESSAGE outside any call is answered 405 with Allow and logged."""
+    harness = Harness()
+    message = (
+        "MESSAGE sip:201@127.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-m1\r\nMax-Forwards: 70\r\n"
+        "From: <sip:201@127.0.0.1>;tag=m\r\nTo: <sip:202@127.0.0.1>\r\n"
+        "Call-ID: msg-1\r\nCSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    (answer,) = only(harness.feed(message, PBX), PBX)
+    assert isinstance(answer, Response) and answer.status_code == 405
+    assert "INVITE" in (answer.headers.get("Allow") or "")
+    assert harness.events("sip.request_refused")[0].fields["status"] == 405
