@@ -46,7 +46,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
 DIALLED = "15551234567"  # a US number the interim policy forwards
 
-FULL_RATES = (100, 200, 400, 600, 800, 1000, 1500)
+FULL_RATES = (100, 200, 400, 600, 800, 1000, 1200, 1500, 2000)
 QUICK_RATES = (100, 200, 400)
 
 # Counters of SIPp's -trace_stat file that make a step fail when they are not zero.
