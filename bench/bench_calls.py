@@ -44,7 +44,8 @@ REPO_DIR = BENCH_DIR.parent
 SCENARIOS = BENCH_DIR / "scenarios"
 RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
-DIALLED = "15551234567"  # a US number the interim policy forwards
+DIALLED = "12125551234"  # a valid US number the test policy forwards
+BENCH_POLICY = Path(__file__).resolve().parents[1] / "tests" / "policies" / "basic.yaml"
 
 FULL_RATES = (100, 200, 400, 600, 800, 1000, 1200, 1500, 2000)
 QUICK_RATES = (100, 200, 400)
@@ -555,7 +556,7 @@ class Sipguard(Target):
         self.instances += 1
         conf_dir = self.workdir / f"sipguard-{self.instances}"
         conf_dir.mkdir()
-        (conf_dir / "policy.yaml").write_text('blocked_prefixes: ["1900", "1976"]\n')
+        (conf_dir / "policy.yaml").write_text(BENCH_POLICY.read_text())
         (conf_dir / "sipguard.yaml").write_text(
             f'listen: ["udp:{HOST}:0"]\n'
             f'peers: [{{name: pbx, addresses: ["{HOST}/32"]}}]\n'

@@ -15,6 +15,8 @@ from typing import Any
 
 from sipguard.policy import CallAttempt, Decision
 from sipguard.sip.dialog import Dialog
+from sipguard.sip.headers import Headers, NameAddress
+from sipguard.sip.message import Message, Request, Response
 from sipguard.sip.transaction import Address, ClientTransaction, ServerTransaction
 from sipguard.sip.uri import Uri
 
@@ -203,3 +205,46 @@ RESPONSE_HEADERS_PASSED = (
     "Unsupported",
     "Warning",
 )
+
+
+def screened_fields(call: Call, decision: Decision) -> dict[str, Any]:
+    """The fields of the call.screened log line: the decision and its trace."""
+    number = decision.number
+    return {**call.log_fields(), "action": decision.action, "would": decision.would,
+            "rule": decision.rule, "category": decision.category,
+            "reason": decision.reason, "rules": list(decision.rule_ids),
+            "e164": number.e164 if number else None,
+            "region": number.region if number else None,
+            "number_type": number.number_type.value if number else None,
+            "class": decision.number_class, "risk": decision.risk_score,
+            "policy_version": decision.policy_version,
+            "trace": [f"{entry.rule}: {entry.detail}" for entry in decision.trace]}
+
+
+def user_of(address: NameAddress) -> str:
+    """The unescaped user part of an address (empty when it has none)."""
+    return address.uri.unescaped_user or ""
+
+
+def format_address(address: Address) -> str:
+    """host:port, with brackets around an IPv6 host."""
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def decremented(request: Request) -> int:
+    """Max-Forwards for the request we send on the other leg."""
+    value = request.max_forwards
+    return 69 if value is None else max(value - 1, 0)
+
+
+def copy_headers(source: Message, target: Headers, names: tuple[str, ...]) -> None:
+    """Copy the allowlisted headers of one leg's message to the other's."""
+    for name, value in source.headers:
+        if name in names:
+            target.add(name, value)
+
+
+def passed_headers(response: Response) -> list[tuple[str, str]]:
+    """The headers of a response that cross to the other leg."""
+    return [(name, value) for name, value in response.headers if name in RESPONSE_HEADERS_PASSED]

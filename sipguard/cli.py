@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from sipguard import logs
-from sipguard.policy import CallAttempt, Decision, PrefixPolicy, evaluate
-from sipguard.settings import Settings, find_config, load_policy, load_settings
+from sipguard.policy import CallAttempt, Decision, evaluate
+from sipguard.policyfile import LoadedPolicy, load_policy_file
+from sipguard.settings import Settings, find_config, load_settings
 from sipguard.yamlfile import ConfigError
 
 
@@ -35,10 +38,12 @@ def build_parser() -> argparse.ArgumentParser:
     explain = with_config(commands.add_parser(
         "explain", help="show the decision for a number and every rule consulted"))
     explain.add_argument("--policy", help="policy file (default: the one the config names)")
-    explain.add_argument("--account", default="explain", help="account (PBX peer) name")
+    explain.add_argument("--account", help="account (PBX peer) name; default: the first")
     explain.add_argument("--extension", help="extension placing the call")
-    explain.add_argument("--at", help="time of the call (ISO 8601); ignored by the interim policy")
-    explain.add_argument("number", help="the dialled number")
+    explain.add_argument("--at", help="time of the call, ISO 8601 (default: now); "
+                         "without a zone it is read in the account's time zone")
+    explain.add_argument("--json", action="store_true", help="print the decision as JSON")
+    explain.add_argument("number", help="the dialled number, as the PBX sends it")
     return parser
 
 
@@ -62,51 +67,91 @@ def _policy_path(arguments: argparse.Namespace) -> Path:
         return config.parent / "policy.yaml"
 
 
-def _load_policy_or_report(path: Path) -> PrefixPolicy | None:
+def _load_policy_or_report(path: Path) -> LoadedPolicy | None:
     """The policy, or None after printing its problems (file:line: key: message)."""
     try:
-        return load_policy(path)
+        loaded = load_policy_file(path)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)
         return None
+    for warning in loaded.warnings:
+        print(warning, file=sys.stderr)
+    return loaded
 
 
 def _check(arguments: argparse.Namespace) -> int:
     path = _policy_path(arguments)
-    policy = _load_policy_or_report(path)
-    if policy is None:
+    loaded = _load_policy_or_report(path)
+    if loaded is None:
         return 1
-    print(f"{path}: valid ({len(policy.blocked_prefixes)} blocked prefixes)")
+    policy = loaded.policy
+    print(f"{path}: valid (version {policy.version}; {len(policy.accounts)} accounts, "
+          f"{len(policy.destinations)} destination rules, {len(loaded.warnings)} warnings)")
     return 0
 
 
 def _explain(arguments: argparse.Namespace) -> int:
-    policy = _load_policy_or_report(_policy_path(arguments))
-    if policy is None:
+    loaded = _load_policy_or_report(_policy_path(arguments))
+    if loaded is None:
         return 1
-    attempt = CallAttempt(call_id="explain", account=arguments.account, source="",
+    policy = loaded.policy
+    account = policy.account(arguments.account) if arguments.account else policy.accounts[0]
+    if account is None:
+        print(f"no account named {arguments.account!r} in the policy", file=sys.stderr)
+        return 1
+    when = datetime.now(UTC)
+    if arguments.at:
+        try:
+            when = datetime.fromisoformat(arguments.at)
+        except ValueError:
+            print(f"--at {arguments.at!r} is not an ISO 8601 time", file=sys.stderr)
+            return 2
+        if when.tzinfo is None:
+            from zoneinfo import ZoneInfo  # noqa: PLC0415
+
+            when = when.replace(tzinfo=ZoneInfo(account.time_zone))
+    attempt = CallAttempt(call_id="explain", account=account.name, source="",
                           caller=arguments.extension or "", dialled=arguments.number,
-                          extension=arguments.extension)
-    print(format_decision(attempt, evaluate(policy, attempt)))
+                          extension=arguments.extension, when=when)
+    decision = evaluate(policy, attempt)
+    if arguments.json:
+        print(json.dumps({"account": account.name, "extension": arguments.extension,
+                          "at": when.isoformat(), **decision.as_dict()}, indent=2))
+    else:
+        print(format_decision(attempt, decision))
     return 0
 
 
 def format_decision(attempt: CallAttempt, decision: Decision) -> str:
     """The decision and its trace as text (``explain`` prints this)."""
-    lines = [f"number:   {attempt.dialled}", f"account:  {attempt.account}",
-             f"decision: {decision.verdict.value} ({decision.reason})", "trace:"]
+    number = decision.number
+    lines = [f"dialled:  {attempt.dialled}"]
+    if number is not None:
+        lines.append(f"number:   {number.e164 or '(not a number)'}  region "
+                     f"{number.region or '-'}  type {number.number_type.value}  class "
+                     f"{decision.number_class or '-'}")
+    lines += [f"account:  {attempt.account}   extension: {attempt.extension or '-'}",
+              f"action:   {decision.action} ({decision.category}; rule {decision.rule})"]
+    if decision.would and decision.would != decision.action:
+        lines.append(f"would:    {decision.would} if every rule enforced (report mode)")
+    if decision.risk_score is not None:
+        lines.append(f"risk:     {decision.risk_score}/100")
+    lines.append(f"policy:   version {decision.policy_version}")
+    lines.append("trace:")
     for entry in decision.trace:
         mark = "matched" if entry.matched else "-      "
-        lines.append(f"  {mark} {entry.rule}: {entry.detail}")
+        action = f" -> {entry.action}" if entry.action else ""
+        report = " [report]" if entry.mode == "report" else ""
+        lines.append(f"  {mark} {entry.stage:<11} {entry.rule}{action}{report}: {entry.detail}")
     return "\n".join(lines)
 
 
-def _load_all(arguments: argparse.Namespace) -> tuple[Settings, PrefixPolicy] | None:
+def _load_all(arguments: argparse.Namespace) -> tuple[Settings, LoadedPolicy] | None:
     config = find_config(arguments.config)
     try:
         settings = load_settings(config)
-        policy = load_policy(settings.policy_path)
+        policy = load_policy_file(settings.policy_path)
     except ConfigError as error:
         for problem in error.problems:
             print(problem, file=sys.stderr)

@@ -25,7 +25,6 @@ import itertools
 
 from sipguard.calls import (
     REQUEST_HEADERS_PASSED,
-    RESPONSE_HEADERS_PASSED,
     Call,
     CallState,
     ClientContext,
@@ -36,6 +35,12 @@ from sipguard.calls import (
     ScreenAttempt,
     Side,
     Trunk,
+    copy_headers,
+    decremented,
+    format_address,
+    passed_headers,
+    screened_fields,
+    user_of,
 )
 from sipguard.policy import CallAttempt, Decision, Verdict
 from sipguard.sip.dialog import Dialog, uri_address, without_tag
@@ -51,7 +56,7 @@ from sipguard.sip.endpoint import (
 )
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.grammar import quote
-from sipguard.sip.headers import Headers, NameAddress, parse_name_address
+from sipguard.sip.headers import NameAddress, parse_name_address
 from sipguard.sip.message import Message, Request, Response
 from sipguard.sip.transaction import Address, ClientTransaction, ServerTransaction
 from sipguard.sip.uri import Uri
@@ -136,7 +141,7 @@ class Controller:
             return self._on_ack_timeout(event.transaction, now)
         if isinstance(event, MessageDiscarded):
             return [LogEvent("sip.message_discarded", "info", {
-                "reason": event.reason, "source": _format_address(event.source),
+                "reason": event.reason, "source": format_address(event.source),
                 "status": event.status_code,
             })]
         return []
@@ -147,19 +152,22 @@ class Controller:
         if call is None or call.state is not CallState.SCREENING:
             return []  # cancelled while screening
         call.decision = decision
-        fields = {**call.log_fields(), "reason": decision.reason,
-                  "rules": list(decision.rule_ids),
-                  "trace": [f"{entry.rule}: {entry.detail}" for entry in decision.trace]}
-        commands: list[Command] = [LogEvent("call.screened", "info", fields)]
+        commands: list[Command] = [
+            LogEvent("call.screened", "info", screened_fields(call, decision))]
         if decision.verdict is not Verdict.FORWARD:
-            # PIN challenges arrive with the IVR; until then anything but
-            # "forward" is refused, which fails closed.
+            # PIN challenges arrive with the IVR; until then a call that needs a PIN
+            # is refused, which fails closed. The Reason carries the short public
+            # category, never the policy's internals (RFC 3326).
+            category = (decision.category if decision.verdict is Verdict.REJECT
+                        else "PIN required but no PIN service is available")
             self._respond(call.pbx_invite, 403, now, to_tag=call.pbx.local_tag, headers=[
-                ("Reason", f'SIP;cause=403;text={quote("sipguard: " + decision.reason)}'),
-                ("Warning", f'399 sipguard {quote(decision.reason)}'),
+                ("Reason", f"SIP;cause=403;text={quote(category)}"),
+                ("Warning", f"399 sipguard {quote(category)}"),
             ])
             commands.append(LogEvent("call.rejected", "info", {
-                **call.log_fields(), "reason": decision.reason, "status": 403}))
+                **call.log_fields(), "category": category, "rule": decision.rule,
+                "reason": decision.reason, "status": 403,
+                "policy_version": decision.policy_version}))
             self._finish(call)
             return commands
         if not self.trunks:
@@ -221,7 +229,7 @@ class Controller:
         if request.max_forwards == 0:
             self._respond(transaction, 483, now, to_tag=self._token(10))
             return [LogEvent("sip.too_many_hops", "info", {
-                "method": request.method, "source": _format_address(source)})]
+                "method": request.method, "source": format_address(source)})]
         if request.to_tag is not None:
             return self._on_in_dialog_request(request, transaction, now)
         peer = self._peer_for(source[0])
@@ -229,7 +237,7 @@ class Controller:
             self._respond(transaction, 403, now, to_tag=self._token(10))
             return [LogEvent("call.rejected" if request.method == "INVITE" else
                              "sip.request_refused", "info", {
-                "method": request.method, "source": _format_address(source),
+                "method": request.method, "source": format_address(source),
                 "call_id": request.call_id, "status": 403, "reason": "unknown source"})]
         if request.method == "OPTIONS":
             self._respond(transaction, 200, now, to_tag=self._token(10), headers=[
@@ -240,14 +248,14 @@ class Controller:
             self._respond(transaction, 405, now, to_tag=self._token(10),
                           headers=[("Allow", ALLOWED_METHODS)])
             return [LogEvent("sip.request_refused", "info", {
-                "method": request.method, "source": _format_address(source),
+                "method": request.method, "source": format_address(source),
                 "call_id": request.call_id, "status": 405,
                 "reason": "only INVITE starts a call"})]
         if peer is None:
             # The trunk may ping us, but calls from it (inbound) are not ours to place.
             self._respond(transaction, 403, now, to_tag=self._token(10))
             return [LogEvent("call.rejected", "info", {
-                "source": _format_address(source), "call_id": request.call_id,
+                "source": format_address(source), "call_id": request.call_id,
                 "status": 403, "reason": "not a peer (a trunk address)"})]
         return self._new_call(request, transaction, peer, now)
 
@@ -275,8 +283,8 @@ class Controller:
             call_id=request.call_id,
             account=peer.name,
             source=transaction.source[0],
-            caller=_user_of(request.from_address),
-            dialled=request.uri.unescaped_user or _user_of(request.to_address),
+            caller=user_of(request.from_address),
+            dialled=request.uri.unescaped_user or user_of(request.to_address),
             extension=self._extension_of(request),
         )
         call = Call(next(self._keys), transaction, pbx, attempt, peer)
@@ -293,10 +301,10 @@ class Controller:
         asserted = request.headers.values("P-Asserted-Identity")
         if asserted:
             try:
-                return _user_of(parse_name_address(asserted[0]))
+                return user_of(parse_name_address(asserted[0]))
             except RemoteProtocolError:
                 pass
-        return _user_of(request.from_address) or None
+        return user_of(request.from_address) or None
 
     def _contact_for(self, local: Address) -> str:
         host = f"[{local[0]}]" if ":" in local[0] else local[0]
@@ -306,7 +314,7 @@ class Controller:
         invite = call.pbx_invite.request
         destination = trunk.address
         local = self.endpoint.local_for(destination)
-        dialled = invite.uri.user or _user_of(invite.to_address)
+        dialled = invite.uri.user or user_of(invite.to_address)
         target = Uri(scheme="sip", user=dialled, host=trunk.uri.host, port=trunk.uri.port,
                      parameters=trunk.uri.parameters)
         to_address = NameAddress(None, target, ())
@@ -325,7 +333,7 @@ class Controller:
         max_forwards = invite.max_forwards
         request = trunk_dialog.create_request(
             "INVITE", max_forwards=69 if max_forwards is None else max_forwards - 1)
-        _copy_headers(invite, request.headers, REQUEST_HEADERS_PASSED)
+        copy_headers(invite, request.headers, REQUEST_HEADERS_PASSED)
         request.body = invite.body
         call.trunk = trunk_dialog
         call.trunk_name = trunk.name
@@ -358,7 +366,7 @@ class Controller:
             return
         request = trunk.create_request("ACK", cseq=call.trunk_invite.cseq_number)
         if ack_from_pbx is not None:
-            _copy_headers(ack_from_pbx, request.headers, ("Content-Type", "Content-Disposition"))
+            copy_headers(ack_from_pbx, request.headers, ("Content-Type", "Content-Disposition"))
             request.body = ack_from_pbx.body
         call.trunk_ack = self.endpoint.send_ack(request, trunk.next_hop())
 
@@ -376,7 +384,7 @@ class Controller:
         other_cseq = call.ack_map.pop((side, ack.cseq.number), None)
         if other_cseq is not None:
             request = other.create_request("ACK", cseq=other_cseq)
-            _copy_headers(ack, request.headers, ("Content-Type", "Content-Disposition"))
+            copy_headers(ack, request.headers, ("Content-Type", "Content-Disposition"))
             request.body = ack.body
             self.endpoint.send_ack(request, other.next_hop())
         return []
@@ -403,8 +411,8 @@ class Controller:
             return []
         if request.method in ("INVITE", "UPDATE"):
             dialog.refresh_target(request.contact)
-        relayed = other.create_request(request.method, max_forwards=_decremented(request))
-        _copy_headers(request, relayed.headers, REQUEST_HEADERS_PASSED)
+        relayed = other.create_request(request.method, max_forwards=decremented(request))
+        copy_headers(request, relayed.headers, REQUEST_HEADERS_PASSED)
         if request.method == "PRACK":
             self._rewrite_rack(call, side, relayed)
         relayed.body = request.body
@@ -542,7 +550,7 @@ class Controller:
                 and server.method in ("INVITE", "UPDATE")):
             responding.refresh_target(response.contact)
         asking = call.dialog(context.side.other)
-        headers = _passed_headers(response)
+        headers = passed_headers(response)
         if server.method in ("INVITE", "UPDATE") and asking is not None:
             headers.append(("Contact", asking.local_contact))
         self.endpoint.respond(server, self.endpoint.make_response(
@@ -602,7 +610,7 @@ class Controller:
             **call.log_fields(), "status": response.status_code, "trunk": call.trunk_name})]
 
     def _relay_to_pbx(self, call: Call, response: Response, now: float) -> None:
-        headers = _passed_headers(response)
+        headers = passed_headers(response)
         if response.status_code < 300 and response.to_tag:
             headers.append(("Contact", call.pbx.local_contact))
         self._respond(call.pbx_invite, response.status_code, now, reason=response.reason,
@@ -666,30 +674,6 @@ class Controller:
         for transaction in call.client_transactions:
             self._contexts.pop(transaction, None)
         call.client_transactions.clear()
-
-
-def _user_of(address: NameAddress) -> str:
-    return address.uri.unescaped_user or ""
-
-
-def _format_address(address: Address) -> str:
-    host, port = address
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-
-
-def _decremented(request: Request) -> int:
-    value = request.max_forwards
-    return 69 if value is None else max(value - 1, 0)
-
-
-def _copy_headers(source: Message, target: Headers, names: tuple[str, ...]) -> None:
-    for name, value in source.headers:
-        if name in names:
-            target.add(name, value)
-
-
-def _passed_headers(response: Response) -> list[tuple[str, str]]:
-    return [(name, value) for name, value in response.headers if name in RESPONSE_HEADERS_PASSED]
 
 
 __all__ = ["Controller", "uri_address"]

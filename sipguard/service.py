@@ -30,11 +30,12 @@ from asyncio_dgram.aio import Protocol as DgramProtocol
 from sipguard import logs
 from sipguard.calls import Command, LogEvent, ScreenAttempt
 from sipguard.controller import Controller
-from sipguard.policy import CallAttempt, Decision, PrefixPolicy, evaluate
-from sipguard.settings import ListenAddress, Settings, load_policy
+from sipguard.policy import CallAttempt, Decision
+from sipguard.policyfile import LoadedPolicy
+from sipguard.screening import Screener
+from sipguard.settings import ListenAddress, Settings
 from sipguard.sip.endpoint import Datagram, Endpoint
 from sipguard.sip.transaction import Address
-from sipguard.yamlfile import ConfigError
 
 
 class BoundedProtocol(DgramProtocol):
@@ -94,10 +95,10 @@ ShutdownTrigger = Callable[[], Awaitable[None]]
 class Service:
     """Runs the B2BUA until told to stop."""
 
-    def __init__(self, settings: Settings, policy: PrefixPolicy) -> None:
+    def __init__(self, settings: Settings, policy: LoadedPolicy) -> None:
         self.settings = settings
-        self.policy = policy
         self.log = logs.get_logger()
+        self.screener = Screener(settings.policy_path, policy, self.log)
         self.listeners: list[Listener] = []
         self.endpoint: Endpoint | None = None
         self.controller: Controller | None = None
@@ -136,7 +137,13 @@ class Service:
             trunks=[trunk.name for trunk in settings.trunks],
             event_loop=type(self._loop).__module__.split(".")[0],
             policy=str(settings.policy_path),
+            policy_version=self.screener.policy.version,
         )
+        for peer in settings.peers:
+            if self.screener.policy.account(peer.name) is None:
+                self.log.warning("policy.account_missing", peer=peer.name,
+                                 consequence="calls from this peer are denied")
+        watcher = asyncio.create_task(self._watch_policy())
         self.started.set()
         waiter = asyncio.create_task(self._stop.wait())
         waits: list[asyncio.Future[Any]] = [waiter]
@@ -146,6 +153,7 @@ class Service:
         for pending in waits:
             pending.cancel()
         await self._drain()
+        watcher.cancel()
         for reader in readers:
             reader.cancel()
         for listener in self.listeners:
@@ -189,14 +197,13 @@ class Service:
 
     def reload_policy(self) -> None:
         """Load the policy file again; keep the running policy when it is invalid."""
-        try:
-            policy = load_policy(self.settings.policy_path)
-        except ConfigError as error:
-            self.log.error("policy.reload_failed", problems=error.problems)
-            return
-        self.policy = policy
-        self.log.info("policy.reloaded", path=str(self.settings.policy_path),
-                      blocked_prefixes=list(policy.blocked_prefixes))
+        self.screener.reload("SIGHUP")
+
+    async def _watch_policy(self) -> None:
+        """Reload the policy when its file changes (checked every policy_poll seconds)."""
+        while True:
+            await asyncio.sleep(self.settings.policy_poll)
+            self.screener.check_for_change()
 
     async def _drain(self) -> None:
         """Refuse new calls, wait for calls in progress, then hang up what is left."""
@@ -294,7 +301,9 @@ class Service:
 
     def screen(self, attempt: CallAttempt) -> Decision:
         """The screening seam: one attempt in, one decision out."""
-        return evaluate(self.policy, attempt)
+        loop = self._loop
+        assert loop is not None
+        return self.screener.screen(attempt, loop.time())
 
     def _flush(self) -> None:
         endpoint = self.endpoint

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from sipguard.calls import Network, Peer, Trunk
-from sipguard.policy import EMERGENCY_NUMBERS, PrefixPolicy
 from sipguard.sip.dialog import uri_address
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.message import DEFAULT_MAX_MESSAGE_SIZE
@@ -55,6 +54,7 @@ class Settings:
     max_call_duration: float = 14400.0
     receive_queue: int = 8192
     drain_grace: float = 30.0
+    policy_poll: float = 2.0
     event_loop: str = "auto"
     log_level: str = "info"
     log_format: str = "auto"
@@ -151,6 +151,7 @@ def load_settings(path: Path) -> Settings:
         receive_queue=int(_number(service, "receive_queue", 8192, problems, "service",
                                   minimum=16)),
         drain_grace=_number(service, "drain_grace", 30.0, problems, "service", minimum=0.0),
+        policy_poll=_number(service, "policy_poll", 2.0, problems, "service", minimum=0.1),
         event_loop=_choice(service, "event_loop", "auto", ("auto", "asyncio", "uvloop"),
                            problems, "service"),
         log_level=_choice(logging, "level", "info", ("debug", "info", "warning", "error"),
@@ -240,36 +241,3 @@ def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
             continue
         trunks.append(Trunk(item["name"], uri, uri_address(uri)))
     return trunks
-
-
-def load_policy(path: Path) -> PrefixPolicy:
-    """Read and validate the (interim) policy file."""
-    data = load_marked(path)
-    problems = Problems(path)
-    if data is None:
-        data = MarkedDict()
-    if not isinstance(data, dict):
-        raise ConfigError([f"{path}:1: (top): must be a mapping"])
-    for key in data:
-        if key not in ("blocked_prefixes", "version"):
-            problems.add(line_of(data, key), key, "unknown policy key (known: blocked_prefixes)")
-    raw = data.get("blocked_prefixes", [])
-    prefixes: list[str] = []
-    if not isinstance(raw, list):
-        problems.add(line_of(data, "blocked_prefixes"), "blocked_prefixes",
-                     "must be a list of digit strings")
-    else:
-        for index, item in enumerate(raw):
-            text = str(item).lstrip("+")
-            if not text.isdigit():
-                problems.add(line_of(raw, index), f"blocked_prefixes[{index}]",
-                             f"{item!r} must be digits (an optional leading + is ignored)")
-            elif text in EMERGENCY_NUMBERS:
-                # Emergency calls are forwarded whatever the rules say; a rule that
-                # names one is a mistake worth stopping at load time.
-                problems.add(line_of(raw, index), f"blocked_prefixes[{index}]",
-                             f"{text!r} is an emergency number and is never blocked")
-            else:
-                prefixes.append(text)
-    problems.raise_if_any()
-    return PrefixPolicy(tuple(prefixes), version=str(data.get("version", "")))

@@ -1,21 +1,50 @@
 """The fraud policy: pure functions from a call attempt to a decision.
 
-Until the full policy engine lands this package holds the interim rule:
-a dialled number that starts with a blocked prefix is rejected; everything
-else is forwarded. Emergency numbers are always forwarded, whatever the
-rules say. Every decision carries the trace of the rules it consulted.
+``evaluate(policy, attempt, usage) -> Decision``: the decision carries the
+trace of every rule consulted, which the logs, ``sipguard explain`` and the
+tests all read. Nothing here does I/O or reads a clock; the YAML loader is
+sipguard.policyfile.
 """
 
-from sipguard.policy.decision import CallAttempt, Decision, TraceEntry, Verdict
-from sipguard.policy.prefix import EMERGENCY_NUMBERS, PrefixPolicy, dialled_digits, evaluate
+from sipguard.policy.decision import CallAttempt, Decision, TraceEntry, Usage, Verdict
+from sipguard.policy.engine import evaluate
+from sipguard.policy.model import (
+    Account,
+    Action,
+    BusinessHours,
+    DestinationRule,
+    ExtensionGroup,
+    ExtensionPattern,
+    Mode,
+    Policy,
+    RiskSettings,
+    TimeRule,
+    TypeRule,
+)
+from sipguard.policy.numbers import DialPlan, Number, NumberType, analyse, clean, is_emergency
 
 __all__ = [
-    "EMERGENCY_NUMBERS",
+    "Account",
+    "Action",
+    "BusinessHours",
     "CallAttempt",
     "Decision",
-    "PrefixPolicy",
+    "DestinationRule",
+    "DialPlan",
+    "ExtensionGroup",
+    "ExtensionPattern",
+    "Mode",
+    "Number",
+    "NumberType",
+    "Policy",
+    "RiskSettings",
+    "TimeRule",
     "TraceEntry",
+    "TypeRule",
+    "Usage",
     "Verdict",
-    "dialled_digits",
+    "analyse",
+    "clean",
     "evaluate",
+    "is_emergency",
 ]

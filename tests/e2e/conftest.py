@@ -37,11 +37,11 @@ from typing import Any
 import pytest
 import yaml
 from harness import (
-    BLOCKED_PREFIXES,
     FIXTURES_DIR,
     PROCESS_STOP_TIMEOUT,
     SIPGUARD_START_TIMEOUT,
     SIPP,
+    TEST_POLICY,
     BlackHole,
     Sipguard,
     SippResult,
@@ -114,7 +114,7 @@ def start_uac(sipp_binary: str, tmp_path: Path) -> Iterator[Callable[..., SippRu
         scenario: str,
         target: str,
         *,
-        service: str = "15551234567",
+        service: str = "12125551234",
         calls: int = 1,
         rate: float = 10,
         timeout: float = 30,
@@ -171,9 +171,7 @@ def start_sipguard(tmp_path: Path) -> Iterator[Callable[..., Sipguard]]:
     def start(trunk_uri: str, **options: Any) -> Sipguard:
         directory = tmp_path / f"sipguard-{len(started)}"
         directory.mkdir()
-        (directory / "policy.yaml").write_text(
-            yaml.safe_dump({"blocked_prefixes": BLOCKED_PREFIXES})
-        )
+        (directory / "policy.yaml").write_text(TEST_POLICY.read_text())
         config_path = directory / "sipguard.yaml"
         config_path.write_text(yaml.safe_dump(sipguard_config(trunk_uri, **options)))
         service = Sipguard(sipguard_command(), config_path, directory / "stderr.log")

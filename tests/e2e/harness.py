@@ -30,7 +30,8 @@ SIPP = os.environ.get("SIPP") or shutil.which("sipp")
 
 SIPGUARD_START_TIMEOUT = 20.0  # seconds for the service.started line
 PROCESS_STOP_TIMEOUT = 10.0  # seconds a process gets after SIGTERM before SIGKILL
-BLOCKED_PREFIXES = ["1900", "1976"]
+# The policy every e2e test runs with (US and CA allowed, premium denied).
+TEST_POLICY = Path(__file__).resolve().parents[1] / "policies" / "basic.yaml"
 
 Event = dict[str, Any]
 
@@ -129,7 +130,7 @@ class SippMessage:
 
     @property
     def start_line(self) -> str:
-        """e.g. "INVITE sip:15551234567@127.0.0.1:5080 SIP/2.0" or "SIP/2.0 200 OK"."""
+        """e.g. "INVITE sip:12125551234@127.0.0.1:5080 SIP/2.0" or "SIP/2.0 200 OK"."""
         return self.text.split("\n", 1)[0].strip()
 
     def header(self, name: str) -> str | None:

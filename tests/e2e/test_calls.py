@@ -23,7 +23,7 @@ from harness import (
 
 pytestmark = pytest.mark.e2e
 
-ALLOWED = "15551234567"
+ALLOWED = "12125551234"
 BLOCKED = "19005551234"
 
 StartUas = Callable[..., SippUas]

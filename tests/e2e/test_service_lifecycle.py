@@ -27,6 +27,7 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[2]
 WAIT = 10.0  # the longest any single wait in these tests may take
+BASIC_POLICY = REPO / "tests" / "policies" / "basic.yaml"
 
 
 @dataclass
@@ -147,7 +148,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
     def start(
         host: str = "127.0.0.1",
-        policy: str = 'blocked_prefixes: ["1900", "1976"]\n',
+        policy: str | None = None,
         drain_grace: float = 5.0,
         t1: float = 0.5,
     ) -> tuple[Service, Udp, Udp]:
@@ -155,7 +156,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, Any]]:
         state["sockets"] += [pbx, trunk]
         bracketed = f"[{host}]" if ":" in host else host
         network_mask = "128" if ":" in host else "32"
-        (tmp_path / "policy.yaml").write_text(policy)
+        (tmp_path / "policy.yaml").write_text(policy or BASIC_POLICY.read_text())
         config = tmp_path / "sipguard.yaml"
         config.write_text(
             f'listen: ["udp:{bracketed}:0"]\n'
@@ -163,7 +164,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, Any]]:
             f'trunks: [{{name: carrier, uri: "sip:{bracketed}:{trunk.port}"}}]\n'
             f"policy: policy.yaml\n"
             f"sip: {{t1: {t1}, t4: 0.5, timer_d: 0.5}}\n"
-            f"service: {{drain_grace: {drain_grace}}}\n"
+            f"service: {{drain_grace: {drain_grace}, policy_poll: 0.2}}\n"
             f"logging: {{level: info, format: json}}\n"
         )
         process = subprocess.Popen(
@@ -205,7 +206,7 @@ def network(tmp_path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _answered_call(service: Service, pbx: Udp, trunk: Udp, call_id: str = "call-1") -> str:
-    pbx.send(invite(pbx, "15551234567", call_id, service.port), service.port)
+    pbx.send(invite(pbx, "12125551234", call_id, service.port), service.port)
     trunk_invite = trunk.receive(want="INVITE")
     trunk.send(answer(trunk, trunk_invite), service.port)
     ok = pbx.receive(want="200 OK")
@@ -220,7 +221,7 @@ def test_sigterm_refuses_new_calls_and_waits_for_the_live_one(network: dict[str,
     ok = _answered_call(service, pbx, trunk)
     service.process.send_signal(signal.SIGTERM)
     service.wait_for("service.draining")
-    pbx.send(invite(pbx, "15551234567", "call-2", service.port, branch="z9hG4bK-2"), service.port)
+    pbx.send(invite(pbx, "12125551234", "call-2", service.port, branch="z9hG4bK-2"), service.port)
     assert "503" in pbx.receive(want="503").split("\r\n", 1)[0]
     assert service.process.poll() is None  # still draining: the first call is live
     pbx.send(in_dialog(pbx, "BYE", ok, 2, service.port, "z9hG4bK-bye"), service.port)
@@ -247,21 +248,64 @@ def test_drain_grace_ends_calls_with_bye_on_both_legs(network: dict[str, Any]):
 
 
 def test_sighup_with_bad_policy_keeps_the_running_one(network: dict[str, Any], tmp_path: Path):
-    """A reload of an invalid policy is refused with file:line errors; the old rules stay."""
+    """A reload of an invalid policy is refused with file:line errors; the old rules stay,
+    and a valid new file is swapped in."""
     service, pbx, trunk = network["start"]()
-    (tmp_path / "policy.yaml").write_text('blocked_prefixes: ["1900", "oops"]\n')
+    good = BASIC_POLICY.read_text()
+    bad = good.replace("    - {id: irsf-cu, region: CU, action: deny}",
+                       "    - {id: irsf-cu, region: CU, action: deny}\n"
+                       "    - {id: oops, region: XX, action: deny}")
+    bad_line = bad.splitlines().index("    - {id: oops, region: XX, action: deny}") + 1
+    (tmp_path / "policy.yaml").write_text(bad)
     service.process.send_signal(signal.SIGHUP)
     failed = service.wait_for("policy.reload_failed")[0]
-    assert any("policy.yaml:1: blocked_prefixes[1]:" in problem for problem in failed["problems"])
+    assert any(f"policy.yaml:{bad_line}: destinations.rules[5].region:" in problem
+               for problem in failed["problems"]), failed
     pbx.send(invite(pbx, "19005550000", "call-b", service.port), service.port)
     assert pbx.receive(want="403")
-    (tmp_path / "policy.yaml").write_text('blocked_prefixes: ["1555"]\n')
+    pbx.send(invite(pbx, "12125551234", "call-c", service.port, branch="z9hG4bK-c"), service.port)
+    assert trunk.receive(want="INVITE")  # the old policy still allows the US
+    (tmp_path / "policy.yaml").write_text(
+        good.replace("{id: allow-us, region: US, action: allow}",
+                     "{id: allow-us, region: US, action: deny}"))
     service.process.send_signal(signal.SIGHUP)
-    service.wait_for("policy.reloaded")
-    pbx.send(invite(pbx, "15550001111", "call-c", service.port, branch="z9hG4bK-c"), service.port)
+    reloaded = service.wait_for("policy.reloaded")[0]
+    assert reloaded["version"] != reloaded["previous_version"]
+    pbx.send(invite(pbx, "12125551234", "call-d", service.port, branch="z9hG4bK-d"), service.port)
+    forbidden = pbx.receive(want="403")
+    assert 'text="destination not allowed"' in header(forbidden, "Reason")
+    pbx.send(invite(pbx, "16135550123", "call-e", service.port, branch="z9hG4bK-e"), service.port)
+    assert "16135550123" in trunk.receive(want="INVITE").split("\r\n", 1)[0]
+
+
+def test_policy_file_change_is_picked_up_without_a_signal(network: dict[str, Any],
+                                                          tmp_path: Path):
+    """Editing the policy file is enough: the service reloads it and logs the new version."""
+    service, pbx, _ = network["start"]()
+    good = BASIC_POLICY.read_text()
+    time.sleep(0.05)  # a later modification time than the file the service loaded
+    (tmp_path / "policy.yaml").write_text(
+        good.replace("{id: allow-us, region: US, action: allow}",
+                     "{id: allow-us, region: US, action: deny}"))
+    reloaded = service.wait_for("policy.reloaded", timeout=WAIT)[0]
+    assert reloaded["reason"] == "file changed"
+    pbx.send(invite(pbx, "12125551234", "call-f", service.port), service.port)
     assert pbx.receive(want="403")
-    pbx.send(invite(pbx, "19005550000", "call-d", service.port, branch="z9hG4bK-d"), service.port)
-    assert trunk.receive(want="INVITE")  # 1900 is no longer blocked by the new file
+
+
+def test_emergency_call_forwards_under_a_deny_all_policy(network: dict[str, Any]):
+    """911 reaches the trunk even when the policy denies every destination and every extension."""
+    deny_all = (
+        "accounts:\n  - {name: pbx, home_region: US, may_dial: []}\n"
+        "destinations: {default: deny}\n"
+    )
+    service, pbx, trunk = network["start"](policy=deny_all)
+    pbx.send(invite(pbx, "911", "sos-1", service.port), service.port)
+    assert "sip:911@" in trunk.receive(want="INVITE").split("\r\n", 1)[0]
+    screened = service.wait_for("call.screened")[0]
+    assert screened["rule"] == "emergency"
+    pbx.send(invite(pbx, "12125551234", "call-g", service.port, branch="z9hG4bK-g"), service.port)
+    assert pbx.receive(want="403")
 
 
 def test_malformed_input_gets_400_or_is_dropped_and_the_service_carries_on(network: dict[str, Any]):
@@ -286,7 +330,7 @@ def test_dead_trunk_gives_408_and_the_service_survives(network: dict[str, Any]):
     """With the trunk's port closed (ICMP unreachable), the PBX gets 408 after Timer B; OPTIONS still work."""
     service, pbx, trunk = network["start"](t1=0.05)
     trunk.close()  # nothing listens there any more: the kernel answers with ICMP
-    pbx.send(invite(pbx, "15551234567", "dead-1", service.port), service.port)
+    pbx.send(invite(pbx, "12125551234", "dead-1", service.port), service.port)
     started = time.monotonic()
     final = pbx.receive(timeout=WAIT, want="408")
     assert 64 * 0.05 - 0.2 <= time.monotonic() - started <= 64 * 0.05 + 3
@@ -319,7 +363,7 @@ def test_call_over_ipv6_loopback(network: dict[str, Any]):
 def test_requests_to_a_host_name_contact_are_resolved(network: dict[str, Any]):
     """A PBX whose Contact names a host (localhost) still gets the trunk's BYE."""
     service, pbx, trunk = network["start"]()
-    text = invite(pbx, "15551234567", "named-1", service.port).replace(
+    text = invite(pbx, "12125551234", "named-1", service.port).replace(
         f"Contact: <sip:201@{pbx.hostport}>", f"Contact: <sip:201@localhost:{pbx.port}>"
     )
     pbx.send(text, service.port)

@@ -8,15 +8,18 @@ import ipaddress
 import itertools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sipguard.calls import Command, LogEvent, Peer, ScreenAttempt, Trunk
 from sipguard.controller import Controller
-from sipguard.policy import CallAttempt, Decision, PrefixPolicy, evaluate
+from sipguard.policy import CallAttempt, Decision, Policy, evaluate
+from sipguard.policyfile import load_policy
 from sipguard.sip.endpoint import Datagram, Endpoint
 from sipguard.sip.message import MessageParseError, Request, Response, parse_message
 from sipguard.sip.transaction import TimerSettings
 from sipguard.sip.uri import parse_uri
 
+BASIC_POLICY = Path(__file__).resolve().parents[1] / "policies" / "basic.yaml"
 SIPGUARD = ("127.0.0.1", 5060)
 PBX = ("127.0.0.1", 5070)
 TRUNK = ("127.0.0.2", 5080)
@@ -40,7 +43,7 @@ class Sent:
 class Harness:
     """sipguard's sans-IO parts wired as the service wires them."""
 
-    policy: PrefixPolicy = field(default_factory=lambda: PrefixPolicy(("1900", "1976")))
+    policy: Policy = field(default_factory=lambda: load_policy(BASIC_POLICY))
     settings: TimerSettings = field(default_factory=TimerSettings)
     now: float = 1000.0
     strict: bool = True
@@ -112,7 +115,7 @@ class Harness:
         return [log for log in self.logs if log.event == name]
 
 
-def invite(number: str = "15551234567", call_id: str = "call-1", branch: str = "z9hG4bK-i1",
+def invite(number: str = "12125551234", call_id: str = "call-1", branch: str = "z9hG4bK-i1",
            source: tuple[str, int] = PBX, cseq: int = 1, max_forwards: int = 70,
            extra: str = "") -> bytes:
     host, port = source

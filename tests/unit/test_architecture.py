@@ -9,7 +9,9 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "sipguard"
 FORBIDDEN = {"asyncio", "socket", "time", "redis", "pjsua2", "yaml", "asyncio_dgram", "uvloop",
-             "structlog", "datetime", "random", "threading", "select"}
+             "structlog", "random", "threading", "select"}
+# datetime is allowed for arithmetic on times passed in, never to read the clock.
+CLOCK_CALLS = (".now(", ".today(", ".utcnow(", "time.time(", "monotonic(")
 PURE_MODULES = sorted(
     [*PACKAGE.joinpath("sip").glob("*.py"), *PACKAGE.joinpath("policy").glob("*.py"),
      PACKAGE / "controller.py", PACKAGE / "calls.py"]
@@ -32,6 +34,13 @@ def test_pure_layers_do_no_io(path: Path):
     """sip/, policy/ and the controller import no I/O, clock or YAML module."""
     roots = {name.split(".")[0] for name in _imports(path)}
     assert roots & FORBIDDEN == set()
+
+
+@pytest.mark.parametrize("path", PURE_MODULES, ids=lambda path: path.name)
+def test_pure_layers_never_read_the_clock(path: Path):
+    """Time comes in as a parameter: no now(), today() or time.time() in the pure layers."""
+    text = path.read_text(encoding="utf-8")
+    assert [call for call in CLOCK_CALLS if call in text] == []
 
 
 @pytest.mark.parametrize("path", sorted(PACKAGE.joinpath("sip").glob("*.py")), ids=lambda p: p.name)

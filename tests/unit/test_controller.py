@@ -15,9 +15,9 @@ from tests.unit.b2bua_harness import (
 
 # The PBX's CANCEL of the INVITE that invite() builds (same branch, RFC 3261 §9.1).
 CANCEL = (
-    "CANCEL sip:15551234567@127.0.0.1:5060 SIP/2.0\r\n"
+    "CANCEL sip:12125551234@127.0.0.1:5060 SIP/2.0\r\n"
     "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-i1;rport\r\nMax-Forwards: 70\r\n"
-    "From: <sip:201@127.0.0.1>;tag=pbxtag\r\nTo: <sip:15551234567@127.0.0.1>\r\n"
+    "From: <sip:201@127.0.0.1>;tag=pbxtag\r\nTo: <sip:12125551234@127.0.0.1>\r\n"
     "Call-ID: call-1\r\nCSeq: 1 CANCEL\r\nContent-Length: 0\r\n\r\n"
 ).encode()
 
@@ -42,7 +42,7 @@ def _answered_call(harness: Harness) -> tuple[Request, Response]:
         f"ACK sip:sipguard@127.0.0.1:5060 SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-ack1\r\n"
         f"Max-Forwards: 70\r\nFrom: <sip:201@127.0.0.1>;tag=pbxtag\r\n"
-        f"To: <sip:15551234567@127.0.0.1>;tag={ok.to_tag}\r\n"
+        f"To: <sip:12125551234@127.0.0.1>;tag={ok.to_tag}\r\n"
         f"Call-ID: call-1\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n"
     ).encode()
     sent = harness.feed(ack, PBX)
@@ -57,7 +57,7 @@ def _in_dialog(method: str, ok: Response, branch: str, cseq: int, body: str = ""
         f"{method} sip:sipguard@127.0.0.1:5060 SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:5070;branch={branch}\r\n"
         f"Max-Forwards: 70\r\nFrom: <sip:201@127.0.0.1>;tag=pbxtag\r\n"
-        f"To: <sip:15551234567@127.0.0.1>;tag={ok.to_tag}\r\n"
+        f"To: <sip:12125551234@127.0.0.1>;tag={ok.to_tag}\r\n"
         f"Call-ID: call-1\r\nCSeq: {cseq} {method}\r\n"
         f"Contact: <sip:201@127.0.0.1:5070>\r\n{extra}"
         f"Content-Length: {len(body)}\r\n\r\n{body}"
@@ -78,11 +78,11 @@ def test_forwarded_invite_is_a_new_leg_with_our_identity():
     assert len(trunk_invite.vias) == 1 and trunk_invite.top_via.host == "127.0.0.1"
     assert trunk_invite.top_via.port == 5060
     assert trunk_invite.contact is not None and trunk_invite.contact.uri.host == "127.0.0.1"
-    assert trunk_invite.uri.user == "15551234567" and trunk_invite.uri.host == "127.0.0.2"
+    assert trunk_invite.uri.user == "12125551234" and trunk_invite.uri.host == "127.0.0.2"
     assert trunk_invite.body == original.split(b"\r\n\r\n", 1)[1]
     assert trunk_invite.headers.get("P-Asserted-Identity") == "<sip:201@127.0.0.1>"
     assert "X-Internal-Secret" not in trunk_invite.headers
-    assert harness.attempts[0].dialled == "15551234567"
+    assert harness.attempts[0].dialled == "12125551234"
     assert harness.attempts[0].account == "asterisk-1"
 
 
@@ -115,7 +115,7 @@ def test_bye_from_trunk_is_relayed_to_pbx():
     bye = (
         f"BYE sip:sipguard@127.0.0.1:5060 SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.2:5080;branch=z9hG4bK-tbye\r\nMax-Forwards: 70\r\n"
-        f"From: <sip:15551234567@127.0.0.2>;tag=trunktag\r\n"
+        f"From: <sip:12125551234@127.0.0.2>;tag=trunktag\r\n"
         f"To: {trunk_invite.headers.get('From')}\r\n"
         f"Call-ID: {trunk_invite.call_id}\r\nCSeq: 9 BYE\r\nContent-Length: 0\r\n\r\n"
     ).encode()
@@ -138,7 +138,7 @@ def test_blocked_prefix_gets_403_and_its_ack_is_absorbed():
     statuses = [m for m in only(sent, PBX) if isinstance(m, Response)]
     assert [m.status_code for m in statuses] == [100, 403]
     forbidden = statuses[1]
-    assert "blocked prefix 1900" in (forbidden.headers.get("Reason") or "")
+    assert forbidden.headers.get("Reason") == 'SIP;cause=403;text="premium rate"'
     assert forbidden.to_tag
     ack = (
         f"ACK sip:19005551234@127.0.0.1:5060 SIP/2.0\r\n"
@@ -313,7 +313,7 @@ def test_prack_rack_names_the_invite_cseq_of_each_leg():
         f"PRACK sip:sipguard@127.0.0.1:5060 SIP/2.0\r\n"
         f"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-pr1\r\nMax-Forwards: 70\r\n"
         f"From: <sip:201@127.0.0.1>;tag=pbxtag\r\n"
-        f"To: <sip:15551234567@127.0.0.1>;tag={early.to_tag}\r\n"
+        f"To: <sip:12125551234@127.0.0.1>;tag={early.to_tag}\r\n"
         f"Call-ID: call-1\r\nCSeq: 78 PRACK\r\nRAck: 1 77 INVITE\r\nContent-Length: 0\r\n\r\n"
     ).encode()
     sent = harness.feed(prack, PBX)
@@ -365,11 +365,14 @@ def test_retransmitted_invite_is_screened_once():
     assert len(harness.attempts) == 1
 
 
-def test_emergency_number_is_forwarded_even_under_a_broad_block():
-    """911 is forwarded even when the policy blocks every number starting with 9."""
-    from sipguard.policy import PrefixPolicy
+def test_emergency_number_is_forwarded_even_under_a_broad_block(tmp_path):
+    """911 is forwarded even when the policy denies every destination and every extension."""
+    from sipguard.policyfile import load_policy
 
-    harness = Harness(policy=PrefixPolicy(("9",)))
+    deny_all = tmp_path / "policy.yaml"
+    deny_all.write_text("accounts:\n  - {name: asterisk-1, may_dial: []}\n"
+                        "destinations: {default: deny}\n")
+    harness = Harness(policy=load_policy(deny_all))
     sent = harness.feed(invite("911"), PBX)
     assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["INVITE"]
     sent = harness.feed(invite("9123", call_id="call-2", branch="z9hG4bK-i2"), PBX)
@@ -445,7 +448,7 @@ def test_call_log_lines_carry_the_call_fields_and_decision():
         assert log.fields["call_id"] == "call-1"
         assert log.fields["account"] == "asterisk-1"
         assert log.fields["from"] == "201"
-        assert log.fields["to"] == "15551234567"
+        assert log.fields["to"] == "12125551234"
         assert log.fields["decision"] == "forward"
     assert harness.events("call.answered")[0].fields["status"] == 200
     assert harness.events("call.screened")[0].fields["trace"][0].startswith("emergency:")

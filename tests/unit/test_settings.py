@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from sipguard.cli import main
-from sipguard.settings import load_policy, load_settings, parse_listen
+from sipguard.policyfile import load_policy
+from sipguard.settings import load_settings, parse_listen
 from sipguard.yamlfile import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -24,7 +25,10 @@ policy: policy.yaml
 """
 
 
-def _write(tmp_path: Path, config: str, policy: str = 'blocked_prefixes: ["1900"]\n') -> Path:
+BASIC = (REPO / "tests" / "policies" / "basic.yaml").read_text()
+
+
+def _write(tmp_path: Path, config: str, policy: str = BASIC) -> Path:
     (tmp_path / "policy.yaml").write_text(policy)
     path = tmp_path / "sipguard.yaml"
     path.write_text(config)
@@ -43,10 +47,12 @@ def test_minimal_contract_loads_with_defaults(tmp_path: Path):
 
 
 def test_shipped_configuration_is_valid():
-    """conf/sipguard.yaml and conf/policy.yaml load, and the policy blocks 1900 and 1976."""
+    """conf/sipguard.yaml and conf/policy.yaml load, and every peer has its policy account."""
     settings = load_settings(REPO / "conf" / "sipguard.yaml")
     policy = load_policy(settings.policy_path)
-    assert set(policy.blocked_prefixes) >= {"1900", "1976"}
+    prefixes = {rule.prefix for rule in policy.destinations if rule.action.value == "deny"}
+    assert {"+1900", "+1976"} <= prefixes
+    assert all(policy.account(peer.name) is not None for peer in settings.peers)
 
 
 @pytest.mark.parametrize(
@@ -88,29 +94,15 @@ def test_yaml_syntax_error_names_the_line(tmp_path: Path):
     assert caught.value.problems[0].startswith(f"{path}:")
 
 
-@pytest.mark.parametrize(
-    ("policy", "expected"),
-    [
-        ('blocked_prefixes: ["1900", "19x"]\n', "policy.yaml:1: blocked_prefixes[1]: '19x' must be digits"),
-        ('blocked_prefixes:\n  - "1900"\n  - "911"\n', "policy.yaml:3: blocked_prefixes[1]: '911' is an emergency number"),
-        ("blocked: []\n", "policy.yaml:1: blocked: unknown policy key"),
-    ],
-)
-def test_policy_errors_name_file_line_and_key(tmp_path: Path, policy: str, expected: str):
-    """Policy errors say file:line: key.path: message."""
-    _write(tmp_path, MINIMAL, policy)
-    with pytest.raises(ConfigError) as caught:
-        load_policy(tmp_path / "policy.yaml")
-    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
-
-
 def test_check_command_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
     """`sipguard check` exits 0 on a valid policy and 1 with file:line errors on a bad one."""
-    _write(tmp_path, MINIMAL, 'blocked_prefixes: ["1900"]\n')
+    _write(tmp_path, MINIMAL)
     assert main(["check", "--policy", str(tmp_path / "policy.yaml")]) == 0
-    (tmp_path / "bad.yaml").write_text('blocked_prefixes: ["abc"]\n')
+    assert "valid (version" in capsys.readouterr().out
+    (tmp_path / "bad.yaml").write_text(BASIC.replace("region: CA", "region: QQ"))
     assert main(["check", "--policy", str(tmp_path / "bad.yaml")]) == 1
-    assert "bad.yaml:1: blocked_prefixes[0]:" in capsys.readouterr().err
+    line = BASIC.splitlines().index("    - {id: allow-ca, region: CA, action: allow}") + 1
+    assert f"bad.yaml:{line}: destinations.rules[1].region:" in capsys.readouterr().err
 
 
 def test_explain_prints_decision_and_trace(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
@@ -118,7 +110,7 @@ def test_explain_prints_decision_and_trace(tmp_path: Path, capsys: pytest.Captur
     _write(tmp_path, MINIMAL)
     assert main(["explain", "--policy", str(tmp_path / "policy.yaml"), "+19005551234"]) == 0
     out = capsys.readouterr().out
-    assert "decision: reject (blocked prefix 1900)" in out
-    assert "matched blocked_prefix:1900" in out
-    assert main(["explain", "--policy", str(tmp_path / "policy.yaml"), "15551234567"]) == 0
-    assert "decision: forward" in capsys.readouterr().out
+    assert "action:   deny (premium rate; rule type:premium_rate)" in out
+    assert "nanp-premium-900 -> deny" in out
+    assert main(["explain", "--policy", str(tmp_path / "policy.yaml"), "12125551234"]) == 0
+    assert "action:   allow" in capsys.readouterr().out
