@@ -284,7 +284,9 @@ class Controller:
             account=peer.name,
             source=transaction.source[0],
             caller=user_of(request.from_address),
-            dialled=request.uri.unescaped_user or user_of(request.to_address),
+            # The Request-URI is authoritative, never the To header (RFC 3261 §8.2.2.1):
+            # a URI without a user part screens as an empty, undialable number.
+            dialled=request.uri.unescaped_user or "",
             extension=self._extension_of(request),
         )
         call = Call(next(self._keys), transaction, pbx, attempt, peer)

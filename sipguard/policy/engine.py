@@ -28,6 +28,7 @@ closed in every mode.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
@@ -184,9 +185,14 @@ def _number_class(account: Account, number: Number) -> str:
     return "domestic" if number.region in domestic else "international"
 
 
+@functools.lru_cache(maxsize=256)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
 def _local_time(account: Account, when: datetime) -> datetime:
     moment = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-    return moment.astimezone(ZoneInfo(account.time_zone))
+    return moment.astimezone(_zone(account.time_zone))
 
 
 def _time_rules(screening: _Screening, account: Account, when: datetime | None,

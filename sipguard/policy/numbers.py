@@ -11,8 +11,8 @@ reported as such and the policy denies it.
 phonenumbers does the numbering-plan work: the region (which tells the
 NANP's Caribbean countries from the US and Canada), the number type
 (premium rate, shared cost, toll free…) and validity. Its answers are
-cached per E.164 number, since the same destinations are dialled again
-and again.
+cached (per dialled string and dial plan, and per E.164 number), since the
+same destinations are dialled again and again.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote
 
 import phonenumbers
-from phonenumbers import PhoneNumberType
+from phonenumbers import PhoneMetadata, PhoneNumberType, phonenumberutil
 
 # Characters people and PBXes put between digits; they mean nothing.
 VISUAL_SEPARATORS = frozenset(" -.()/\t")
@@ -100,11 +100,14 @@ class Number:
         return self.number_type is not NumberType.INVALID
 
 
+_DROP_SEPARATORS = str.maketrans("", "", "".join(VISUAL_SEPARATORS))
+
+
 def clean(dialled: str) -> str:
     """The dialled string unescaped, without URI parameters or visual separators."""
     text = unquote(dialled) if "%" in dialled else dialled
     text = text.split(";", 1)[0].split("@", 1)[0]  # ;isub=, ;phone-context=, a stray host
-    return "".join(char for char in text.strip() if char not in VISUAL_SEPARATORS)
+    return text.strip().translate(_DROP_SEPARATORS)
 
 
 def strip_outside_line(digits: str, plan: DialPlan) -> str:
@@ -114,6 +117,7 @@ def strip_outside_line(digits: str, plan: DialPlan) -> str:
     return digits
 
 
+@functools.lru_cache(maxsize=16384)
 def is_emergency(dialled: str, plan: DialPlan) -> bool:
     """Whether a dialled string reaches an emergency service (with or without the outside line)."""
     digits = clean(dialled)
@@ -173,6 +177,7 @@ def _national_to_e164(digits: str, region: str, national_prefix: str) -> str:
     return f"+{country_code}{digits}"
 
 
+@functools.lru_cache(maxsize=65536)
 def analyse(dialled: str, plan: DialPlan) -> Number:
     """Clean, normalise and classify a dialled string."""
     cleaned, e164 = to_e164(dialled, plan)
@@ -193,13 +198,27 @@ def classify(e164: str) -> tuple[str | None, int | None, NumberType]:
         parsed = phonenumbers.parse(e164, None)
     except phonenumbers.NumberParseException:
         return None, None, NumberType.INVALID
-    region = phonenumbers.region_code_for_number(parsed)
+    exact_region = phonenumbers.region_code_for_number(parsed)
+    region = exact_region
     if region is None and parsed.country_code is not None:
         # Invalid numbers of a shared country code still belong to its main region.
         main = phonenumbers.region_code_for_country_code(parsed.country_code)
         region = None if main in (None, "ZZ", "001") else main
-    raw_type = phonenumbers.number_type(parsed)
+    # The type is UNKNOWN exactly when the number is not valid for its region, so
+    # is_valid_number() (which would repeat the same matching) is not needed.
+    raw_type = _number_type(parsed, exact_region)
     number_type = _TYPES.get(raw_type, NumberType.INVALID)
-    if number_type is not NumberType.INVALID and not phonenumbers.is_valid_number(parsed):
-        number_type = NumberType.INVALID
     return region, parsed.country_code, number_type
+
+
+def _number_type(parsed: phonenumbers.PhoneNumber, region: str | None) -> int:
+    """phonenumbers.number_type() without looking the region up a second time."""
+    helper = getattr(phonenumberutil, "_number_type_helper", None)
+    if helper is None:  # a future phonenumbers without the helper: the public call
+        return int(phonenumbers.number_type(parsed))
+    if region is None or parsed.country_code is None:
+        return int(phonenumbers.number_type(parsed))  # rare: non-geographic or unknown
+    metadata = PhoneMetadata.metadata_for_region_or_calling_code(parsed.country_code, region)
+    if metadata is None:
+        return int(PhoneNumberType.UNKNOWN)
+    return int(helper(phonenumbers.national_significant_number(parsed), metadata))

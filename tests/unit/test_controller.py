@@ -510,3 +510,33 @@ def test_out_of_dialog_message_gets_405_and_a_log_line():
     assert isinstance(answer, Response) and answer.status_code == 405
     assert "INVITE" in (answer.headers.get("Allow") or "")
     assert harness.events("sip.request_refused")[0].fields["status"] == 405
+
+
+def test_request_uri_decides_never_the_to_header():
+    """A premium number in the Request-URI is denied even when To names an allowed one."""
+    harness = Harness()
+    sneaky = invite("19005551234").replace(
+        b"To: <sip:19005551234@127.0.0.1>", b"To: <sip:12125551234@127.0.0.1>")
+    sent = harness.feed(sneaky, PBX)
+    assert only(sent, TRUNK) == []
+    assert harness.attempts[0].dialled == "19005551234"
+
+
+def test_request_uri_without_a_user_is_denied():
+    """An INVITE to sip:host (no number at all) is refused, whatever the To header says."""
+    harness = Harness()
+    data = invite().replace(b"INVITE sip:12125551234@127.0.0.1:5060", b"INVITE sip:127.0.0.1:5060")
+    sent = harness.feed(data, PBX)
+    assert only(sent, TRUNK) == []
+    assert [m.status_code for m in only(sent, PBX) if isinstance(m, Response)] == [100, 403]
+
+
+def test_tel_uri_and_escaped_forms_screen_like_the_plain_number():
+    """tel:, %-escaped + and user=phone forms of a premium number are all denied."""
+    for index, uri in enumerate([b"tel:+1-900-555-1234", b"sip:%2B19005551234@127.0.0.1;user=phone",
+                                 b"SIP:+1.900.555.1234;isub=77@127.0.0.1"]):
+        harness = Harness()
+        data = invite().replace(b"sip:12125551234@127.0.0.1:5060", uri, 1)
+        sent = harness.feed(data, PBX)
+        assert only(sent, TRUNK) == [], uri
+        assert harness.events("call.rejected"), index
