@@ -168,10 +168,10 @@ def start_sipguard(tmp_path: Path) -> Iterator[Callable[..., Sipguard]]:
     """Start sipguard with a configuration written for this test; stopped at the end."""
     started: list[Sipguard] = []
 
-    def start(trunk_uri: str, **options: Any) -> Sipguard:
+    def start(trunk_uri: str, policy: str | None = None, **options: Any) -> Sipguard:
         directory = tmp_path / f"sipguard-{len(started)}"
         directory.mkdir()
-        (directory / "policy.yaml").write_text(TEST_POLICY.read_text())
+        (directory / "policy.yaml").write_text(policy or TEST_POLICY.read_text())
         config_path = directory / "sipguard.yaml"
         config_path.write_text(yaml.safe_dump(sipguard_config(trunk_uri, **options)))
         service = Sipguard(sipguard_command(), config_path, directory / "stderr.log")

@@ -172,6 +172,51 @@ def test_blocked_prefix_gets_403_and_never_reaches_the_trunk(
     assert uas.messages("received") == [], uas.describe()
 
 
+@pytest.mark.parametrize(
+    ("number", "category"),
+    [
+        ("011535123456", "destination not allowed"),  # Cuba, a high-risk IRSF destination
+        ("0113712345678", "destination not allowed"),  # Latvia, default denied... and IRSF
+        ("+4412345", "destination not allowed"),  # not a valid number at all
+        ("9011%2A123%23", "number not dialable"),  # *123# behind escapes: not a number
+    ],
+)
+def test_denied_destinations_get_403_with_a_public_reason(
+    number: str, category: str, start_uas: StartUas, start_sipguard: StartSipguard,
+    run_uac: RunUac,
+) -> None:
+    """Denied countries, invalid and undialable numbers get 403 whose Reason names the category."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri)
+
+    result = run_uac("uac_blocked.xml", guard.target(), service=number)
+
+    assert_all_calls_succeeded(result, 1)
+    (rejected,) = guard.wait_for("call.rejected", where=lambda event: event.get("status") == 403)
+    assert rejected["category"] == category, rejected
+    uas.stop()
+    assert uas.messages("received") == [], uas.describe()
+
+
+def test_emergency_call_forwards_under_a_deny_all_policy(
+    start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
+) -> None:
+    """911 is forwarded and completes even when the policy denies every destination."""
+    uas = start_uas("uas_answer.xml")
+    deny_all = (
+        "accounts:\n  - {name: asterisk-1, home_region: US, may_dial: []}\n"
+        "destinations: {default: deny}\n"
+    )
+    guard = start_sipguard(uas.uri, policy=deny_all)
+
+    result = run_uac("uac_call_bye.xml", guard.target(), service="911")
+
+    assert_all_calls_succeeded(result, 1)
+    (screened,) = guard.wait_for("call.screened")
+    assert screened["rule"] == "emergency" and screened["action"] == "allow", screened
+    assert uas.wait_for_received("BYE ", 1) == 1, uas.describe()
+
+
 def test_cancel_while_ringing_gives_487(
     start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
 ) -> None:

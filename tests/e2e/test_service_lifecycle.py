@@ -383,3 +383,29 @@ def test_requests_to_a_host_name_contact_are_resolved(network: dict[str, Any]):
     pbx_bye = pbx.receive(want="BYE")
     assert header(pbx_bye, "Call-ID") == "named-1"
     assert "localhost" in pbx_bye.split("\r\n", 1)[0]
+
+
+def test_reload_during_a_call_leaves_the_call_alone(network: dict[str, Any], tmp_path: Path):
+    """A policy swapped in mid-call (even one that would now deny it) does not touch that call."""
+    service, pbx, trunk = network["start"]()
+    ok = _answered_call(service, pbx, trunk, call_id="live-1")
+    (tmp_path / "policy.yaml").write_text(
+        BASIC_POLICY.read_text().replace("{id: allow-us, region: US, action: allow}",
+                                         "{id: allow-us, region: US, action: deny}"))
+    service.process.send_signal(signal.SIGHUP)
+    service.wait_for("policy.reloaded")
+    pbx.send(in_dialog(pbx, "BYE", ok, 2, service.port, "z9hG4bK-live-bye"), service.port)
+    assert pbx.receive(want="200")
+    bye = trunk.receive(want="BYE")
+    assert header(bye, "Call-ID") != "live-1"  # the trunk leg's own Call-ID
+    trunk.send(answer(trunk, bye), service.port)
+    deadline = time.monotonic() + WAIT
+    calls = None
+    while time.monotonic() < deadline and calls != 0:
+        asked = len(service.events("service.stats"))
+        os.kill(service.process.pid, signal.SIGUSR1)
+        calls = service.wait_for("service.stats", count=asked + 1)[-1]["calls"]
+        time.sleep(0.05)
+    assert calls == 0
+    (ended,) = service.events("call.ended")
+    assert ended["call_id"] == "live-1" and ended["reason"] == "BYE from pbx"
