@@ -92,7 +92,8 @@ class Call:
     trunk: Dialog | None = None
     trunk_invite: ClientTransaction | None = None
     trunk_name: str = ""
-    decision: Decision | None = None
+    # The verdict only: the decision's trace is logged once, not kept for the call's life.
+    verdict: str | None = None
     cancelled: bool = False
     cancel_sent: bool = False
     trunk_ack: bytes | None = None
@@ -119,8 +120,8 @@ class Call:
         }
         if self.attempt.extension:
             fields["extension"] = self.attempt.extension
-        if self.decision is not None:
-            fields["decision"] = self.decision.verdict.value
+        if self.verdict is not None:
+            fields["decision"] = self.verdict
         return fields
 
 

@@ -151,7 +151,7 @@ class Controller:
         call = self._calls.get(call_key)
         if call is None or call.state is not CallState.SCREENING:
             return []  # cancelled while screening
-        call.decision = decision
+        call.verdict = decision.verdict.value
         commands: list[Command] = [
             LogEvent("call.screened", "info", screened_fields(call, decision))]
         if decision.verdict is not Verdict.FORWARD:
