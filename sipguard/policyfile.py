@@ -34,12 +34,13 @@ from sipguard.policy.model import (
     TimeRule,
     TypeRule,
 )
-from sipguard.policy.numbers import ALWAYS_EMERGENCY, DialPlan, NumberType, clean
+from sipguard.policy.numbers import ALWAYS_EMERGENCY, DialPlan, NumberType, clean, to_e164
 from sipguard.yamlfile import ConfigError, MarkedDict, Problems, line_of, load_marked
 
 REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
 COUNTRY_CODES = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
+FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 TOP_KEYS = ("version", "mode", "accounts", "destinations", "number_types", "time_rules", "risk",
             "blocked_numbers", "emergency_numbers")
 
@@ -154,7 +155,7 @@ def load_policy_file(path: Path) -> LoadedPolicy:
     default_action = reader.action(destinations_section, "default", "destinations.default",
                                    default=Action.DENY)
     destinations = _destination_rules(reader, destinations_section, "destinations.rules")
-    blocked = _blocked_numbers(reader, data)
+    blocked = _blocked_numbers(reader, data, accounts)
     extra_emergency = _extra_emergency(reader, data)
     policy = Policy(
         version=hashlib.sha256(raw).hexdigest()[:12],
@@ -187,8 +188,13 @@ def _dial_plan(reader: _Reader, item: dict[str, Any], where: str) -> DialPlan:
         national_prefix=str(item.get("national_prefix", "1" if region in ("US", "CA") else "0")),
     )
     for key in ("outside_line", "international_prefix", "national_prefix"):
+        if isinstance(item.get(key), int):
+            # YAML reads 011 as the octal number 9 and 00 as 0: only a string is safe.
+            reader.error(item, key, f"{where}.{key}",
+                         f'write it in quotes ("{item.get(key)}" was read as a number)')
+            continue
         value = getattr(plan, key)
-        if value and not value.isdigit():
+        if value and not (value.isascii() and value.isdigit()):
             reader.error(item, key, f"{where}.{key}", f"{value!r} must be digits")
     return plan
 
@@ -204,10 +210,12 @@ def _business_hours(reader: _Reader, item: dict[str, Any], where: str) -> Busine
         reader.error(section, "days", f"{where}.days", "must be a list such as [mon, tue]")
         raw_days = []
     for index, day in enumerate(raw_days):
-        if str(day).lower()[:3] not in DAYS:
-            reader.error(raw_days, index, f"{where}.days[{index}]", f"{day!r} is not a weekday")
+        name = str(day).lower()
+        if name[:3] not in DAYS or name not in (name[:3], FULL_DAYS[DAYS[name[:3]]]):
+            reader.error(raw_days, index, f"{where}.days[{index}]",
+                         f"{day!r} is not a weekday (mon, tue, ... or monday, tuesday, ...)")
         else:
-            days.add(DAYS[str(day).lower()[:3]])
+            days.add(DAYS[name[:3]])
 
     def clock(key: str, default: time) -> time:
         value = section.get(key)
@@ -217,7 +225,8 @@ def _business_hours(reader: _Reader, item: dict[str, Any], where: str) -> Busine
         if isinstance(value, int):  # YAML reads 08:00 as sexagesimal 480
             text = f"{value // 60:02d}:{value % 60:02d}"
         match = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
-        if not match or int(match[1]) > 24 or int(match[2]) > 59:
+        if (not match or int(match[1]) > 24 or int(match[2]) > 59
+                or (int(match[1]) == 24 and int(match[2]) != 0)):
             reader.error(section, key, f"{where}.{key}", f"{value!r} is not a time like 08:30")
             return default
         hour, minute = int(match[1]), int(match[2])
@@ -362,6 +371,7 @@ def _type_rules(reader: _Reader, data: dict[str, Any]) -> list[TypeRule]:
             continue
         if isinstance(value, dict):
             holder: dict[str, Any] = value
+            reader.known_keys(value, ("action", "mode"), where)
         else:
             marked = MarkedDict({"action": value})
             marked.key_lines = {"action": line_of(section, key)}
@@ -458,18 +468,36 @@ def _risk(reader: _Reader, data: dict[str, Any]) -> RiskSettings:
     )
 
 
-def _blocked_numbers(reader: _Reader, data: dict[str, Any]) -> frozenset[str]:
+def _blocked_numbers(reader: _Reader, data: dict[str, Any],
+                     accounts: list[Account]) -> frozenset[str]:
+    """The E.164 forms of the blocked numbers, read with every account's dial plan.
+
+    "00442079460321" and "011442079460321" in the file both block +442079460321,
+    however the PBX then spells it.
+    """
     numbers: set[str] = set()
+    plans = [account.dial_plan for account in accounts] or [DialPlan()]
     raw = reader.sequence(data, "blocked_numbers", "blocked_numbers")
     for index, item in enumerate(raw):
-        text = clean(str(item))
+        if not isinstance(item, str):
+            # YAML turns +442079460321 into a number (losing the +) and 011... into octal.
+            message = (f"{item!r} is an emergency number and can never be blocked"
+                       if str(item) in ALWAYS_EMERGENCY else
+                       f'write the number in quotes, such as "+442079460321" ({item!r} was '
+                       "read as a number)")
+            reader.error(raw, index, f"blocked_numbers[{index}]", message)
+            continue
+        text = clean(item)
         if text.lstrip("+") in ALWAYS_EMERGENCY or not text.lstrip("+").isdigit():
             reader.error(raw, index, f"blocked_numbers[{index}]",
                          f"{item!r} is an emergency number and can never be blocked"
                          if text.lstrip("+") in ALWAYS_EMERGENCY
                          else f"{item!r} is not a number")
             continue
-        numbers.add(text)
+        for plan in plans:
+            e164 = to_e164(text, plan)[1]
+            if e164 is not None:
+                numbers.add(e164)
     return frozenset(numbers)
 
 

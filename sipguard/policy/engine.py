@@ -35,7 +35,15 @@ from zoneinfo import ZoneInfo
 
 from sipguard.policy.decision import CallAttempt, Decision, TraceEntry, Usage, Verdict
 from sipguard.policy.model import Account, Action, DestinationRule, Mode, Policy
-from sipguard.policy.numbers import DialPlan, Number, NumberType, analyse, clean, is_emergency
+from sipguard.policy.numbers import (
+    DialPlan,
+    Number,
+    NumberType,
+    analyse,
+    clean,
+    is_emergency,
+    strip_outside_line,
+)
 
 NO_USAGE = Usage()
 
@@ -61,6 +69,9 @@ class _Opinion:
     stage: str
     enforced: bool
     detail: str
+    # False for the fallback that stands in for a report-mode rule: if every rule
+    # were enforced, that report-mode rule would decide instead.
+    counts_if_all_enforced: bool = True
 
 
 class _Screening:
@@ -75,11 +86,12 @@ class _Screening:
         self.trace.append(TraceEntry(rule, matched, detail, stage))
 
     def opine(self, stage: str, rule: str, action: Action, mode: Mode, detail: str,
-              always: bool = False) -> None:
+              always: bool = False, fallback: bool = False) -> None:
         enforced = always or (mode is Mode.ENFORCE and self.policy.mode is Mode.ENFORCE)
         shown = "enforce" if enforced else "report"
         self.trace.append(TraceEntry(rule, True, detail, stage, action.value, shown))
-        self.opinions.append(_Opinion(action, rule, stage, enforced, detail))
+        self.opinions.append(_Opinion(action, rule, stage, enforced, detail,
+                                      counts_if_all_enforced=not fallback))
 
 
 def evaluate(policy: Policy, attempt: CallAttempt, usage: Usage = NO_USAGE) -> Decision:
@@ -89,7 +101,10 @@ def evaluate(policy: Policy, attempt: CallAttempt, usage: Usage = NO_USAGE) -> D
     plan = account.dial_plan if account is not None else _fallback_plan(policy)
 
     cleaned = clean(attempt.dialled)
-    if is_emergency(attempt.dialled, plan) or cleaned in policy.extra_emergency_numbers:
+    if is_emergency(attempt.dialled, plan) or (
+        policy.extra_emergency_numbers
+        and {cleaned, strip_outside_line(cleaned, plan)} & policy.extra_emergency_numbers
+    ):
         screening.note("emergency", "emergency", True,
                        f"{cleaned} is an emergency number: always forwarded")
         return _decide(screening, attempt, None, None, None, emergency=True)
@@ -99,20 +114,23 @@ def evaluate(policy: Policy, attempt: CallAttempt, usage: Usage = NO_USAGE) -> D
         screening.opine("account", "unknown-account", Action.DENY, Mode.ENFORCE,
                         f"no account named {attempt.account!r} in the policy", always=True)
         return _decide(screening, attempt, None, None, None)
-    group = account.group_for(attempt.extension)
+    # Extensions come from headers the caller controls: read other scripts' digits
+    # as ASCII so that "７００" is extension 700, as a PBX would take it.
+    extension = clean(attempt.extension) if attempt.extension else None
+    group = account.group_for(extension)
     may_dial = account.may_dial if group is None or group.may_dial is None else group.may_dial
     if group is None:
         screening.note("group", "group:(account)", True,
-                       f"extension {attempt.extension or '(none)'} is in no group: "
+                       f"extension {extension or '(none)'} is in no group: "
                        f"account permissions {sorted(may_dial)}")
     elif not may_dial:
         screening.opine("group", f"group:{group.name}", Action.DENY, Mode.ENFORCE,
-                        f"extension {attempt.extension} ({group.name}) may not dial out",
+                        f"extension {extension} ({group.name}) may not dial out",
                         always=True)
         return _decide(screening, attempt, None, None, None)
     else:
         screening.note("group", f"group:{group.name}", True,
-                       f"extension {attempt.extension} is in {group.name}: may dial "
+                       f"extension {extension} is in {group.name}: may dial "
                        f"{sorted(may_dial)}")
 
     number = analyse(attempt.dialled, plan)
@@ -145,7 +163,7 @@ def _fallback_plan(policy: Policy) -> DialPlan:
 def _hard_blocks(screening: _Screening, number: Number) -> None:
     policy = screening.policy
     e164 = number.e164 or ""
-    if e164 in policy.blocked_numbers or number.cleaned in policy.blocked_numbers:
+    if e164 in policy.blocked_numbers:
         screening.opine("blocked", "blocked-number", Action.DENY, Mode.ENFORCE,
                         f"{e164} is on the blocked-number list")
     rule = policy.type_rule(number.number_type)
@@ -159,23 +177,46 @@ def _hard_blocks(screening: _Screening, number: Number) -> None:
 
 def _destinations(screening: _Screening, account: Account,
                   group_rules: tuple[DestinationRule, ...], number: Number) -> None:
+    """The most specific destination rule decides.
+
+    A rule in report mode only reports: the rule that decides for real is
+    the most specific *enforced* one (or the default), so a report-mode
+    allow can never open a destination the enforced rules deny.
+    """
+    policy = screening.policy
+    e164 = number.e164 or ""
+    best = _most_specific(group_rules, policy.destinations, number, enforced_only=False)
+    fallback = False
+    if best is not None and best.mode is Mode.REPORT:
+        screening.opine("destination", best.id, best.action, best.mode,
+                        f"{best.describe()} matches {e164} (most specific rule, report only)")
+        best = _most_specific(group_rules, policy.destinations, number, enforced_only=True)
+        fallback = True
+    if best is None:
+        screening.opine("destination", "default", policy.default_action, policy.mode,
+                        f"no enforced destination rule matches {e164} "
+                        f"({number.region or 'no region'}): default {policy.default_action.value}",
+                        fallback=fallback)
+        return
+    screening.opine("destination", best.id, best.action, best.mode,
+                    f"{best.describe()} matches {e164} (most specific rule)", fallback=fallback)
+
+
+def _most_specific(group_rules: tuple[DestinationRule, ...],
+                   policy_rules: tuple[DestinationRule, ...], number: Number,
+                   enforced_only: bool) -> DestinationRule | None:
     e164 = number.e164 or ""
     best: DestinationRule | None = None
     best_key: tuple[int, int, int] | None = None
-    for priority, rules in ((1, group_rules), (0, screening.policy.destinations)):
+    for priority, rules in ((1, group_rules), (0, policy_rules)):
         for rule in rules:
+            if enforced_only and rule.mode is Mode.REPORT:
+                continue
             if rule.matches(e164, number.region, number.country_code):
                 key = (*rule.specificity, priority)
                 if best_key is None or key > best_key:
                     best, best_key = rule, key
-    if best is None:
-        policy = screening.policy
-        screening.opine("destination", "default", policy.default_action, policy.mode,
-                        f"no destination rule matches {e164} ({number.region or 'no region'}):"
-                        f" default {policy.default_action.value}")
-        return
-    screening.opine("destination", best.id, best.action, best.mode,
-                    f"{best.describe()} matches {e164} (most specific rule)")
+    return best
 
 
 def _number_class(account: Account, number: Number) -> str:
@@ -259,7 +300,11 @@ def _risk(screening: _Screening, number: Number, number_class: str, outside_hour
 
 
 def _combine(opinions: list[_Opinion], enforced_only: bool) -> tuple[Action, _Opinion | None]:
-    considered = [o for o in opinions if o.enforced or not enforced_only]
+    if enforced_only:
+        considered = [o for o in opinions if o.enforced]
+    else:
+        opinions = [o for o in opinions if o.counts_if_all_enforced]
+        considered = opinions
     for wanted in (Action.DENY, Action.PIN):
         for opinion in considered:
             if opinion.action is wanted:

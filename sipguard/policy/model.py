@@ -120,7 +120,8 @@ class ExtensionPattern:
     def matches(self, extension: str) -> bool:
         """Whether an extension falls under the pattern."""
         if self.low is not None and self.high is not None:
-            return extension.isdigit() and self.low <= int(extension) <= self.high
+            return extension.isascii() and extension.isdigit() and (
+                self.low <= int(extension) <= self.high)
         assert self.expression is not None
         return self.expression.fullmatch(extension) is not None
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import enum
 import functools
+import unicodedata
 from dataclasses import dataclass
 from urllib.parse import unquote
 
@@ -104,10 +105,19 @@ _DROP_SEPARATORS = str.maketrans("", "", "".join(VISUAL_SEPARATORS))
 
 
 def clean(dialled: str) -> str:
-    """The dialled string unescaped, without URI parameters or visual separators."""
+    """The dialled string unescaped, without URI parameters or visual separators.
+
+    Digits of other scripts (fullwidth ２, Arabic-Indic ٢) become ASCII digits,
+    as phonenumbers and many carriers read them, so they screen as the number
+    they spell.
+    """
     text = unquote(dialled) if "%" in dialled else dialled
     text = text.split(";", 1)[0].split("@", 1)[0]  # ;isub=, ;phone-context=, a stray host
-    return text.strip().translate(_DROP_SEPARATORS)
+    text = text.strip().translate(_DROP_SEPARATORS)
+    if not text.isascii():
+        text = "".join(str(unicodedata.decimal(char)) if char.isdecimal() else char
+                       for char in text)
+    return text
 
 
 def strip_outside_line(digits: str, plan: DialPlan) -> str:
@@ -157,8 +167,8 @@ def to_e164(dialled: str, plan: DialPlan) -> tuple[str, str | None]:
 def _digits_to_e164(digits: str, plan: DialPlan) -> str | None:
     if digits.startswith("+"):
         rest = digits[1:]
-        return "+" + rest if rest.isdigit() else None
-    if not digits.isdigit():
+        return "+" + rest if rest.isascii() and rest.isdigit() else None
+    if not (digits.isascii() and digits.isdigit()):
         return None
     if plan.international_prefix and digits.startswith(plan.international_prefix):
         return "+" + digits[len(plan.international_prefix):]

@@ -57,10 +57,19 @@ def _read_cases() -> list[GoldenCase]:
         header = next(reader)
         assert header == COLUMNS, header
         return [
-            GoldenCase(line, account, extension or None, dialled, when,
-                       action, rule, region, comment)
-            for line, (account, extension, dialled, when, action, rule, region, comment)
-            in enumerate(reader, start=2)
+            GoldenCase(
+                line, account, extension or None, dialled, when, action, rule, region, comment
+            )
+            for line, (
+                account,
+                extension,
+                dialled,
+                when,
+                action,
+                rule,
+                region,
+                comment,
+            ) in enumerate(reader, start=2)
         ]
 
 
@@ -76,9 +85,15 @@ def shipped_policy() -> Policy:
 @pytest.mark.parametrize("case", CASES, ids=lambda case: case.label)
 def test_golden_case(shipped_policy: Policy, case: GoldenCase):
     """The shipped policy takes the expected action, by the expected rule, on the expected region."""
-    attempt = CallAttempt(call_id=f"golden-{case.line}", account=case.account, source="192.0.2.10",
-                          caller=case.extension or "", dialled=case.dialled,
-                          extension=case.extension, when=case.when)
+    attempt = CallAttempt(
+        call_id=f"golden-{case.line}",
+        account=case.account,
+        source="192.0.2.10",
+        caller=case.extension or "",
+        dialled=case.dialled,
+        extension=case.extension,
+        when=case.when,
+    )
     decision = evaluate(shipped_policy, attempt)
     got = (decision.action, decision.rule)
     assert got == (case.action, case.rule), f"{case.comment}: {decision.as_dict()}"
@@ -96,11 +111,31 @@ def test_golden_table_is_broad_enough():
     regions = {case.region for case in CASES if case.region}
     assert len(regions) >= 40, sorted(regions)
     rules = {case.rule for case in CASES}
-    assert {"allow-us", "allow-ca", "pin-gb", "pin-de", "pin-fr", "sales-ireland", "irsf-cu",
-            "irsf-so", "irsf-lv", "irsf-gn", "irsf-sl", "irsf-mv", "default", "emergency",
-            "not-dialable", "group:voicemail-and-disa", "international-after-hours",
-            "unknown-account", "type:premium_rate", "type:shared_cost", "type:uan",
-            "type:personal_number", "type:invalid"} <= rules
+    assert {
+        "allow-us",
+        "allow-ca",
+        "pin-gb",
+        "pin-de",
+        "pin-fr",
+        "sales-ireland",
+        "irsf-cu",
+        "irsf-so",
+        "irsf-lv",
+        "irsf-gn",
+        "irsf-sl",
+        "irsf-mv",
+        "default",
+        "emergency",
+        "not-dialable",
+        "group:voicemail-and-disa",
+        "international-after-hours",
+        "unknown-account",
+        "type:premium_rate",
+        "type:shared_cost",
+        "type:uan",
+        "type:personal_number",
+        "type:invalid",
+    } <= rules
 
 
 def test_golden_rows_are_unique_and_timed():
