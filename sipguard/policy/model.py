@@ -228,6 +228,66 @@ class RiskSettings:
     line: int = 0
 
 
+class LimitKind(enum.Enum):
+    """A count over a sliding window, or live calls held as leases."""
+
+    RATE = "rate"
+    CONCURRENCY = "concurrency"
+
+
+# What a limit is counted per.
+LIMIT_SCOPES = ("extension", "account", "system", "number", "country")
+
+
+@dataclass(frozen=True, slots=True)
+class LimitRule:
+    """At most ``maximum`` calls per ``window`` seconds (rate) or at once (concurrency).
+
+    The limit counts the calls it applies to: those of ``classes`` (and of
+    ``region`` when set), grouped by ``per``. Over the limit, ``action``
+    applies (deny, pin, or allow with ``mode: report`` to only log it).
+    """
+
+    id: str
+    kind: LimitKind
+    per: str
+    maximum: int
+    action: Action
+    window: float = 0.0
+    classes: frozenset[str] = frozenset(CLASSES)
+    region: str | None = None
+    mode: Mode = Mode.ENFORCE
+    line: int = 0
+
+    def applies(self, number_class: str, region: str | None) -> bool:
+        """Whether a call of this class and region counts towards the limit."""
+        if self.region is not None:
+            return region == self.region
+        return number_class in self.classes
+
+
+@dataclass(frozen=True, slots=True)
+class DurationLimit:
+    """The longest call allowed for some classes, in seconds."""
+
+    id: str
+    classes: frozenset[str]
+    seconds: float
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The limits section of a policy."""
+
+    rules: tuple[LimitRule, ...] = ()
+    durations: tuple[DurationLimit, ...] = ()
+    # What a class does while the state store cannot be reached.
+    on_store_failure: MappingProxyType[str, str] = field(default_factory=lambda: _frozen(
+        {"domestic": "open", "international": "closed", "premium": "closed"}))
+    lease_seconds: float = 120.0
+
+
 @dataclass(frozen=True, slots=True)
 class Policy:
     """A whole policy file, validated."""
@@ -239,6 +299,7 @@ class Policy:
     type_rules: tuple[TypeRule, ...] = ()
     time_rules: tuple[TimeRule, ...] = ()
     risk: RiskSettings = field(default_factory=RiskSettings)
+    limits: Limits = field(default_factory=Limits)
     blocked_numbers: frozenset[str] = frozenset()
     extra_emergency_numbers: frozenset[str] = frozenset()
     mode: Mode = Mode.ENFORCE

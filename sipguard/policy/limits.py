@@ -1,0 +1,118 @@
+"""Limits: which counters a call touches, and what their counts mean (pure).
+
+The state store does the counting (atomically, and shared between nodes
+with Redis); this module only says which counters a call touches and turns
+the counts into a decision:
+
+- :func:`limit_checks` lists the counters of the limits that apply to a call;
+- the store's ``try_take`` counts the call on all of them at once, unless a
+  ``deny`` limit would be exceeded, in which case it counts nothing;
+- :func:`apply_limits` adds each counter to the decision's trace and changes
+  the verdict when an enforced limit is exceeded (deny, or pin).
+
+Emergency calls and calls the policy already rejected never reach limits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from sipguard.policy.decision import Decision, TraceEntry, Verdict
+from sipguard.policy.model import Action, LimitKind, LimitRule, Mode, Policy
+
+
+@dataclass(frozen=True, slots=True)
+class LimitCheck:
+    """One counter a call touches."""
+
+    rule: LimitRule
+    key: str
+
+    @property
+    def hard(self) -> bool:
+        """Whether exceeding it refuses the call (so the store must not count it)."""
+        return self.rule.action is Action.DENY and self.rule.mode is Mode.ENFORCE
+
+
+@dataclass(frozen=True, slots=True)
+class LimitResult:
+    """A counter's value: with this call when it was counted, without it when refused."""
+
+    check: LimitCheck
+    count: int
+
+
+def _scope_value(rule: LimitRule, account: str, extension: str | None, e164: str,
+                 region: str | None) -> str:
+    if rule.per == "extension":
+        return f"{account}/{extension or '-'}"
+    if rule.per == "account":
+        return account
+    if rule.per == "number":
+        return e164
+    if rule.per == "country":
+        return region or "-"
+    return "*"
+
+
+def limit_checks(policy: Policy, decision: Decision, account: str,
+                 extension: str | None) -> list[LimitCheck]:
+    """The counters of every limit that applies to this call."""
+    number = decision.number
+    if number is None or number.e164 is None or decision.number_class is None:
+        return []
+    checks: list[LimitCheck] = []
+    for rule in policy.limits.rules:
+        if rule.applies(decision.number_class, number.region):
+            value = _scope_value(rule, account, extension, number.e164, number.region)
+            checks.append(LimitCheck(rule, f"{rule.kind.value}:{rule.id}:{value}"))
+    return checks
+
+
+def apply_limits(policy: Policy, decision: Decision, results: list[LimitResult],
+                 taken: bool) -> Decision:
+    """The decision with the limits' counters traced and their verdicts applied."""
+    trace = list(decision.trace)
+    verdict, rule, category, reason = (decision.verdict, decision.rule, decision.category,
+                                       decision.reason)
+    would = decision.would
+    for result in results:
+        limit = result.check.rule
+        count = result.count if taken else result.count + 1
+        over = count > limit.maximum
+        unit = (f"in {_window_text(limit.window)}" if limit.kind is LimitKind.RATE
+                else "at once")
+        detail = f"{result.check.key}: {count} calls {unit}, limit {limit.maximum}"
+        enforced = limit.mode is Mode.ENFORCE and policy.mode is Mode.ENFORCE
+        if not over:
+            trace.append(TraceEntry(limit.id, False, detail, "limit"))
+            continue
+        trace.append(TraceEntry(limit.id, True, detail + " (exceeded)", "limit",
+                                limit.action.value, "enforce" if enforced else "report"))
+        if limit.action is Action.DENY:
+            would = "deny"
+        elif limit.action is Action.PIN and would == "allow":
+            would = "pin"
+        if not enforced:
+            continue
+        if limit.action is Action.DENY and verdict is not Verdict.REJECT:
+            verdict, rule, category, reason = Verdict.REJECT, limit.id, "limit reached", detail
+        elif limit.action is Action.PIN and verdict is Verdict.FORWARD:
+            verdict, rule, category, reason = Verdict.CHALLENGE, limit.id, "PIN required", detail
+    return dataclasses.replace(decision, verdict=verdict, rule=rule, category=category,
+                               reason=reason, would=would, trace=tuple(trace))
+
+
+def max_duration(policy: Policy, number_class: str | None) -> float | None:
+    """The longest call the duration limits allow for this class, or None."""
+    limits = [limit.seconds for limit in policy.limits.durations
+              if number_class is not None and number_class in limit.classes]
+    return min(limits) if limits else None
+
+
+def _window_text(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

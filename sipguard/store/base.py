@@ -1,0 +1,57 @@
+"""The StateStore Protocol and what it takes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal, Protocol
+
+
+class StoreUnavailableError(Exception):
+    """The store could not answer in time; the caller fails open or closed."""
+
+
+@dataclass(frozen=True, slots=True)
+class CounterRequest:
+    """One counter a call is to be counted on.
+
+    ``kind`` is ``rate`` (``window`` = the sliding window in seconds) or
+    ``lease`` (``window`` = how long the lease lives unless renewed).
+    A ``hard`` counter refuses the whole take when the call would exceed
+    ``maximum`` on it.
+    """
+
+    key: str
+    kind: Literal["rate", "lease"]
+    maximum: int
+    window: float
+    hard: bool
+
+
+class StateStore(Protocol):
+    """Counters and leases; MemoryStore for one node, RedisStore for several."""
+
+    async def try_take(self, requests: Sequence[CounterRequest], call_id: str,
+                       now: float) -> tuple[bool, list[int]]:
+        """Count the call on every counter, unless a hard one would be exceeded.
+
+        Returns (taken, counts): with ``taken`` the counts include the call;
+        without it nothing was recorded and the counts are the current ones.
+        """
+        ...
+
+    async def release(self, keys: Sequence[str], call_id: str) -> None:
+        """Drop the call's leases (the call ended)."""
+        ...
+
+    async def renew(self, keys: Sequence[str], call_id: str, ttl: float, now: float) -> None:
+        """Extend the call's leases (the call is still up)."""
+        ...
+
+    async def peek(self, requests: Sequence[CounterRequest], now: float) -> list[int]:
+        """Current counts, recording nothing (for explain and the dashboard)."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...

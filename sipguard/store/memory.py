@@ -1,0 +1,78 @@
+"""The in-memory store: one node, nothing to install (the default)."""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Sequence
+
+from sipguard.store.base import CounterRequest
+
+
+class MemoryStore:
+    """Sliding-window logs and lease tables in dictionaries.
+
+    Every method runs without awaiting anything, so on one event loop each
+    call is atomic, as the Redis scripts are.
+    """
+
+    def __init__(self) -> None:
+        self._windows: dict[str, collections.deque[float]] = {}
+        self._leases: dict[str, dict[str, float]] = {}
+
+    def _count(self, request: CounterRequest, now: float) -> int:
+        if request.kind == "rate":
+            times = self._windows.get(request.key)
+            if times is None:
+                return 0
+            while times and times[0] <= now - request.window:
+                times.popleft()
+            if not times:
+                del self._windows[request.key]
+                return 0
+            return len(times)
+        leases = self._leases.get(request.key)
+        if leases is None:
+            return 0
+        for call_id in [call for call, expiry in leases.items() if expiry <= now]:
+            del leases[call_id]
+        if not leases:
+            del self._leases[request.key]
+            return 0
+        return len(leases)
+
+    async def try_take(self, requests: Sequence[CounterRequest], call_id: str,
+                       now: float) -> tuple[bool, list[int]]:
+        """Count the call everywhere, or nowhere when a hard limit would be exceeded."""
+        counts = [self._count(request, now) for request in requests]
+        if any(request.hard and count + 1 > request.maximum
+               for request, count in zip(requests, counts, strict=True)):
+            return False, counts
+        for request in requests:
+            if request.kind == "rate":
+                self._windows.setdefault(request.key, collections.deque()).append(now)
+            else:
+                self._leases.setdefault(request.key, {})[call_id] = now + request.window
+        return True, [count + 1 for count in counts]
+
+    async def release(self, keys: Sequence[str], call_id: str) -> None:
+        """Drop the call's leases."""
+        for key in keys:
+            leases = self._leases.get(key)
+            if leases is not None:
+                leases.pop(call_id, None)
+                if not leases:
+                    del self._leases[key]
+
+    async def renew(self, keys: Sequence[str], call_id: str, ttl: float, now: float) -> None:
+        """Extend the call's leases that still exist."""
+        for key in keys:
+            leases = self._leases.get(key)
+            if leases is not None and call_id in leases:
+                leases[call_id] = now + ttl
+
+    async def peek(self, requests: Sequence[CounterRequest], now: float) -> list[int]:
+        """Current counts."""
+        return [self._count(request, now) for request in requests]
+
+    async def close(self) -> None:
+        """Nothing to release."""

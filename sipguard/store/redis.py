@@ -1,0 +1,136 @@
+"""The Redis store: several nodes, one truth (redis-py asyncio, Lua for atomicity)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Sequence
+from typing import Any, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from sipguard.store.base import CounterRequest, StoreUnavailableError
+
+_T = TypeVar("_T")
+
+# KEYS: the counters. ARGV: now, call id, then kind, maximum, window, hard per key.
+# Sliding windows and leases are sorted sets (score = time, or lease expiry).
+_TRY_TAKE = """
+local now = tonumber(ARGV[1])
+local call_id = ARGV[2]
+local counts = {}
+local refused = false
+for i, key in ipairs(KEYS) do
+  local base = 2 + (i - 1) * 4
+  local kind = ARGV[base + 1]
+  local maximum = tonumber(ARGV[base + 2])
+  local window = tonumber(ARGV[base + 3])
+  if kind == 'rate' then
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  else
+    redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  end
+  counts[i] = redis.call('ZCARD', key)
+  if ARGV[base + 4] == '1' and counts[i] + 1 > maximum then
+    refused = true
+  end
+end
+if refused then
+  table.insert(counts, 1, 0)
+  return counts
+end
+for i, key in ipairs(KEYS) do
+  local base = 2 + (i - 1) * 4
+  local kind = ARGV[base + 1]
+  local window = tonumber(ARGV[base + 3])
+  if kind == 'rate' then
+    redis.call('ZADD', key, now, call_id .. ':' .. now)
+  else
+    redis.call('ZADD', key, now + window, call_id)
+  end
+  redis.call('PEXPIRE', key, math.ceil(window * 1000) + 1000)
+  counts[i] = counts[i] + 1
+end
+table.insert(counts, 1, 1)
+return counts
+"""
+
+# KEYS: lease counters. ARGV: call id, expiry, ttl in ms.
+_RENEW = """
+for _, key in ipairs(KEYS) do
+  if redis.call('ZSCORE', key, ARGV[1]) then
+    redis.call('ZADD', key, 'XX', ARGV[2], ARGV[1])
+    redis.call('PEXPIRE', key, ARGV[3])
+  end
+end
+return 1
+"""
+
+
+class RedisStore:
+    """Counters in Redis, shared by every node that uses the same server."""
+
+    def __init__(self, url: str, timeout: float = 0.05, prefix: str = "sipguard:") -> None:
+        self.url = url
+        self.timeout = timeout
+        self.prefix = prefix
+        self._client = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout,
+            health_check_interval=0, retry_on_timeout=False)
+        self._try_take = self._client.register_script(_TRY_TAKE)
+        self._renew = self._client.register_script(_RENEW)
+
+    async def _call(self, operation: Awaitable[_T]) -> _T:
+        try:
+            return await asyncio.wait_for(operation, self.timeout)
+        except (RedisError, OSError, TimeoutError) as error:
+            raise StoreUnavailableError(f"{type(error).__name__}: {error}") from error
+
+    async def try_take(self, requests: Sequence[CounterRequest], call_id: str,
+                       now: float) -> tuple[bool, list[int]]:
+        """Count the call everywhere, or nowhere when a hard limit would be exceeded."""
+        if not requests:
+            return True, []
+        keys = [self.prefix + request.key for request in requests]
+        arguments: list[Any] = [repr(now), call_id]
+        for request in requests:
+            arguments += [request.kind, request.maximum, repr(request.window),
+                          "1" if request.hard else "0"]
+        reply = await self._call(self._try_take(keys=keys, args=arguments))
+        values = [int(value) for value in reply]
+        return bool(values[0]), values[1:]
+
+    async def release(self, keys: Sequence[str], call_id: str) -> None:
+        """Drop the call's leases."""
+        if not keys:
+            return
+        pipeline = self._client.pipeline(transaction=False)
+        for key in keys:
+            pipeline.zrem(self.prefix + key, call_id)
+        await self._call(pipeline.execute())
+
+    async def renew(self, keys: Sequence[str], call_id: str, ttl: float, now: float) -> None:
+        """Extend the call's leases."""
+        if not keys:
+            return
+        await self._call(self._renew(keys=[self.prefix + key for key in keys],
+                                     args=[call_id, repr(now + ttl), int(ttl * 1000) + 1000]))
+
+    async def peek(self, requests: Sequence[CounterRequest], now: float) -> list[int]:
+        """Current counts."""
+        pipeline = self._client.pipeline(transaction=False)
+        for request in requests:
+            low = now - request.window if request.kind == "rate" else now
+            pipeline.zcount(self.prefix + request.key, f"({low}", "+inf")
+        return [int(value) for value in await self._call(pipeline.execute())]
+
+    async def ping(self) -> bool:
+        """Whether the server answers now."""
+        try:
+            return bool(await self._call(self._client.ping()))
+        except StoreUnavailableError:
+            return False
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        await self._client.aclose()
