@@ -15,7 +15,8 @@ from typing import Any
 
 from sipguard.policy import CallAttempt, Decision
 from sipguard.sip.dialog import Dialog
-from sipguard.sip.headers import Headers, NameAddress
+from sipguard.sip.errors import RemoteProtocolError
+from sipguard.sip.headers import Headers, NameAddress, parse_name_address
 from sipguard.sip.message import Message, Request, Response
 from sipguard.sip.transaction import Address, ClientTransaction, ServerTransaction
 from sipguard.sip.uri import Uri
@@ -101,6 +102,7 @@ class Call:
     ended_by: str | None = None
     # When the controller next looks at this call (ring timeout, longest call).
     deadline: float | None = None
+    max_duration: float | None = None  # from a duration limit, once screened
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
     # -> the CSeq of the INVITE we sent on the other leg.
     ack_map: dict[tuple[Side, int], int] = field(default_factory=dict)
@@ -249,3 +251,23 @@ def copy_headers(source: Message, target: Headers, names: tuple[str, ...]) -> No
 def passed_headers(response: Response) -> list[tuple[str, str]]:
     """The headers of a response that cross to the other leg."""
     return [(name, value) for name, value in response.headers if name in RESPONSE_HEADERS_PASSED]
+
+
+def extension_of(request: Request, header: str) -> str | None:
+    """The extension that placed the call: the configured header, then PAI, then From."""
+    value = request.headers.get(header)
+    if value:
+        return value.strip()
+    asserted = request.headers.values("P-Asserted-Identity")
+    if asserted:
+        try:
+            return user_of(parse_name_address(asserted[0]))
+        except RemoteProtocolError:
+            pass
+    return user_of(request.from_address) or None
+
+
+def contact_for(local: Address) -> str:
+    """Our Contact for a leg whose messages leave from ``local``."""
+    host = f"[{local[0]}]" if ":" in local[0] else local[0]
+    return f"<sip:sipguard@{host}:{local[1]}>"

@@ -35,8 +35,10 @@ from sipguard.calls import (
     ScreenAttempt,
     Side,
     Trunk,
+    contact_for,
     copy_headers,
     decremented,
+    extension_of,
     format_address,
     passed_headers,
     screened_fields,
@@ -56,9 +58,9 @@ from sipguard.sip.endpoint import (
 )
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.grammar import quote
-from sipguard.sip.headers import NameAddress, parse_name_address
+from sipguard.sip.headers import NameAddress
 from sipguard.sip.message import Message, Request, Response
-from sipguard.sip.transaction import Address, ClientTransaction, ServerTransaction
+from sipguard.sip.transaction import ClientTransaction, ServerTransaction
 from sipguard.sip.uri import Uri
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, NOTIFY, REFER, MESSAGE"
@@ -88,6 +90,7 @@ class Controller:
         self._contexts: dict[ClientTransaction, ClientContext] = {}
         self._trunk_hosts = {trunk.address[0] for trunk in trunks}
         self.draining = False
+        self._finished: list[int] = []
         self.ring_timeout = ring_timeout
         self.max_call_duration = max_call_duration
         # Controller deadlines: (when, sequence, call key). Stale entries are skipped.
@@ -146,11 +149,26 @@ class Controller:
             })]
         return []
 
-    def screened(self, call_key: int, decision: Decision, now: float) -> list[Command]:
-        """The screening result for a call the controller asked about."""
+    def is_live(self, call_key: int) -> bool:
+        """Whether the call is still known (not finished or cancelled)."""
+        return call_key in self._calls
+
+    def take_finished(self) -> list[int]:
+        """The keys of calls that ended since the last call (to release their leases)."""
+        finished, self._finished = self._finished, []
+        return finished
+
+    def screened(self, call_key: int, decision: Decision, now: float,
+                 max_duration: float | None = None) -> list[Command]:
+        """The screening result for a call the controller asked about.
+
+        ``max_duration`` is the longest the call may last once answered (a
+        duration limit); the configured longest call applies when it is None.
+        """
         call = self._calls.get(call_key)
         if call is None or call.state is not CallState.SCREENING:
             return []  # cancelled while screening
+        call.max_duration = max_duration
         call.verdict = decision.verdict.value
         commands: list[Command] = [
             LogEvent("call.screened", "info", screened_fields(call, decision))]
@@ -192,6 +210,11 @@ class Controller:
             return deadline
         return None
 
+    def _longest(self, call: Call) -> float:
+        if call.max_duration is None:
+            return self.max_call_duration
+        return min(self.max_call_duration, call.max_duration)
+
     def _set_deadline(self, call: Call, when: float) -> None:
         call.deadline = when
         heapq.heappush(self._deadlines, (when, next(self._deadline_sequence), call.key))
@@ -207,8 +230,9 @@ class Controller:
             call.deadline = None
             if call.state is CallState.CONFIRMED:
                 # A call with no media through us cannot tell that a side vanished;
-                # the longest call allowed ends it (BYE on both legs).
-                reason = f"longest call ({self.max_call_duration:g} s) reached"
+                # the longest call allowed (a duration limit, or the configured
+                # longest call) ends it with BYE on both legs.
+                reason = f"longest call ({self._longest(call):g} s) reached"
                 commands.extend(self._end_call(call, now, "sipguard", reason))
             elif call.pbx_invite.final_status is None and not call.cancelled:
                 # Like a proxy's Timer C (RFC 3261 §16.6): give up on endless ringing.
@@ -274,7 +298,7 @@ class Controller:
             return [LogEvent("call.rejected", "info", {
                 "call_id": request.call_id, "status": 503, "reason": "shutting down"})]
         try:
-            pbx = Dialog.for_incoming(request, local_tag, self._contact_for(transaction.local))
+            pbx = Dialog.for_incoming(request, local_tag, contact_for(transaction.local))
         except RemoteProtocolError as error:
             self._respond(transaction, 400, now, reason=error.reason, to_tag=local_tag)
             return [LogEvent("sip.request_refused", "info", {
@@ -287,30 +311,13 @@ class Controller:
             # The Request-URI is authoritative, never the To header (RFC 3261 §8.2.2.1):
             # a URI without a user part screens as an empty, undialable number.
             dialled=request.uri.unescaped_user or "",
-            extension=self._extension_of(request),
+            extension=extension_of(request, self.extension_header),
         )
         call = Call(next(self._keys), transaction, pbx, attempt, peer)
         self._calls[call.key] = call
         self._by_invite[transaction] = call
         self._by_dialog[(Side.PBX, pbx.call_id, local_tag)] = call
         return [ScreenAttempt(call.key, attempt)]
-
-    def _extension_of(self, request: Request) -> str | None:
-        """The extension that placed the call: configured header, then PAI, then From."""
-        value = request.headers.get(self.extension_header)
-        if value:
-            return value.strip()
-        asserted = request.headers.values("P-Asserted-Identity")
-        if asserted:
-            try:
-                return user_of(parse_name_address(asserted[0]))
-            except RemoteProtocolError:
-                pass
-        return user_of(request.from_address) or None
-
-    def _contact_for(self, local: Address) -> str:
-        host = f"[{local[0]}]" if ":" in local[0] else local[0]
-        return f"<sip:sipguard@{host}:{local[1]}>"
 
     def _place_trunk_call(self, call: Call, trunk: Trunk, now: float) -> list[Command]:
         invite = call.pbx_invite.request
@@ -330,7 +337,7 @@ class Controller:
             local_cseq=0,
             remote_cseq=None,
             remote_target=target,
-            local_contact=self._contact_for(local),
+            local_contact=contact_for(local),
         )
         max_forwards = invite.max_forwards
         request = trunk_dialog.create_request(
@@ -606,7 +613,7 @@ class Controller:
             self._send_bye(call, Side.TRUNK, now)
             return []
         call.state = CallState.CONFIRMED
-        self._set_deadline(call, now + self.max_call_duration)
+        self._set_deadline(call, now + self._longest(call))
         self._relay_to_pbx(call, response, now)
         return [LogEvent("call.answered", "info", {
             **call.log_fields(), "status": response.status_code, "trunk": call.trunk_name})]
@@ -668,7 +675,8 @@ class Controller:
 
     def _finish(self, call: Call) -> None:
         """Forget a call and everything that routes to it."""
-        self._calls.pop(call.key, None)
+        if self._calls.pop(call.key, None) is not None:
+            self._finished.append(call.key)
         self._by_invite.pop(call.pbx_invite, None)
         self._by_dialog.pop((Side.PBX, call.pbx.call_id, call.pbx.local_tag), None)
         if call.trunk is not None:

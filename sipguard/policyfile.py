@@ -22,12 +22,17 @@ import phonenumbers
 
 from sipguard.policy.model import (
     CLASSES,
+    LIMIT_SCOPES,
     Account,
     Action,
     BusinessHours,
     DestinationRule,
+    DurationLimit,
     ExtensionGroup,
     ExtensionPattern,
+    LimitKind,
+    LimitRule,
+    Limits,
     Mode,
     Policy,
     RiskSettings,
@@ -42,7 +47,8 @@ COUNTRY_CODES = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 TOP_KEYS = ("version", "mode", "accounts", "destinations", "number_types", "time_rules", "risk",
-            "blocked_numbers", "emergency_numbers")
+            "limits", "blocked_numbers", "emergency_numbers")
+WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,6 +171,7 @@ def load_policy_file(path: Path) -> LoadedPolicy:
         type_rules=tuple(_type_rules(reader, data)),
         time_rules=tuple(_time_rules(reader, data)),
         risk=_risk(reader, data),
+        limits=_limits(reader, data),
         blocked_numbers=blocked,
         extra_emergency_numbers=extra_emergency,
         mode=reader.mode(data, "mode"),
@@ -517,3 +524,101 @@ def _extra_emergency(reader: _Reader, data: dict[str, Any]) -> frozenset[str]:
 def load_policy(path: Path) -> Policy:
     """The policy of a file (warnings dropped; see load_policy_file)."""
     return load_policy_file(path).policy
+
+
+def _seconds(reader: _Reader, item: dict[str, Any], key: str, where: str) -> float | None:
+    """A duration written as 90, "90s", "5m", "1h" or "1d"."""
+    value = item.get(key)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", str(value).strip().lower())
+    if match is None or float(match[1]) <= 0:
+        reader.error(item, key, where, f"{value!r} is not a duration such as 90s, 5m, 1h, 1d")
+        return None
+    return float(match[1]) * WINDOW_UNITS[match[2]]
+
+
+def _limits(reader: _Reader, data: dict[str, Any]) -> Limits:
+    section = reader.mapping(data, "limits", "limits")
+    if not section:
+        return Limits()
+    reader.known_keys(section, ("rate", "concurrency", "duration", "on_store_failure",
+                                "lease_seconds"), "limits")
+    rules: list[LimitRule] = []
+    ids: set[str] = set()
+    for kind in (LimitKind.RATE, LimitKind.CONCURRENCY):
+        raw = reader.sequence(section, kind.value, f"limits.{kind.value}")
+        for index, item in enumerate(raw):
+            at = f"limits.{kind.value}[{index}]"
+            if not isinstance(item, dict):
+                reader.error(raw, index, at, "must be a mapping")
+                continue
+            allowed = ("id", "per", "class", "region", "max", "action", "mode")
+            reader.known_keys(item, (*allowed, "window") if kind is LimitKind.RATE else allowed,
+                              at)
+            per = item.get("per")
+            if per not in LIMIT_SCOPES:
+                reader.error(item, "per", f"{at}.per",
+                             f"{per!r} is not one of {', '.join(LIMIT_SCOPES)}")
+                continue
+            maximum = item.get("max")
+            if isinstance(maximum, bool) or not isinstance(maximum, int) or maximum < 0:
+                reader.error(item, "max", f"{at}.max", "must be a whole number, 0 or more")
+                continue
+            window = 0.0
+            if kind is LimitKind.RATE:
+                seconds = _seconds(reader, item, "window", f"{at}.window")
+                if seconds is None:
+                    continue
+                window = seconds
+            classes = frozenset(CLASSES)
+            if "class" in item:
+                wanted = item["class"]
+                names = wanted if isinstance(wanted, list) else [wanted]
+                if any(name not in (*CLASSES, "any") for name in names):
+                    reader.error(item, "class", f"{at}.class",
+                                 f"{wanted!r} is not any, {', '.join(CLASSES)} or a list of them")
+                    continue
+                classes = frozenset(CLASSES) if "any" in names else frozenset(names)
+            region = reader.region(item, "region", f"{at}.region") if "region" in item else None
+            rule_id = str(item.get("id") or f"{kind.value}:{index}")
+            if rule_id in ids:
+                reader.error(item, "id", f"{at}.id", f"limit id {rule_id!r} is used twice")
+            ids.add(rule_id)
+            rules.append(LimitRule(rule_id, kind, per, maximum,
+                                   reader.action(item, "action", f"{at}.action",
+                                                 default=Action.DENY),
+                                   window, classes, region, reader.mode(item, at),
+                                   line_of(raw, index)))
+    durations: list[DurationLimit] = []
+    raw_durations = reader.sequence(section, "duration", "limits.duration")
+    for index, item in enumerate(raw_durations):
+        at = f"limits.duration[{index}]"
+        if not isinstance(item, dict):
+            reader.error(raw_durations, index, at, "must be a mapping")
+            continue
+        reader.known_keys(item, ("id", "class", "max"), at)
+        seconds = _seconds(reader, item, "max", f"{at}.max")
+        wanted = item.get("class", "any")
+        names = wanted if isinstance(wanted, list) else [wanted]
+        if any(name not in (*CLASSES, "any") for name in names):
+            reader.error(item, "class", f"{at}.class", f"{wanted!r} is not a class")
+            continue
+        if seconds is not None:
+            durations.append(DurationLimit(
+                str(item.get("id") or f"duration:{index}"),
+                frozenset(CLASSES) if "any" in names else frozenset(names), seconds,
+                line_of(raw_durations, index)))
+    failure = dict(Limits().on_store_failure)
+    raw_failure = reader.mapping(section, "on_store_failure", "limits.on_store_failure")
+    for key, value in raw_failure.items():
+        if key not in CLASSES or value not in ("open", "closed"):
+            reader.error(raw_failure, key, f"limits.on_store_failure.{key}",
+                         f"must be one of {', '.join(CLASSES)} set to open or closed")
+            continue
+        failure[key] = value
+    lease = section.get("lease_seconds", 120)
+    if isinstance(lease, bool) or not isinstance(lease, int | float) or lease < 5:
+        reader.error(section, "lease_seconds", "limits.lease_seconds", "must be 5 or more")
+        lease = 120
+    return Limits(tuple(rules), tuple(durations), MappingProxyType(failure), float(lease))

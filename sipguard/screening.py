@@ -1,27 +1,55 @@
-"""The screening seam: the running policy, its reloads, and what it knows of usage.
+"""The screening seam: the running policy, its reloads, limits and what they count.
 
 The service asks :meth:`Screener.screen` for a decision on every new call.
 The screener keeps the current policy (swapped whole on a valid reload,
-kept on an invalid one), watches the policy file for changes, and keeps a
-small in-memory picture of recent calls per account (destinations called
-before, international calls in the last hour) for the risk score. The
-shared, multi-node version of that picture is the state store's job.
+kept on an invalid one), watches the policy file for changes, counts the
+call on its limits in the state store, and keeps a small in-memory picture
+of recent calls per account (destinations called before, international
+calls in the last hour) for the risk score.
+
+When the state store does not answer, each class of destination fails
+open or closed as the policy says; the outage is logged once, and its end
+once.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sipguard.policy import CallAttempt, Decision, Policy, Usage, Verdict, clean, evaluate
+from sipguard.policy import (
+    CallAttempt,
+    Decision,
+    LimitKind,
+    Policy,
+    TraceEntry,
+    Usage,
+    Verdict,
+    clean,
+    evaluate,
+)
+from sipguard.policy.limits import LimitResult, apply_limits, limit_checks, max_duration
 from sipguard.policyfile import LoadedPolicy, load_policy_file
+from sipguard.settings import Settings
+from sipguard.store import CounterRequest, MemoryStore, StateStore, StoreUnavailableError
 from sipguard.yamlfile import ConfigError
 
 HOUR = 3600.0
 MAX_REMEMBERED_DESTINATIONS = 10000  # per account; the oldest are forgotten first
+
+
+@dataclass(frozen=True, slots=True)
+class Screening:
+    """A decision, and what the call holds in the store until it ends."""
+
+    decision: Decision
+    lease_keys: tuple[str, ...] = ()
+    lease_id: str = ""
+    max_duration: float | None = None
 
 
 class UsageTracker:
@@ -57,27 +85,103 @@ class UsageTracker:
 class Screener:
     """Holds the policy in force and screens attempts against it."""
 
-    def __init__(self, path: Path, loaded: LoadedPolicy, log: Any) -> None:
+    def __init__(self, path: Path, loaded: LoadedPolicy, log: Any,
+                 store: StateStore | None = None) -> None:
         self.path = path
         self.policy: Policy = loaded.policy
         self.log = log
+        self.store: StateStore = store if store is not None else MemoryStore()
         self.usage = UsageTracker()
+        self.store_down = False
         self._mtime = _mtime(path)
         for warning in loaded.warnings:
             log.warning("policy.warning", warning=warning)
 
-    def screen(self, attempt: CallAttempt, monotonic_now: float,
-               wall_clock: datetime | None = None) -> Decision:
-        """One decision, with usage filled in and remembered."""
+    async def screen(self, attempt: CallAttempt, monotonic_now: float, lease_id: str,
+                     wall_clock: datetime | None = None) -> Screening:
+        """One decision, with usage filled in, limits counted and remembered."""
+        policy = self.policy
         when = wall_clock or datetime.now(UTC)
         attempt = dataclasses.replace(attempt, when=when)
         destination = clean(attempt.dialled)
         usage = self.usage.usage(attempt.account, destination, monotonic_now)
-        decision = evaluate(self.policy, attempt, usage)
-        if decision.verdict is Verdict.FORWARD:
+        decision = evaluate(policy, attempt, usage)
+        screening = Screening(decision)
+        if decision.verdict is not Verdict.REJECT and decision.rule != "emergency":
+            screening = await self._count(policy, attempt, decision, lease_id, when)
+        if screening.decision.verdict is Verdict.FORWARD:
             self.usage.record(attempt.account, destination,
-                              decision.number_class == "international", monotonic_now)
-        return decision
+                              screening.decision.number_class == "international", monotonic_now)
+        return screening
+
+    async def _count(self, policy: Policy, attempt: CallAttempt, decision: Decision,
+                     lease_id: str, when: datetime) -> Screening:
+        extension = clean(attempt.extension) if attempt.extension else None
+        checks = limit_checks(policy, decision, attempt.account, extension)
+        longest = max_duration(policy, decision.number_class)
+        if not checks:
+            return Screening(decision, max_duration=longest)
+        lease_seconds = policy.limits.lease_seconds
+        requests = [
+            CounterRequest(check.key, "rate" if check.rule.kind is LimitKind.RATE else "lease",
+                           check.rule.maximum,
+                           check.rule.window if check.rule.kind is LimitKind.RATE
+                           else lease_seconds, check.hard)
+            for check in checks
+        ]
+        try:
+            taken, counts = await self.store.try_take(requests, lease_id, when.timestamp())
+        except StoreUnavailableError as error:
+            return Screening(self._store_failed(policy, decision, str(error)),
+                             max_duration=longest)
+        if self.store_down:
+            self.store_down = False
+            self.log.warning("store.recovered")
+        results = [LimitResult(check, count) for check, count in zip(checks, counts, strict=True)]
+        decision = apply_limits(policy, decision, results, taken)
+        leases = tuple(request.key for request in requests if request.kind == "lease")
+        if not taken:
+            leases = ()
+        elif decision.verdict is not Verdict.FORWARD and leases:
+            await self.release(leases, lease_id)  # counted, but the call will not happen
+            leases = ()
+        return Screening(decision, leases, lease_id, longest)
+
+    def _store_failed(self, policy: Policy, decision: Decision, error: str) -> Decision:
+        if not self.store_down:
+            self.store_down = True
+            self.log.error("store.unavailable", error=error,
+                           on_failure=dict(policy.limits.on_store_failure))
+        number_class = decision.number_class or "international"
+        rule = f"store-failure:{number_class}"
+        if policy.limits.on_store_failure.get(number_class, "closed") == "open":
+            entry = TraceEntry(rule, True, "state store unavailable: limits skipped (fail open)",
+                               "limit", "allow")
+            return dataclasses.replace(decision, trace=(*decision.trace, entry))
+        entry = TraceEntry(rule, True, "state store unavailable: refused (fail closed)",
+                           "limit", "deny")
+        return dataclasses.replace(decision, verdict=Verdict.REJECT, rule=rule,
+                                   category="limits unavailable", would="deny",
+                                   reason="state store unavailable",
+                                   trace=(*decision.trace, entry))
+
+    async def release(self, lease_keys: tuple[str, ...], lease_id: str) -> None:
+        """Drop a finished call's leases (an outage only delays it: leases expire)."""
+        try:
+            await self.store.release(lease_keys, lease_id)
+        except StoreUnavailableError as error:
+            self.log.info("store.release_failed", error=str(error), lease_id=lease_id)
+
+    async def renew(self, leases: dict[str, tuple[str, ...]]) -> None:
+        """Keep the leases of live calls from expiring."""
+        now = datetime.now(UTC).timestamp()
+        ttl = self.policy.limits.lease_seconds
+        for lease_id, keys in leases.items():
+            try:
+                await self.store.renew(keys, lease_id, ttl, now)
+            except StoreUnavailableError as error:
+                self.log.info("store.renew_failed", error=str(error))
+                return
 
     def reload(self, reason: str = "signal") -> bool:
         """Load the file again; a valid one replaces the policy, an invalid one is refused."""
@@ -102,6 +206,21 @@ class Screener:
         if mtime is None or mtime == self._mtime:
             return False
         return self.reload("file changed")
+
+
+def failed_closed(attempt: CallAttempt) -> Decision:
+    """The decision when screening itself failed: refuse (never forward unscreened)."""
+    return Decision(Verdict.REJECT, "screening failed", (), "screening-failed",
+                    category="destination not allowed", would="deny")
+
+
+def make_store(settings: Settings) -> StateStore:
+    """The store the configuration asks for."""
+    if settings.store_backend == "redis":
+        from sipguard.store.redis import RedisStore  # noqa: PLC0415 - only when configured
+
+        return RedisStore(settings.store_url, timeout=settings.store_timeout)
+    return MemoryStore()
 
 
 def _mtime(path: Path) -> float | None:

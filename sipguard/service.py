@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import functools
 import ipaddress
+import os
 import signal
 import socket
 from collections.abc import Awaitable, Callable
@@ -30,9 +31,8 @@ from asyncio_dgram.aio import Protocol as DgramProtocol
 from sipguard import logs
 from sipguard.calls import Command, LogEvent, ScreenAttempt
 from sipguard.controller import Controller
-from sipguard.policy import CallAttempt, Decision
 from sipguard.policyfile import LoadedPolicy
-from sipguard.screening import Screener
+from sipguard.screening import Screener, Screening, failed_closed, make_store
 from sipguard.settings import ListenAddress, Settings
 from sipguard.sip.endpoint import Datagram, Endpoint
 from sipguard.sip.transaction import Address
@@ -98,7 +98,10 @@ class Service:
     def __init__(self, settings: Settings, policy: LoadedPolicy) -> None:
         self.settings = settings
         self.log = logs.get_logger()
-        self.screener = Screener(settings.policy_path, policy, self.log)
+        self.screener = Screener(settings.policy_path, policy, self.log, make_store(settings))
+        # Leases held by live calls: call key -> (lease id, counter keys).
+        self._leases: dict[int, tuple[str, tuple[str, ...]]] = {}
+        self._node = f"{socket.gethostname()}-{os.getpid()}"
         self.listeners: list[Listener] = []
         self.endpoint: Endpoint | None = None
         self.controller: Controller | None = None
@@ -144,6 +147,7 @@ class Service:
                 self.log.warning("policy.account_missing", peer=peer.name,
                                  consequence="calls from this peer are denied")
         watcher = asyncio.create_task(self._watch_policy())
+        renewer = asyncio.create_task(self._renew_leases())
         self.started.set()
         waiter = asyncio.create_task(self._stop.wait())
         waits: list[asyncio.Future[Any]] = [waiter]
@@ -154,12 +158,16 @@ class Service:
             pending.cancel()
         await self._drain()
         watcher.cancel()
+        renewer.cancel()
         for reader in readers:
             reader.cancel()
         for listener in self.listeners:
             listener.transport.close()
         if self._timer is not None:
             self._timer.cancel()
+        for held in list(self._leases.values()):
+            await self.screener.release(held[1], held[0])
+        await self.screener.store.close()
         logs.lifecycle_logger().warning("service.stopped", **self.stats())
         return 0
 
@@ -256,8 +264,7 @@ class Service:
         except Exception:  # the last line of defence: one bad datagram must not stop the service
             self.log.exception("sip.internal_error", source=_listen_text(address),
                                size=len(data))
-        self._flush()
-        self._rearm()
+        self._after_pump()
 
     def _on_timer(self) -> None:
         endpoint, controller, loop = self.endpoint, self.controller, self._loop
@@ -271,8 +278,7 @@ class Service:
             self._run(controller.handle_timer(now), now)
         except Exception:
             self.log.exception("sip.internal_error", during="timer")
-        self._flush()
-        self._rearm()
+        self._after_pump()
 
     def _rearm(self) -> None:
         endpoint, loop = self.endpoint, self._loop
@@ -294,16 +300,55 @@ class Service:
         while pending:
             command = pending.pop(0)
             if isinstance(command, ScreenAttempt):
-                decision = self.screen(command.attempt)
-                pending.extend(controller.screened(command.call_key, decision, now))
+                task = asyncio.ensure_future(self._screen(command))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
             elif isinstance(command, LogEvent):
                 getattr(self.log, command.level)(command.event, **command.fields)
 
-    def screen(self, attempt: CallAttempt) -> Decision:
-        """The screening seam: one attempt in, one decision out."""
-        loop = self._loop
-        assert loop is not None
-        return self.screener.screen(attempt, loop.time())
+    async def _screen(self, command: ScreenAttempt) -> None:
+        """Screen one attempt (the store may take a round trip), then let the call go on."""
+        controller, loop = self.controller, self._loop
+        assert controller is not None and loop is not None
+        lease_id = f"{self._node}-{command.call_key}"
+        try:
+            screening = await self.screener.screen(command.attempt, loop.time(), lease_id)
+        except Exception:  # a bug in screening must fail the call closed, not hang it
+            self.log.exception("call.screening_failed", call_id=command.attempt.call_id)
+            screening = Screening(failed_closed(command.attempt))
+        now = loop.time()
+        commands = controller.screened(command.call_key, screening.decision, now,
+                                       screening.max_duration)
+        if screening.lease_keys:
+            if controller.is_live(command.call_key):
+                self._leases[command.call_key] = (lease_id, screening.lease_keys)
+            else:
+                self._release(lease_id, screening.lease_keys)
+        self._run(commands, now)
+        self._after_pump()
+
+    def _release(self, lease_id: str, keys: tuple[str, ...]) -> None:
+        task = asyncio.ensure_future(self.screener.release(keys, lease_id))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    def _after_pump(self) -> None:
+        """Release the leases of calls that ended, send, re-arm the timer."""
+        controller = self.controller
+        assert controller is not None
+        for call_key in controller.take_finished():
+            held = self._leases.pop(call_key, None)
+            if held is not None:
+                self._release(*held)
+        self._flush()
+        self._rearm()
+
+    async def _renew_leases(self) -> None:
+        """Renew the leases of live calls, a third of a lease's life at a time."""
+        while True:
+            await asyncio.sleep(self.screener.policy.limits.lease_seconds / 3)
+            if self._leases:
+                await self.screener.renew(dict(self._leases.values()))
 
     def _flush(self) -> None:
         endpoint = self.endpoint

@@ -55,6 +55,9 @@ class Settings:
     receive_queue: int = 8192
     drain_grace: float = 30.0
     policy_poll: float = 2.0
+    store_backend: str = "memory"
+    store_url: str = "redis://127.0.0.1:6379/0"
+    store_timeout: float = 0.05
     event_loop: str = "auto"
     log_level: str = "info"
     log_format: str = "auto"
@@ -97,7 +100,7 @@ def load_settings(path: Path) -> Settings:
     problems = Problems(path)
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): must be a mapping of settings"])
-    known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging"}
+    known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging", "store"}
     for key in data:
         if key not in known:
             known_list = ", ".join(sorted(known))
@@ -128,6 +131,7 @@ def load_settings(path: Path) -> Settings:
     sip = _section(data, "sip", problems)
     service = _section(data, "service", problems)
     logging = _section(data, "logging", problems)
+    store = _section(data, "store", problems)
     timers = TimerSettings(
         t1=_number(sip, "t1", 0.5, problems, "sip", minimum=0.01),
         t2=_number(sip, "t2", 4.0, problems, "sip", minimum=0.01),
@@ -154,6 +158,10 @@ def load_settings(path: Path) -> Settings:
         policy_poll=_number(service, "policy_poll", 2.0, problems, "service", minimum=0.1),
         event_loop=_choice(service, "event_loop", "auto", ("auto", "asyncio", "uvloop"),
                            problems, "service"),
+        store_backend=_choice(store, "backend", "memory", ("memory", "redis"), problems,
+                              "store"),
+        store_url=str(store.get("url", "redis://127.0.0.1:6379/0")),
+        store_timeout=_number(store, "timeout", 0.05, problems, "store", minimum=0.001),
         log_level=_choice(logging, "level", "info", ("debug", "info", "warning", "error"),
                           problems, "logging"),
         log_format=_choice(logging, "format", "auto", ("auto", "json", "console"),
