@@ -1,0 +1,99 @@
+"""The Screener: limits counted in a MemoryStore across calls, and the store-failure rule."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import structlog
+
+from sipguard.policy import CallAttempt, Verdict
+from sipguard.policyfile import load_policy_file
+from sipguard.screening import Screener
+from sipguard.store import MemoryStore, StoreUnavailableError
+
+SHIPPED = Path(__file__).resolve().parents[2] / "conf" / "policy.yaml"
+MONDAY_NOON = datetime.fromisoformat("2026-11-23T12:00:00-05:00")
+CANADA = "16135550123"  # domestic for asterisk-1 (US with domestic_regions US, CA)
+IRELAND = "01135312345678"  # international; the sales-europe group (4XX) may call it
+
+
+class DownStore(MemoryStore):
+    """A store whose server is down (for the fail-open/closed rule)."""
+
+    async def try_take(self, requests, call_id, now):  # type: ignore[no-untyped-def]
+        raise StoreUnavailableError("connection refused")
+
+
+def _screener(store: MemoryStore | None = None) -> Screener:
+    return Screener(SHIPPED, load_policy_file(SHIPPED), structlog.get_logger(), store)
+
+
+def _attempt(number: str, extension: str = "401") -> CallAttempt:
+    return CallAttempt("c", "asterisk-1", "127.0.0.1", extension, number, extension)
+
+
+def test_sixth_international_call_in_an_hour_is_refused():
+    """extension-international-hour (5 per hour, deny) stops the sixth call to Ireland."""
+    screener = _screener()
+
+    async def run() -> list[str]:
+        actions = []
+        for minute in range(6):
+            screening = await screener.screen(_attempt(IRELAND), 0.0, f"call-{minute}",
+                                              MONDAY_NOON + timedelta(minutes=minute))
+            actions.append(screening.decision.action)
+            await screener.release(screening.lease_keys, f"call-{minute}")  # each call ended
+        return actions
+
+    with structlog.testing.capture_logs():
+        actions = asyncio.run(run())
+    assert actions == ["allow"] * 5 + ["deny"]
+
+
+def test_refused_call_holds_no_lease_and_a_later_one_counts_again():
+    """Live calls hold concurrency leases; the third concurrent one is refused without one."""
+    screener = _screener()
+
+    async def run() -> tuple[str, str, str]:
+        first = await screener.screen(_attempt(IRELAND), 0.0, "call-1", MONDAY_NOON)
+        second = await screener.screen(_attempt(IRELAND), 0.0, "call-2", MONDAY_NOON)
+        third = await screener.screen(_attempt(IRELAND), 0.0, "call-3", MONDAY_NOON)
+        assert second.lease_keys != () and third.lease_keys == ()
+        await screener.release(first.lease_keys, "call-1")
+        fourth = await screener.screen(_attempt(IRELAND), 0.0, "call-4", MONDAY_NOON)
+        return first.decision.action, third.decision.rule or "", fourth.decision.action
+
+    with structlog.testing.capture_logs():
+        first, refused_by, fourth = asyncio.run(run())
+    assert (first, fourth) == ("allow", "allow")
+    # Two live international calls are allowed per extension: the third is refused.
+    assert refused_by == "extension-international-live"
+
+
+def test_store_outage_fails_closed_for_international_and_open_for_domestic():
+    """With the store down, international is refused, domestic goes through, logged once."""
+    screener = _screener(DownStore())
+
+    async def run() -> list[tuple[str, str]]:
+        results = []
+        for number in (IRELAND, CANADA, IRELAND):
+            screening = await screener.screen(_attempt(number), 0.0, "x", MONDAY_NOON)
+            results.append((screening.decision.action, screening.decision.category))
+        return results
+
+    with structlog.testing.capture_logs() as logs:
+        results = asyncio.run(run())
+    assert results == [("deny", "limits unavailable"), ("allow", "allowed"),
+                       ("deny", "limits unavailable")]
+    assert [log["event"] for log in logs].count("store.unavailable") == 1
+
+
+def test_emergency_calls_never_touch_a_down_store():
+    """911 goes through even while the store is down (it is never counted)."""
+    screener = _screener(DownStore())
+    with structlog.testing.capture_logs() as logs:
+        screening = asyncio.run(screener.screen(_attempt("911", "700"), 0.0, "sos", MONDAY_NOON))
+    assert screening.decision.verdict is Verdict.FORWARD
+    assert not any(log["event"] == "store.unavailable" for log in logs)
