@@ -554,9 +554,9 @@ class Sipguard(Target):
 
     def start(self) -> int:
         self.instances += 1
-        conf_dir = self.workdir / f"sipguard-{self.instances}"
+        conf_dir = self.workdir / f"{self.name}-{self.instances}"
         conf_dir.mkdir()
-        (conf_dir / "policy.yaml").write_text(BENCH_POLICY.read_text())
+        (conf_dir / "policy.yaml").write_text(self.policy_text())
         (conf_dir / "sipguard.yaml").write_text(
             f'listen: ["udp:{HOST}:0"]\n'
             f'peers: [{{name: pbx, addresses: ["{HOST}/32"]}}]\n'
@@ -565,6 +565,7 @@ class Sipguard(Target):
             "logging: {level: warning, format: json}\n"
             # calls left over by an overloaded step need not hold the stop up for 30 s
             "service: {drain_grace: 2.0}\n"
+            + self.store_config()
         )
         self.log_path = conf_dir / "sipguard.log"
         with self.log_path.open("wb") as out:
@@ -591,10 +592,16 @@ class Sipguard(Target):
         listen = started["listen"][0]  # "udp:127.0.0.1:41234"
         return int(listen.rsplit(":", 1)[1])
 
+    def policy_text(self) -> str:
+        return BENCH_POLICY.read_text()
+
+    def store_config(self) -> str:
+        return ""
+
     def events(self) -> list[dict[str, Any]]:
         events = []
         try:
-            text = self.log_path.read_text(errors="replace")
+            text = self.log_path.read_text(errors="replace") if hasattr(self, "log_path") else ""
         except OSError:
             return []
         for raw in text.splitlines():
@@ -630,6 +637,75 @@ class Sipguard(Target):
             self.info["errors_logged"] += len(problems)
             self.info["first_error"] = problems[0]
         return code
+
+
+# Limits that every call touches (extension, account and system windows, and a lease)
+# but that never refuse one: the cost of counting, not of refusing.
+BENCH_LIMITS = """
+limits:
+  rate:
+    - {id: bench-extension, per: extension, class: any, max: 100000000, window: 10s, action: deny}
+    - {id: bench-account, per: account, class: any, max: 100000000, window: 10s, action: deny}
+    - {id: bench-system, per: system, class: any, max: 100000000, window: 10s, action: deny}
+  concurrency:
+    - {id: bench-live, per: account, class: any, max: 100000000, action: deny}
+"""
+
+
+class SipguardLimits(Sipguard):
+    """sipguard with limits counted in its in-memory store."""
+
+    name = "sipguard-limits"
+
+    def policy_text(self) -> str:
+        return BENCH_POLICY.read_text() + BENCH_LIMITS
+
+
+class SipguardRedis(SipguardLimits):
+    """sipguard with the same limits counted in a redis-server on loopback."""
+
+    name = "sipguard-redis"
+
+    def __init__(self, workdir: Path, uas_port: int) -> None:
+        super().__init__(workdir, uas_port)
+        self.redis: subprocess.Popen[Any] | None = None
+        self.redis_port = 0
+
+    def available(self) -> str | None:
+        if shutil.which("redis-server") is None:
+            return "redis-server is not installed (apt-get install redis-server)"
+        return super().available()
+
+    def store_config(self) -> str:
+        if self.redis is None or self.redis.poll() is not None:
+            self.redis_port = free_tcp_port()
+            self.redis = subprocess.Popen(
+                ["redis-server", "--port", str(self.redis_port), "--bind", HOST, "--save", "",
+                 "--appendonly", "no", "--logfile", str(self.workdir / "redis.log")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            if not wait_for(lambda: tcp_port_open(self.redis_port), 10, 0.05):
+                raise RuntimeError("redis-server did not start")
+        return (f'store: {{backend: redis, url: "redis://{HOST}:{self.redis_port}/0", '
+                "timeout: 0.5}\n")
+
+    def stop(self) -> int | None:
+        code = super().stop()
+        if self.redis is not None:
+            stop_process(self.redis)
+            self.redis = None
+        return code
+
+
+def free_tcp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        return int(probe.getsockname()[1])
+
+
+def tcp_port_open(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.2)
+        return probe.connect_ex((HOST, port)) == 0
 
 
 # --------------------------------------------------------------------------- the benchmark
@@ -804,7 +880,7 @@ def summarize(results: dict[str, Any]) -> None:
     sg = by.get("sipguard", {})
     if sg.get("info_event_loop"):
         print(f"sipguard event loop: {sg['info_event_loop']}")
-    header = (f"{'target':9s} {'max rate/s':>10s} {'1st fail':>8s} {'100T p50':>9s} "
+    header = (f"{'target':15s} {'max rate/s':>10s} {'1st fail':>8s} {'100T p50':>9s} "
               f"{'100T p99':>9s} {'200 p50':>8s} {'200 p99':>8s} {'peak RSS':>9s} "
               f"{'KiB/call':>8s}")
     lat_rate = results["plan"]["latency_rate"]
@@ -812,19 +888,19 @@ def summarize(results: dict[str, Any]) -> None:
           "the UAC)")
     print(header)
     print("-" * len(header))
-    for name in ("direct", "sippy", "sipguard"):
+    for name in ("direct", "sippy", "sipguard", "sipguard-limits", "sipguard-redis"):
         t = by.get(name)
         if t is None:
             continue
         if "skipped" in t:
-            print(f"{name:9s} skipped: {t['skipped']}")
+            print(f"{name:15s} skipped: {t['skipped']}")
             continue
         lat = ((t.get("latency") or {}).get("latency_ms")) or {}
         tr, an = lat.get("trying", {}), lat.get("answer", {})
         mem = t.get("memory") or {}
         peak = t.get("peak_rss_kib")
         top = "+" if t.get("ladder_top_passed") else ""
-        print(f"{name:9s} {str(t.get('max_rate', 0)) + top:>10s} "
+        print(f"{name:15s} {str(t.get('max_rate', 0)) + top:>10s} "
               f"{t.get('first_failed_rate') or '-'!s:>8s} "
               f"{_fmt(tr.get('p50')):>9s} {_fmt(tr.get('p99')):>9s} "
               f"{_fmt(an.get('p50')):>8s} {_fmt(an.get('p99')):>8s} "
@@ -857,7 +933,22 @@ def summarize(results: dict[str, Any]) -> None:
             if tops:
                 note = f"  (not a true ratio: {' and '.join(tops)} passed the ladder's top)"
         print(f"sipguard/{other} max rate: {_fmt(r[key])}{note}")
+    if r.get("redis_over_memory_limits") is not None:
+        added = _added_latency(by.get("sipguard-redis"), by.get("sipguard-limits"))
+        print(f"limits in Redis / limits in memory, max rate: {_fmt(r['redis_over_memory_limits'])}"
+              f"; p99 INVITE->100 Trying added by the Redis round trips: {_fmt(added)} ms")
     print(f"results: {results.get('json_path')}")
+
+
+def _added_latency(redis_target: dict[str, Any] | None,
+                   memory_target: dict[str, Any] | None) -> float | None:
+    def p99(target: dict[str, Any] | None) -> float | None:
+        lat = ((target or {}).get("latency") or {}).get("latency_ms") or {}
+        value = (lat.get("trying") or {}).get("p99")
+        return float(value) if value is not None else None
+
+    high, low = p99(redis_target), p99(memory_target)
+    return None if high is None or low is None else high - low
 
 
 def _mib(kib: int | None) -> str:
@@ -906,7 +997,8 @@ def main(argv: list[str] | None = None) -> int:
         "target_budget_s": 25 if quick else 200,
     }
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
-    classes = {"direct": Direct, "sippy": Sippy, "sipguard": Sipguard}
+    classes = {"direct": Direct, "sippy": Sippy, "sipguard": Sipguard,
+               "sipguard-limits": SipguardLimits, "sipguard-redis": SipguardRedis}
     unknown = [n for n in names if n not in classes]
     if unknown:
         parser.error(f"unknown target(s): {', '.join(unknown)}")
@@ -938,6 +1030,8 @@ def main(argv: list[str] | None = None) -> int:
                                           by.get("direct", {}).get("max_rate")),
             "sipguard_over_sippy": ratio(by.get("sipguard", {}).get("max_rate"),
                                          by.get("sippy", {}).get("max_rate")),
+            "redis_over_memory_limits": ratio(by.get("sipguard-redis", {}).get("max_rate"),
+                                              by.get("sipguard-limits", {}).get("max_rate")),
         }
         json_path = args.json or RESULTS_DIR / (
             "calls-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")
