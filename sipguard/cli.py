@@ -13,11 +13,15 @@ import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from sipguard import logs
-from sipguard.policy import CallAttempt, Decision, evaluate
+from sipguard.policy import CallAttempt, Decision, LimitKind, Policy, Verdict, clean, evaluate
+from sipguard.policy.limits import limit_checks
 from sipguard.policyfile import LoadedPolicy, load_policy_file
+from sipguard.screening import make_store
 from sipguard.settings import Settings, find_config, load_settings
+from sipguard.store import CounterRequest, StoreUnavailableError
 from sipguard.yamlfile import ConfigError
 
 
@@ -115,12 +119,62 @@ def _explain(arguments: argparse.Namespace) -> int:
                           caller=arguments.extension or "", dialled=arguments.number,
                           extension=arguments.extension, when=when)
     decision = evaluate(policy, attempt)
+    counters = _counters(arguments, policy, decision, account.name, when)
     if arguments.json:
         print(json.dumps({"account": account.name, "extension": arguments.extension,
-                          "at": when.isoformat(), **decision.as_dict()}, indent=2))
+                          "at": when.isoformat(), **decision.as_dict(), "limits": counters},
+                         indent=2))
     else:
         print(format_decision(attempt, decision))
+        if counters:
+            print("limits:" + ("" if counters[0]["count"] is not None else
+                               "  (? = counted in the running service's memory; with the "
+                               "Redis store the current values show here)"))
+            for counter in counters:
+                value = "?" if counter["count"] is None else counter["count"]
+                print(f"  {counter['limit']}: {counter['key']} = {value} "
+                      f"(limit {counter['max']}{counter['window']}, {counter['action']})")
     return 0
+
+
+def _counters(arguments: argparse.Namespace, policy: Policy, decision: Decision,
+              account: str, when: datetime) -> list[dict[str, Any]]:
+    """Each limit this call would count on, with its current value from the store."""
+    if decision.verdict is Verdict.REJECT or decision.rule == "emergency":
+        return []
+    extension = clean(arguments.extension) if arguments.extension else None
+    checks = limit_checks(policy, decision, account, extension)
+    if not checks:
+        return []
+    requests = [CounterRequest(check.key, "rate" if check.rule.kind is LimitKind.RATE
+                               else "lease", check.rule.maximum,
+                               check.rule.window or policy.limits.lease_seconds, check.hard)
+                for check in checks]
+    counts: list[int | None] = [None] * len(checks)
+    try:
+        settings = load_settings(find_config(arguments.config))
+    except ConfigError:
+        settings = None
+    if settings is not None and settings.store_backend == "redis":
+        store = make_store(settings)
+
+        async def peek() -> list[int]:
+            try:
+                return await store.peek(requests, when.timestamp())
+            finally:
+                await store.close()
+
+        try:
+            counts = list(asyncio.run(peek()))
+        except StoreUnavailableError as error:
+            print(f"state store unavailable: {error}", file=sys.stderr)
+    return [
+        {"limit": check.rule.id, "key": check.key, "count": count,
+         "max": check.rule.maximum, "action": check.rule.action.value,
+         "window": f" per {check.rule.window:g} s" if check.rule.kind is LimitKind.RATE
+         else " at once"}
+        for check, count in zip(checks, counts, strict=True)
+    ]
 
 
 def format_decision(attempt: CallAttempt, decision: Decision) -> str:
