@@ -22,33 +22,27 @@ import phonenumbers
 
 from sipguard.policy.model import (
     CLASSES,
-    LIMIT_SCOPES,
     Account,
     Action,
     BusinessHours,
     DestinationRule,
-    DurationLimit,
     ExtensionGroup,
     ExtensionPattern,
-    LimitKind,
-    LimitRule,
-    Limits,
-    Mode,
     Policy,
     RiskSettings,
     TimeRule,
     TypeRule,
 )
 from sipguard.policy.numbers import ALWAYS_EMERGENCY, DialPlan, NumberType, clean, to_e164
-from sipguard.yamlfile import ConfigError, MarkedDict, Problems, line_of, load_marked
+from sipguard.policylimits import read_limits
+from sipguard.policyreader import REGIONS, PolicyReader
+from sipguard.yamlfile import ConfigError, MarkedDict, line_of, load_marked
 
-REGIONS = frozenset(phonenumbers.SUPPORTED_REGIONS)
 COUNTRY_CODES = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 TOP_KEYS = ("version", "mode", "accounts", "destinations", "number_types", "time_rules", "risk",
             "limits", "blocked_numbers", "emergency_numbers")
-WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,97 +53,11 @@ class LoadedPolicy:
     warnings: tuple[str, ...]
 
 
-class _Reader:
-    """Validation helpers that record problems instead of stopping at the first."""
-
-    def __init__(self, path: Path) -> None:
-        self.problems = Problems(path)
-        self.warnings: list[str] = []
-        self.path = path
-
-    def error(self, container: Any, key: str | int, where: str, message: str) -> None:
-        self.problems.add(line_of(container, key), where, message)
-
-    def warn(self, line: int, where: str, message: str) -> None:
-        self.warnings.append(f"{self.path}:{line}: {where}: warning: {message}")
-
-    def mapping(self, container: Any, key: str, where: str) -> dict[str, Any]:
-        value = container.get(key) if isinstance(container, dict) else None
-        if value is None:
-            return MarkedDict()
-        if not isinstance(value, dict):
-            self.error(container, key, where, "must be a mapping")
-            return MarkedDict()
-        return value
-
-    def sequence(self, container: Any, key: str, where: str) -> list[Any]:
-        value = container.get(key) if isinstance(container, dict) else None
-        if value is None:
-            return []
-        if not isinstance(value, list):
-            self.error(container, key, where, "must be a list")
-            return []
-        return value
-
-    def known_keys(self, mapping: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:
-        for key in mapping:
-            if key not in allowed:
-                prefix = f"{where}." if where else ""
-                self.error(mapping, key, f"{prefix}{key}",
-                           f"unknown key (known: {', '.join(allowed)})")
-
-    def action(self, mapping: dict[str, Any], key: str, where: str,
-               default: Action | None = None) -> Action:
-        value = mapping.get(key)
-        if value is None and default is not None:
-            return default
-        try:
-            return Action(str(value).lower())
-        except ValueError:
-            self.error(mapping, key, where, f"{value!r} is not one of allow, pin, deny")
-            return Action.DENY
-
-    def mode(self, mapping: dict[str, Any], where: str, default: Mode = Mode.ENFORCE) -> Mode:
-        value = mapping.get("mode")
-        if value is None:
-            return default
-        try:
-            return Mode(str(value).lower())
-        except ValueError:
-            self.error(mapping, "mode", where, f"{value!r} is not enforce or report")
-            return default
-
-    def region(self, mapping: dict[str, Any], key: str, where: str) -> str | None:
-        value = mapping.get(key)
-        text = str(value).upper() if value is not None else ""
-        if text not in REGIONS:
-            self.error(mapping, key, where, f"{value!r} is not an ISO 3166 region code "
-                       "with a numbering plan (such as US, GB, JM)")
-            return None
-        return text
-
-    def classes(self, mapping: dict[str, Any], key: str, where: str) -> frozenset[str] | None:
-        if key not in mapping:
-            return None
-        value = mapping.get(key)
-        if not isinstance(value, list):
-            self.error(mapping, key, where, f"must be a list of {', '.join(CLASSES)}")
-            return frozenset()
-        result: set[str] = set()
-        for index, item in enumerate(value):
-            if item not in CLASSES:
-                self.error(value, index, f"{where}[{index}]",
-                           f"{item!r} is not one of {', '.join(CLASSES)}")
-            else:
-                result.add(item)
-        return frozenset(result)
-
-
 def load_policy_file(path: Path) -> LoadedPolicy:
     """Read and validate a policy file; raise ConfigError listing every problem."""
     data = load_marked(path)
     raw = path.read_bytes()
-    reader = _Reader(path)
+    reader = PolicyReader(path)
     if data is None:
         data = MarkedDict()
     if not isinstance(data, dict):
@@ -171,7 +79,7 @@ def load_policy_file(path: Path) -> LoadedPolicy:
         type_rules=tuple(_type_rules(reader, data)),
         time_rules=tuple(_time_rules(reader, data)),
         risk=_risk(reader, data),
-        limits=_limits(reader, data),
+        limits=read_limits(reader, data),
         blocked_numbers=blocked,
         extra_emergency_numbers=extra_emergency,
         mode=reader.mode(data, "mode"),
@@ -183,7 +91,7 @@ def load_policy_file(path: Path) -> LoadedPolicy:
     return LoadedPolicy(policy, tuple(reader.warnings))
 
 
-def _dial_plan(reader: _Reader, item: dict[str, Any], where: str) -> DialPlan:
+def _dial_plan(reader: PolicyReader, item: dict[str, Any], where: str) -> DialPlan:
     region = "US"
     if "home_region" in item:
         region = reader.region(item, "home_region", f"{where}.home_region") or "US"
@@ -206,7 +114,7 @@ def _dial_plan(reader: _Reader, item: dict[str, Any], where: str) -> DialPlan:
     return plan
 
 
-def _business_hours(reader: _Reader, item: dict[str, Any], where: str) -> BusinessHours:
+def _business_hours(reader: PolicyReader, item: dict[str, Any], where: str) -> BusinessHours:
     section = reader.mapping(item, "business_hours", where)
     if not section:
         return BusinessHours()
@@ -245,7 +153,7 @@ def _business_hours(reader: _Reader, item: dict[str, Any], where: str) -> Busine
     return hours
 
 
-def _accounts(reader: _Reader, data: dict[str, Any]) -> list[Account]:
+def _accounts(reader: PolicyReader, data: dict[str, Any]) -> list[Account]:
     accounts: list[Account] = []
     names: set[str] = set()
     for index, item in enumerate(reader.sequence(data, "accounts", "accounts")):
@@ -286,7 +194,7 @@ def _accounts(reader: _Reader, data: dict[str, Any]) -> list[Account]:
     return accounts
 
 
-def _groups(reader: _Reader, account: dict[str, Any], where: str) -> list[ExtensionGroup]:
+def _groups(reader: PolicyReader, account: dict[str, Any], where: str) -> list[ExtensionGroup]:
     groups: list[ExtensionGroup] = []
     for index, item in enumerate(reader.sequence(account, "extension_groups", where)):
         at = f"{where}.extension_groups[{index}]"
@@ -311,7 +219,7 @@ def _groups(reader: _Reader, account: dict[str, Any], where: str) -> list[Extens
     return groups
 
 
-def _destination_rules(reader: _Reader, section: dict[str, Any], where: str,
+def _destination_rules(reader: PolicyReader, section: dict[str, Any], where: str,
                        key: str = "rules") -> list[DestinationRule]:
     rules: list[DestinationRule] = []
     seen: dict[tuple[str, str], tuple[str, int]] = {}
@@ -367,7 +275,7 @@ def _destination_rules(reader: _Reader, section: dict[str, Any], where: str,
     return rules
 
 
-def _type_rules(reader: _Reader, data: dict[str, Any]) -> list[TypeRule]:
+def _type_rules(reader: PolicyReader, data: dict[str, Any]) -> list[TypeRule]:
     section = reader.mapping(data, "number_types", "number_types")
     rules: list[TypeRule] = []
     names = {kind.value: kind for kind in NumberType}
@@ -389,7 +297,7 @@ def _type_rules(reader: _Reader, data: dict[str, Any]) -> list[TypeRule]:
     return rules
 
 
-def _time_rules(reader: _Reader, data: dict[str, Any]) -> list[TimeRule]:
+def _time_rules(reader: PolicyReader, data: dict[str, Any]) -> list[TimeRule]:
     rules: list[TimeRule] = []
     for index, item in enumerate(reader.sequence(data, "time_rules", "time_rules")):
         at = f"time_rules[{index}]"
@@ -409,7 +317,7 @@ def _time_rules(reader: _Reader, data: dict[str, Any]) -> list[TimeRule]:
     return rules
 
 
-def _risk(reader: _Reader, data: dict[str, Any]) -> RiskSettings:
+def _risk(reader: PolicyReader, data: dict[str, Any]) -> RiskSettings:
     section = reader.mapping(data, "risk", "risk")
     if not section:
         return RiskSettings()
@@ -475,7 +383,7 @@ def _risk(reader: _Reader, data: dict[str, Any]) -> RiskSettings:
     )
 
 
-def _blocked_numbers(reader: _Reader, data: dict[str, Any],
+def _blocked_numbers(reader: PolicyReader, data: dict[str, Any],
                      accounts: list[Account]) -> frozenset[str]:
     """The E.164 forms of the blocked numbers, read with every account's dial plan.
 
@@ -508,7 +416,7 @@ def _blocked_numbers(reader: _Reader, data: dict[str, Any],
     return frozenset(numbers)
 
 
-def _extra_emergency(reader: _Reader, data: dict[str, Any]) -> frozenset[str]:
+def _extra_emergency(reader: PolicyReader, data: dict[str, Any]) -> frozenset[str]:
     numbers: set[str] = set()
     raw = reader.sequence(data, "emergency_numbers", "emergency_numbers")
     for index, item in enumerate(raw):
@@ -524,101 +432,3 @@ def _extra_emergency(reader: _Reader, data: dict[str, Any]) -> frozenset[str]:
 def load_policy(path: Path) -> Policy:
     """The policy of a file (warnings dropped; see load_policy_file)."""
     return load_policy_file(path).policy
-
-
-def _seconds(reader: _Reader, item: dict[str, Any], key: str, where: str) -> float | None:
-    """A duration written as 90, "90s", "5m", "1h" or "1d"."""
-    value = item.get(key)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([smhd])", str(value).strip().lower())
-    if match is None or float(match[1]) <= 0:
-        reader.error(item, key, where, f"{value!r} is not a duration such as 90s, 5m, 1h, 1d")
-        return None
-    return float(match[1]) * WINDOW_UNITS[match[2]]
-
-
-def _limits(reader: _Reader, data: dict[str, Any]) -> Limits:
-    section = reader.mapping(data, "limits", "limits")
-    if not section:
-        return Limits()
-    reader.known_keys(section, ("rate", "concurrency", "duration", "on_store_failure",
-                                "lease_seconds"), "limits")
-    rules: list[LimitRule] = []
-    ids: set[str] = set()
-    for kind in (LimitKind.RATE, LimitKind.CONCURRENCY):
-        raw = reader.sequence(section, kind.value, f"limits.{kind.value}")
-        for index, item in enumerate(raw):
-            at = f"limits.{kind.value}[{index}]"
-            if not isinstance(item, dict):
-                reader.error(raw, index, at, "must be a mapping")
-                continue
-            allowed = ("id", "per", "class", "region", "max", "action", "mode")
-            reader.known_keys(item, (*allowed, "window") if kind is LimitKind.RATE else allowed,
-                              at)
-            per = item.get("per")
-            if per not in LIMIT_SCOPES:
-                reader.error(item, "per", f"{at}.per",
-                             f"{per!r} is not one of {', '.join(LIMIT_SCOPES)}")
-                continue
-            maximum = item.get("max")
-            if isinstance(maximum, bool) or not isinstance(maximum, int) or maximum < 0:
-                reader.error(item, "max", f"{at}.max", "must be a whole number, 0 or more")
-                continue
-            window = 0.0
-            if kind is LimitKind.RATE:
-                seconds = _seconds(reader, item, "window", f"{at}.window")
-                if seconds is None:
-                    continue
-                window = seconds
-            classes = frozenset(CLASSES)
-            if "class" in item:
-                wanted = item["class"]
-                names = wanted if isinstance(wanted, list) else [wanted]
-                if any(name not in (*CLASSES, "any") for name in names):
-                    reader.error(item, "class", f"{at}.class",
-                                 f"{wanted!r} is not any, {', '.join(CLASSES)} or a list of them")
-                    continue
-                classes = frozenset(CLASSES) if "any" in names else frozenset(names)
-            region = reader.region(item, "region", f"{at}.region") if "region" in item else None
-            rule_id = str(item.get("id") or f"{kind.value}:{index}")
-            if rule_id in ids:
-                reader.error(item, "id", f"{at}.id", f"limit id {rule_id!r} is used twice")
-            ids.add(rule_id)
-            rules.append(LimitRule(rule_id, kind, per, maximum,
-                                   reader.action(item, "action", f"{at}.action",
-                                                 default=Action.DENY),
-                                   window, classes, region, reader.mode(item, at),
-                                   line_of(raw, index)))
-    durations: list[DurationLimit] = []
-    raw_durations = reader.sequence(section, "duration", "limits.duration")
-    for index, item in enumerate(raw_durations):
-        at = f"limits.duration[{index}]"
-        if not isinstance(item, dict):
-            reader.error(raw_durations, index, at, "must be a mapping")
-            continue
-        reader.known_keys(item, ("id", "class", "max"), at)
-        seconds = _seconds(reader, item, "max", f"{at}.max")
-        wanted = item.get("class", "any")
-        names = wanted if isinstance(wanted, list) else [wanted]
-        if any(name not in (*CLASSES, "any") for name in names):
-            reader.error(item, "class", f"{at}.class", f"{wanted!r} is not a class")
-            continue
-        if seconds is not None:
-            durations.append(DurationLimit(
-                str(item.get("id") or f"duration:{index}"),
-                frozenset(CLASSES) if "any" in names else frozenset(names), seconds,
-                line_of(raw_durations, index)))
-    failure = dict(Limits().on_store_failure)
-    raw_failure = reader.mapping(section, "on_store_failure", "limits.on_store_failure")
-    for key, value in raw_failure.items():
-        if key not in CLASSES or value not in ("open", "closed"):
-            reader.error(raw_failure, key, f"limits.on_store_failure.{key}",
-                         f"must be one of {', '.join(CLASSES)} set to open or closed")
-            continue
-        failure[key] = value
-    lease = section.get("lease_seconds", 120)
-    if isinstance(lease, bool) or not isinstance(lease, int | float) or lease < 5:
-        reader.error(section, "lease_seconds", "limits.lease_seconds", "must be 5 or more")
-        lease = 120
-    return Limits(tuple(rules), tuple(durations), MappingProxyType(failure), float(lease))

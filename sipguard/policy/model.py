@@ -14,6 +14,7 @@ from types import MappingProxyType
 from typing import Any
 
 from sipguard.policy.numbers import DialPlan, NumberType
+from sipguard.policy.ratedeck import EMPTY_DECK, RateDeck
 
 
 class Action(enum.Enum):
@@ -277,11 +278,36 @@ class DurationLimit:
 
 
 @dataclass(frozen=True, slots=True)
+class SpendRule:
+    """At most ``maximum`` (currency units) spent per ``window`` seconds.
+
+    Counted ``per`` account, system or country, on calls of ``classes``.
+    """
+
+    id: str
+    per: str
+    maximum: float
+    window: float
+    action: Action = Action.DENY
+    classes: frozenset[str] = frozenset(CLASSES)
+    mode: Mode = Mode.ENFORCE
+    line: int = 0
+
+    def applies(self, number_class: str) -> bool:
+        """Whether a call of this class is counted."""
+        return number_class in self.classes
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     """The limits section of a policy."""
 
     rules: tuple[LimitRule, ...] = ()
     durations: tuple[DurationLimit, ...] = ()
+    spend: tuple[SpendRule, ...] = ()
+    rate_deck: RateDeck = EMPTY_DECK
+    per_call_max: float | None = None
+    currency: str = "USD"
     # What a class does while the state store cannot be reached.
     on_store_failure: MappingProxyType[str, str] = field(default_factory=lambda: _frozen(
         {"domestic": "open", "international": "closed", "premium": "closed"}))
