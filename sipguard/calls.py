@@ -103,6 +103,7 @@ class Call:
     # When the controller next looks at this call (ring timeout, longest call).
     deadline: float | None = None
     max_duration: float | None = None  # from a duration limit, once screened
+    answered_at: float | None = None
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
     # -> the CSeq of the INVITE we sent on the other leg.
     ack_map: dict[tuple[Side, int], int] = field(default_factory=dict)

@@ -90,7 +90,8 @@ class Controller:
         self._contexts: dict[ClientTransaction, ClientContext] = {}
         self._trunk_hosts = {trunk.address[0] for trunk in trunks}
         self.draining = False
-        self._finished: list[int] = []
+        self._finished: list[tuple[int, float]] = []
+        self._clock = 0.0  # the latest `now` handed in, for the length of finished calls
         self.ring_timeout = ring_timeout
         self.max_call_duration = max_call_duration
         # Controller deadlines: (when, sequence, call key). Stale entries are skipped.
@@ -120,6 +121,7 @@ class Controller:
 
     def handle(self, event: Event, now: float) -> list[Command]:
         """React to one endpoint event."""
+        self._clock = now
         if isinstance(event, RequestReceived):
             try:
                 return self._on_request(event, now)
@@ -153,8 +155,11 @@ class Controller:
         """Whether the call is still known (not finished or cancelled)."""
         return call_key in self._calls
 
-    def take_finished(self) -> list[int]:
-        """The keys of calls that ended since the last call (to release their leases)."""
+    def take_finished(self) -> list[tuple[int, float]]:
+        """Calls that ended since the last call, with how long they were answered (s).
+
+        The service releases their leases and charges their cost.
+        """
         finished, self._finished = self._finished, []
         return finished
 
@@ -165,6 +170,7 @@ class Controller:
         ``max_duration`` is the longest the call may last once answered (a
         duration limit); the configured longest call applies when it is None.
         """
+        self._clock = now
         call = self._calls.get(call_key)
         if call is None or call.state is not CallState.SCREENING:
             return []  # cancelled while screening
@@ -221,6 +227,7 @@ class Controller:
 
     def handle_timer(self, now: float) -> list[Command]:
         """Fire due controller timers: endless ringing and over-long calls are ended."""
+        self._clock = now
         commands: list[Command] = []
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, _, key = heapq.heappop(self._deadlines)
@@ -613,6 +620,7 @@ class Controller:
             self._send_bye(call, Side.TRUNK, now)
             return []
         call.state = CallState.CONFIRMED
+        call.answered_at = now
         self._set_deadline(call, now + self._longest(call))
         self._relay_to_pbx(call, response, now)
         return [LogEvent("call.answered", "info", {
@@ -676,7 +684,8 @@ class Controller:
     def _finish(self, call: Call) -> None:
         """Forget a call and everything that routes to it."""
         if self._calls.pop(call.key, None) is not None:
-            self._finished.append(call.key)
+            answered = 0.0 if call.answered_at is None else max(0.0, self._clock - call.answered_at)
+            self._finished.append((call.key, answered))
         self._by_invite.pop(call.pbx_invite, None)
         self._by_dialog.pop((Side.PBX, call.pbx.call_id, call.pbx.local_tag), None)
         if call.trunk is not None:

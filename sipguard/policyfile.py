@@ -71,15 +71,17 @@ def load_policy_file(path: Path) -> LoadedPolicy:
     destinations = _destination_rules(reader, destinations_section, "destinations.rules")
     blocked = _blocked_numbers(reader, data, accounts)
     extra_emergency = _extra_emergency(reader, data)
+    limits = read_limits(reader, data)
     policy = Policy(
-        version=hashlib.sha256(raw).hexdigest()[:12],
+        # The rate deck decides budgets too: a new deck is a new policy version.
+        version=hashlib.sha256(raw + limits.rate_deck.digest.encode()).hexdigest()[:12],
         accounts=tuple(accounts),
         destinations=tuple(destinations),
         default_action=default_action,
         type_rules=tuple(_type_rules(reader, data)),
         time_rules=tuple(_time_rules(reader, data)),
         risk=_risk(reader, data),
-        limits=read_limits(reader, data),
+        limits=limits,
         blocked_numbers=blocked,
         extra_emergency_numbers=extra_emergency,
         mode=reader.mode(data, "mode"),

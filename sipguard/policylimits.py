@@ -6,6 +6,7 @@ Split from sipguard.policyfile to keep each loader module focused; the same
 
 from __future__ import annotations
 
+import hashlib
 import re
 from pathlib import Path
 from types import MappingProxyType
@@ -212,4 +213,4 @@ def _rate_deck(reader: PolicyReader, section: dict[str, Any], path: Path,
                 f"{path}:{number}: prefix: {line.strip()!r} needs digits and a price >= 0")
             continue
         prices[prefix] = price
-    return RateDeck.build(prices, default)
+    return RateDeck.build(prices, default, hashlib.sha256(text.encode()).hexdigest())

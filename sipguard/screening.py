@@ -32,7 +32,14 @@ from sipguard.policy import (
     clean,
     evaluate,
 )
-from sipguard.policy.limits import LimitResult, apply_limits, limit_checks, max_duration
+from sipguard.policy.limits import (
+    LimitResult,
+    apply_limits,
+    apply_spend,
+    limit_checks,
+    max_duration,
+    spend_checks,
+)
 from sipguard.policyfile import LoadedPolicy, load_policy_file
 from sipguard.settings import Settings
 from sipguard.store import CounterRequest, MemoryStore, StateStore, StoreUnavailableError
@@ -50,6 +57,9 @@ class Screening:
     lease_keys: tuple[str, ...] = ()
     lease_id: str = ""
     max_duration: float | None = None
+    # Spend counters to charge when the call ends: (key, window), and the number.
+    charge: tuple[tuple[str, float], ...] = ()
+    e164: str | None = None
 
 
 class UsageTracker:
@@ -109,6 +119,8 @@ class Screener:
         screening = Screening(decision)
         if decision.verdict is not Verdict.REJECT and decision.rule != "emergency":
             screening = await self._count(policy, attempt, decision, lease_id, when)
+            if screening.decision.verdict is not Verdict.REJECT and policy.limits.spend:
+                screening = await self._budget(policy, attempt, screening, when)
         if screening.decision.verdict is Verdict.FORWARD:
             self.usage.record(attempt.account, destination,
                               screening.decision.number_class == "international", monotonic_now)
@@ -146,6 +158,46 @@ class Screener:
             await self.release(leases, lease_id)  # counted, but the call will not happen
             leases = ()
         return Screening(decision, leases, lease_id, longest)
+
+    async def _budget(self, policy: Policy, attempt: CallAttempt, screening: Screening,
+                      when: datetime) -> Screening:
+        """Apply the spend budgets: refuse a used-up budget, else cap the call's length."""
+        decision = screening.decision
+        checks = spend_checks(policy, decision, attempt.account)
+        if not checks:
+            return screening
+        windows = [(check.key, check.rule.window) for check in checks]
+        try:
+            totals = await self.store.spent(windows, when.timestamp())
+        except StoreUnavailableError as error:
+            failed = self._store_failed(policy, decision, str(error))
+            return dataclasses.replace(screening, decision=failed)
+        decision, seconds = apply_spend(policy, decision, checks, totals)
+        longest = screening.max_duration
+        if seconds is not None:
+            longest = seconds if longest is None else min(longest, seconds)
+        if decision.verdict is not Verdict.FORWARD and screening.lease_keys:
+            await self.release(screening.lease_keys, screening.lease_id)
+            screening = dataclasses.replace(screening, lease_keys=())
+        number = decision.number
+        return dataclasses.replace(screening, decision=decision, max_duration=longest,
+                                   charge=tuple(windows),
+                                   e164=number.e164 if number is not None else None)
+
+    async def charge(self, screening: Screening, seconds: float,
+                     wall_clock: datetime | None = None) -> None:
+        """Record what an answered call cost on its spend counters."""
+        if not screening.charge or screening.e164 is None or seconds <= 0:
+            return
+        cost = self.policy.limits.rate_deck.cost(screening.e164, seconds)
+        if cost <= 0:
+            return
+        try:
+            await self.store.add_spend(screening.charge, cost, screening.lease_id,
+                                       (wall_clock or datetime.now(UTC)).timestamp())
+        except StoreUnavailableError as error:
+            self.log.warning("store.charge_failed", error=str(error), cost=cost,
+                             lease_id=screening.lease_id)
 
     def _store_failed(self, policy: Policy, decision: Decision, error: str) -> Decision:
         if not self.store_down:

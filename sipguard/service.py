@@ -101,6 +101,8 @@ class Service:
         self.screener = Screener(settings.policy_path, policy, self.log, make_store(settings))
         # Leases held by live calls: call key -> (lease id, counter keys).
         self._leases: dict[int, tuple[str, tuple[str, ...]]] = {}
+        # Calls to charge to spend counters when they end: call key -> screening.
+        self._charges: dict[int, Screening] = {}
         self._node = f"{socket.gethostname()}-{os.getpid()}"
         self.listeners: list[Listener] = []
         self.endpoint: Endpoint | None = None
@@ -319,11 +321,13 @@ class Service:
         now = loop.time()
         commands = controller.screened(command.call_key, screening.decision, now,
                                        screening.max_duration)
-        if screening.lease_keys:
-            if controller.is_live(command.call_key):
+        if controller.is_live(command.call_key):
+            if screening.lease_keys:
                 self._leases[command.call_key] = (lease_id, screening.lease_keys)
-            else:
-                self._release(lease_id, screening.lease_keys)
+            if screening.charge:
+                self._charges[command.call_key] = screening
+        elif screening.lease_keys:
+            self._release(lease_id, screening.lease_keys)
         self._run(commands, now)
         self._after_pump()
 
@@ -336,10 +340,15 @@ class Service:
         """Release the leases of calls that ended, send, re-arm the timer."""
         controller = self.controller
         assert controller is not None
-        for call_key in controller.take_finished():
+        for call_key, answered in controller.take_finished():
             held = self._leases.pop(call_key, None)
             if held is not None:
                 self._release(*held)
+            charge = self._charges.pop(call_key, None)
+            if charge is not None and answered > 0:
+                task = asyncio.ensure_future(self.screener.charge(charge, answered))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
         self._flush()
         self._rearm()
 

@@ -19,7 +19,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from sipguard.policy.decision import Decision, TraceEntry, Verdict
-from sipguard.policy.model import Action, LimitKind, LimitRule, Mode, Policy
+from sipguard.policy.model import Action, LimitKind, LimitRule, Mode, Policy, SpendRule
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +116,78 @@ def _window_text(seconds: float) -> str:
         if seconds >= size and seconds % size == 0:
             return f"{int(seconds // size)}{unit}"
     return f"{seconds:g}s"
+
+
+@dataclass(frozen=True, slots=True)
+class SpendCheck:
+    """One spend counter a call is charged to."""
+
+    rule: SpendRule
+    key: str
+
+
+def spend_checks(policy: Policy, decision: Decision, account: str) -> list[SpendCheck]:
+    """The spend counters of every spend rule that applies to this call."""
+    number = decision.number
+    if number is None or number.e164 is None or decision.number_class is None:
+        return []
+    checks = []
+    for rule in policy.limits.spend:
+        if rule.applies(decision.number_class):
+            scope = {"account": account, "country": number.region or "-"}.get(rule.per, "*")
+            checks.append(SpendCheck(rule, f"spend:{rule.id}:{scope}"))
+    return checks
+
+
+def apply_spend(policy: Policy, decision: Decision, checks: list[SpendCheck],
+                totals: list[float]) -> tuple[Decision, float | None]:
+    """The decision with the budgets applied, and the longest the budgets let the call last.
+
+    A budget already used up refuses (or challenges) the call; otherwise the
+    call may last as long as the smallest remaining budget (and the per-call
+    maximum) pays for at the rate deck's price.
+    """
+    number = decision.number
+    deck = policy.limits.rate_deck
+    price, prefix = deck.price(number.e164 or "") if number is not None else (None, None)
+    trace = list(decision.trace)
+    verdict, rule, category, reason, would = (decision.verdict, decision.rule, decision.category,
+                                              decision.reason, decision.would)
+    currency = policy.limits.currency
+    budgets: list[float] = []
+    if policy.limits.per_call_max is not None and checks:
+        budgets.append(policy.limits.per_call_max)
+    for check, total in zip(checks, totals, strict=True):
+        limit = check.rule
+        remaining = limit.maximum - total
+        detail = (f"{check.key}: {total:.2f} {currency} spent in {_window_text(limit.window)},"
+                  f" limit {limit.maximum:.2f}")
+        enforced = limit.mode is Mode.ENFORCE and policy.mode is Mode.ENFORCE
+        if remaining > 0:
+            trace.append(TraceEntry(limit.id, False, detail, "spend"))
+            if enforced:
+                budgets.append(remaining)
+            continue
+        trace.append(TraceEntry(limit.id, True, detail + " (used up)", "spend",
+                                limit.action.value, "enforce" if enforced else "report"))
+        would = "deny" if limit.action is Action.DENY else ("pin" if would == "allow" else would)
+        if not enforced:
+            continue
+        if limit.action is Action.DENY and verdict is not Verdict.REJECT:
+            verdict, rule, category, reason = (Verdict.REJECT, limit.id, "spend limit reached",
+                                               detail)
+        elif limit.action is Action.PIN and verdict is Verdict.FORWARD:
+            verdict, rule, category, reason = Verdict.CHALLENGE, limit.id, "PIN required", detail
+    seconds: float | None = None
+    if budgets and price:
+        seconds = min(budgets) / price * 60.0
+        trace.append(TraceEntry("spend-budget", True,
+                                f"{price:.4f} {currency}/min (prefix {prefix or 'default'}): "
+                                f"the budget left pays for {seconds:.0f} s", "spend"))
+    elif checks and price is None:
+        trace.append(TraceEntry("spend-budget", False,
+                                f"no rate for {number.e164 if number else '?'} in the rate deck:"
+                                " spend not counted", "spend"))
+    changed = dataclasses.replace(decision, verdict=verdict, rule=rule, category=category,
+                                  reason=reason, would=would, trace=tuple(trace))
+    return changed, seconds

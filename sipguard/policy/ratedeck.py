@@ -13,12 +13,14 @@ class RateDeck:
     prices: MappingProxyType[str, float]
     default: float | None = None  # for numbers no prefix covers; None: unknown
     longest: int = 0
+    digest: str = ""  # of the file it came from: part of the policy version
 
     @classmethod
-    def build(cls, prices: dict[str, float], default: float | None = None) -> RateDeck:
+    def build(cls, prices: dict[str, float], default: float | None = None,
+              digest: str = "") -> RateDeck:
         """A deck from a prefix -> price mapping."""
         return cls(MappingProxyType(dict(prices)), default,
-                   max((len(prefix) for prefix in prices), default=0))
+                   max((len(prefix) for prefix in prices), default=0), digest)
 
     def price(self, e164: str) -> tuple[float | None, str | None]:
         """The price per minute of a number, and the prefix that set it."""

@@ -52,6 +52,15 @@ class StateStore(Protocol):
         """Current counts, recording nothing (for explain and the dashboard)."""
         ...
 
+    async def spent(self, windows: Sequence[tuple[str, float]], now: float) -> list[float]:
+        """The amounts recorded on each (key, window) within its window."""
+        ...
+
+    async def add_spend(self, entries: Sequence[tuple[str, float]], amount: float,
+                        call_id: str, now: float) -> None:
+        """Record what a call cost on each (key, window)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

@@ -18,6 +18,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self._windows: dict[str, collections.deque[float]] = {}
         self._leases: dict[str, dict[str, float]] = {}
+        self._spend: dict[str, collections.deque[tuple[float, float]]] = {}
 
     def _count(self, request: CounterRequest, now: float) -> int:
         if request.kind == "rate":
@@ -73,6 +74,27 @@ class MemoryStore:
     async def peek(self, requests: Sequence[CounterRequest], now: float) -> list[int]:
         """Current counts."""
         return [self._count(request, now) for request in requests]
+
+    async def spent(self, windows: Sequence[tuple[str, float]], now: float) -> list[float]:
+        """The amounts within each window."""
+        totals = []
+        for key, window in windows:
+            entries = self._spend.get(key)
+            if entries is None:
+                totals.append(0.0)
+                continue
+            while entries and entries[0][0] <= now - window:
+                entries.popleft()
+            if not entries:
+                del self._spend[key]
+            totals.append(sum(amount for _, amount in entries))
+        return totals
+
+    async def add_spend(self, entries: Sequence[tuple[str, float]], amount: float,
+                        call_id: str, now: float) -> None:
+        """Record a call's cost."""
+        for key, _window in entries:
+            self._spend.setdefault(key, collections.deque()).append((now, amount))
 
     async def close(self) -> None:
         """Nothing to release."""

@@ -67,6 +67,22 @@ return 1
 """
 
 
+# KEYS: spend keys. ARGV: now, then each key's window. Members are "call:amount".
+_SPENT = """
+local now = tonumber(ARGV[1])
+local totals = {}
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - tonumber(ARGV[i + 1]))
+  local total = 0
+  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    total = total + tonumber(string.match(member, ':([^:]+)$'))
+  end
+  totals[i] = tostring(total)
+end
+return totals
+"""
+
+
 class RedisStore:
     """Counters in Redis, shared by every node that uses the same server."""
 
@@ -79,6 +95,7 @@ class RedisStore:
             health_check_interval=0, retry_on_timeout=False)
         self._try_take = self._client.register_script(_TRY_TAKE)
         self._renew = self._client.register_script(_RENEW)
+        self._spent = self._client.register_script(_SPENT)
 
     async def _call(self, operation: Awaitable[_T]) -> _T:
         try:
@@ -123,6 +140,26 @@ class RedisStore:
             low = now - request.window if request.kind == "rate" else now
             pipeline.zcount(self.prefix + request.key, f"({low}", "+inf")
         return [int(value) for value in await self._call(pipeline.execute())]
+
+    async def spent(self, windows: Sequence[tuple[str, float]], now: float) -> list[float]:
+        """The amounts within each window."""
+        if not windows:
+            return []
+        reply = await self._call(self._spent(
+            keys=[self.prefix + key for key, _ in windows],
+            args=[repr(now), *(repr(window) for _, window in windows)]))
+        return [float(value) for value in reply]
+
+    async def add_spend(self, entries: Sequence[tuple[str, float]], amount: float,
+                        call_id: str, now: float) -> None:
+        """Record a call's cost (one member per call and key)."""
+        if not entries:
+            return
+        pipeline = self._client.pipeline(transaction=True)
+        for key, window in entries:
+            pipeline.zadd(self.prefix + key, {f"{call_id}:{amount!r}": now})
+            pipeline.pexpire(self.prefix + key, int(window * 1000) + 1000)
+        await self._call(pipeline.execute())
 
     async def ping(self) -> bool:
         """Whether the server answers now."""

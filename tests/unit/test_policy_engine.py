@@ -577,6 +577,7 @@ def _shipped_with_blocked(tmp_path: Path, entry: str) -> Policy:
     assert "blocked_numbers: []" in text
     path = tmp_path / "policy.yaml"
     path.write_text(text.replace("blocked_numbers: []", f"blocked_numbers: [{entry}]"))
+    (tmp_path / "ratedeck.csv").write_bytes((REPO / "conf" / "ratedeck.csv").read_bytes())
     return load_policy(path)
 
 

@@ -669,6 +669,7 @@ def test_unquoted_international_prefix_keeps_its_digits(
 
 def test_unquoted_e164_blocked_number_blocks(tmp_path: Path):
     """blocked_numbers: [+442079460321] (unquoted) blocks London, or the loader refuses it."""
+    (tmp_path / "ratedeck.csv").write_bytes(SHIPPED.with_name("ratedeck.csv").read_bytes())
     text = SHIPPED.read_text().replace("blocked_numbers: []", "blocked_numbers: [+442079460321]")
     path = tmp_path / "policy.yaml"
     path.write_text(text)
@@ -777,6 +778,7 @@ def test_version_is_a_12_hex_content_hash(tmp_path: Path):
     assert re.fullmatch(r"[0-9a-f]{12}", version)
     copy = tmp_path / "copy.yaml"
     copy.write_bytes(SHIPPED.read_bytes())
+    (tmp_path / "ratedeck.csv").write_bytes(SHIPPED.with_name("ratedeck.csv").read_bytes())
     assert load_policy(copy).version == version
     assert load_policy(SHIPPED).version == version
 
@@ -784,6 +786,7 @@ def test_version_is_a_12_hex_content_hash(tmp_path: Path):
 def test_version_changes_when_the_file_changes(tmp_path: Path):
     """Any edit, even a comment, gives a new version; two different files differ."""
     original = load_policy(SHIPPED).version
+    (tmp_path / "ratedeck.csv").write_bytes(SHIPPED.with_name("ratedeck.csv").read_bytes())
     edited = tmp_path / "policy.yaml"
     edited.write_text(SHIPPED.read_text() + "# reviewed\n")
     assert load_policy(edited).version != original
