@@ -62,6 +62,20 @@ class Screening:
     e164: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Charge:
+    """What a live call will be charged to when it ends (kept instead of its decision)."""
+
+    charge: tuple[tuple[str, float], ...]
+    e164: str | None
+    lease_id: str
+
+    @classmethod
+    def of(cls, screening: Screening) -> Charge:
+        """The charge of a screening."""
+        return cls(screening.charge, screening.e164, screening.lease_id)
+
+
 class UsageTracker:
     """Per account: destinations already called, and recent international calls."""
 
@@ -184,7 +198,7 @@ class Screener:
                                    charge=tuple(windows),
                                    e164=number.e164 if number is not None else None)
 
-    async def charge(self, screening: Screening, seconds: float,
+    async def charge(self, screening: Screening | Charge, seconds: float,
                      wall_clock: datetime | None = None) -> None:
         """Record what an answered call cost on its spend counters."""
         if not screening.charge or screening.e164 is None or seconds <= 0:

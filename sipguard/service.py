@@ -32,7 +32,7 @@ from sipguard import logs
 from sipguard.calls import Command, LogEvent, ScreenAttempt
 from sipguard.controller import Controller
 from sipguard.policyfile import LoadedPolicy
-from sipguard.screening import Screener, Screening, failed_closed, make_store
+from sipguard.screening import Charge, Screener, Screening, failed_closed, make_store
 from sipguard.settings import ListenAddress, Settings
 from sipguard.sip.endpoint import Datagram, Endpoint
 from sipguard.sip.transaction import Address
@@ -102,7 +102,7 @@ class Service:
         # Leases held by live calls: call key -> (lease id, counter keys).
         self._leases: dict[int, tuple[str, tuple[str, ...]]] = {}
         # Calls to charge to spend counters when they end: call key -> screening.
-        self._charges: dict[int, Screening] = {}
+        self._charges: dict[int, Charge] = {}
         self._node = f"{socket.gethostname()}-{os.getpid()}"
         self.listeners: list[Listener] = []
         self.endpoint: Endpoint | None = None
@@ -325,7 +325,7 @@ class Service:
             if screening.lease_keys:
                 self._leases[command.call_key] = (lease_id, screening.lease_keys)
             if screening.charge:
-                self._charges[command.call_key] = screening
+                self._charges[command.call_key] = Charge.of(screening)
         elif screening.lease_keys:
             self._release(lease_id, screening.lease_keys)
         self._run(commands, now)

@@ -200,3 +200,82 @@ def black_hole() -> Iterator[BlackHole]:
     hole.stopping.set()
     reader.join(timeout=5)
     sock.close()
+
+
+# --------------------------------------------------------------------------- state store
+#
+# tests/store_server.py is loaded by its path: this directory is on sys.path as the
+# conftest's root, but the repository root may not be, and a ``tests`` package from
+# site-packages (sippy ships one) may stand in for ours. It is registered as the
+# top-level module ``store_server`` so test modules here can import its types.
+
+
+def _load_store_server() -> Any:
+    import importlib.util
+    import sys
+
+    loaded = sys.modules.get("store_server")
+    if loaded is not None:
+        return loaded
+    path = Path(__file__).resolve().parents[1] / "store_server.py"
+    spec = importlib.util.spec_from_file_location("store_server", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["store_server"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+store_server = _load_store_server()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Any]:
+    """A redis-server on a free loopback port, for this test alone (skipped without one).
+
+    The test may stop and restart it (same port); it is stopped by its PID at the end.
+    """
+    if not store_server.REDIS_SERVER:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    directory = tmp_path / "redis"
+    directory.mkdir()
+    server = store_server.RedisServer(directory=directory).start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def start_sipguard_with_store(tmp_path: Path) -> Iterator[Callable[..., Sipguard]]:
+    """Like ``start_sipguard``, with a ``store:`` section in the configuration.
+
+    ``start(trunk_uri, policy=TEXT, store={"backend": "redis", "url": ..., "timeout": 0.2},
+    **options)``; the other options go to ``sipguard_config``. Stopped at the end.
+    """
+    started: list[Sipguard] = []
+
+    def start(
+        trunk_uri: str,
+        policy: str | None = None,
+        store: dict[str, Any] | None = None,
+        **options: Any,
+    ) -> Sipguard:
+        directory = tmp_path / f"sipguard-store-{len(started)}"
+        directory.mkdir()
+        (directory / "policy.yaml").write_text(policy or TEST_POLICY.read_text())
+        config = sipguard_config(trunk_uri, **options)
+        if store is not None:
+            config["store"] = dict(store)
+        config_path = directory / "sipguard.yaml"
+        config_path.write_text(yaml.safe_dump(config))
+        service = Sipguard(sipguard_command(), config_path, directory / "stderr.log")
+        started.append(service)
+        service.wait_for("service.started", timeout=SIPGUARD_START_TIMEOUT)
+        return service
+
+    yield start
+    hung = [service for service in started if not service.stop()]
+    if hung:
+        pytest.fail(
+            "sipguard did not exit within "
+            f"{PROCESS_STOP_TIMEOUT} s of SIGTERM:\n{hung[0].describe()}"
+        )
