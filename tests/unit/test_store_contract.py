@@ -1,0 +1,447 @@
+"""The StateStore contract: MemoryStore and RedisStore count, refuse and expire alike.
+
+Every contract test runs twice, once per store: ``store`` is a :class:`StoreCase`
+whose ``run`` creates the store inside a fresh event loop (``asyncio.run``; the
+Redis client binds to the loop it first runs in), runs the scenario and closes
+the store. The Redis store talks to a real redis-server started once for the
+session on a free loopback port (tests/store_server.py), flushed before each test.
+
+Time is a parameter: every ``now`` is an explicit value far from the wall clock,
+so windows and lease expiries are judged against the ``now`` the test passes,
+never against how long the test took.
+
+The Redis-only tests at the end stop, pause and restart a server of their own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pytest
+import redis
+
+from sipguard.store import CounterRequest, MemoryStore, StateStore, StoreUnavailableError
+from sipguard.store.redis import RedisStore
+from tests.store_server import REDIS_SERVER, RedisServer
+
+NOW = 1_000_000.0  # an arbitrary instant; only differences matter
+REDIS_TIMEOUT = 0.5  # seconds, as the service would be configured for a slow network
+SLACK = 0.3  # seconds a failing call may take beyond the timeout (loop and process jitter)
+
+_T = TypeVar("_T")
+
+
+def rate(key: str, maximum: int = 100, window: float = 10.0, hard: bool = False) -> CounterRequest:
+    """A sliding-window counter."""
+    return CounterRequest(key, "rate", maximum, window, hard)
+
+
+def lease(key: str, maximum: int = 100, ttl: float = 30.0, hard: bool = False) -> CounterRequest:
+    """A concurrency counter whose leases live ``ttl`` seconds unless renewed."""
+    return CounterRequest(key, "lease", maximum, ttl, hard)
+
+
+def counter(kind: str, key: str, maximum: int, hard: bool) -> CounterRequest:
+    """A counter of either kind (for tests that hold for both)."""
+    return rate(key, maximum, hard=hard) if kind == "rate" else lease(key, maximum, hard=hard)
+
+
+@dataclass(frozen=True)
+class StoreCase:
+    """One store implementation: how to make it inside a running loop, and run a scenario."""
+
+    name: str
+    make: Callable[[], StateStore]
+
+    def run(self, scenario: Callable[[StateStore], Awaitable[_T]]) -> _T:
+        """Run ``scenario`` against a new store in a new event loop; close the store after."""
+
+        async def main() -> _T:
+            store = self.make()
+            try:
+                return await scenario(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A redis-server on a free loopback port for the whole session (skipped without one)."""
+    if not REDIS_SERVER:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which the test may stop, pause and restart."""
+    if not REDIS_SERVER:
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    server = RedisServer().start()
+    yield server
+    server.close()
+
+
+@pytest.fixture(params=["memory", "redis"])
+def store(request: pytest.FixtureRequest) -> StoreCase:
+    """Each store implementation in turn; the Redis database starts empty."""
+    if request.param == "memory":
+        return StoreCase("memory", MemoryStore)
+    server: RedisServer = request.getfixturevalue("redis_server")
+    if not server.running:
+        server.start()
+    with redis.Redis.from_url(server.url, socket_timeout=2.0) as client:
+        client.flushdb()
+    return StoreCase("redis", lambda: RedisStore(server.url, timeout=REDIS_TIMEOUT))
+
+
+# --------------------------------------------------------------------------- the contract
+
+
+def test_rate_counter_counts_over_a_sliding_window(store: StoreCase) -> None:
+    """One call a second into a 10 s window: the 11th second drops the first call."""
+    window = [rate("rate:ext-intl:asterisk-1/2001", window=10.0)]
+
+    async def scenario(s: StateStore) -> tuple[list[int], list[int]]:
+        counts = []
+        for second in range(11):
+            taken, got = await s.try_take(window, f"call-{second}", NOW + second)
+            assert taken
+            counts.append(got[0])
+        later = [(await s.peek(window, NOW + at))[0] for at in (10.0, 15.5, 19.5, 20.0)]
+        return counts, later
+
+    counts, later = store.run(scenario)
+    assert counts == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 10]
+    # At 15.5 the calls of seconds 6..10 remain; at 19.5 only second 10's; at 20 none.
+    assert later == [10, 5, 1, 0]
+
+
+@pytest.mark.parametrize("hard_kind", ["rate", "lease"])
+def test_hard_counter_at_its_maximum_refuses_and_records_nothing_anywhere(
+    store: StoreCase, hard_kind: str
+) -> None:
+    """A take refused by a full hard counter leaves every counter of that take untouched."""
+    requests = [
+        rate("rate:account-intl:asterisk-1"),
+        lease("concurrency:live:asterisk-1/2001"),
+        counter(hard_kind, "hard:ext:asterisk-1/2001", maximum=2, hard=True),
+    ]
+
+    async def scenario(s: StateStore) -> dict[str, Any]:
+        first = await s.try_take(requests, "call-1", NOW)
+        second = await s.try_take(requests, "call-2", NOW + 1)
+        refused = await s.try_take(requests, "call-3", NOW + 2)
+        after = await s.peek(requests, NOW + 2)
+        # The refused call holds no lease: renewing it creates nothing.
+        await s.renew([requests[1].key, requests[2].key], "call-3", 30.0, NOW + 3)
+        after_renew = await s.peek(requests, NOW + 3)
+        soft_only = await s.try_take(requests[:2], "call-4", NOW + 4)
+        return {
+            "first": first,
+            "second": second,
+            "refused": refused,
+            "after": after,
+            "after_renew": after_renew,
+            "soft_only": soft_only,
+        }
+
+    result = store.run(scenario)
+    assert result["first"] == (True, [1, 1, 1])
+    assert result["second"] == (True, [2, 2, 2])
+    assert result["refused"] == (False, [2, 2, 2])  # the current counts, without the call
+    assert result["after"] == [2, 2, 2]
+    assert result["after_renew"] == [2, 2, 2]
+    assert result["soft_only"] == (True, [3, 3])
+
+
+def test_soft_counters_record_past_their_maximum(store: StoreCase) -> None:
+    """Counters that only report (not hard) keep counting beyond their maximum."""
+    requests = [
+        rate("rate:report:asterisk-1", maximum=2),
+        lease("lease:report:asterisk-1", maximum=2),
+    ]
+
+    async def scenario(s: StateStore) -> tuple[list[tuple[bool, list[int]]], list[int]]:
+        takes = [await s.try_take(requests, f"call-{n}", NOW + n) for n in range(4)]
+        return takes, await s.peek(requests, NOW + 4)
+
+    takes, peeked = store.run(scenario)
+    assert takes == [(True, [1, 1]), (True, [2, 2]), (True, [3, 3]), (True, [4, 4])]
+    assert peeked == [4, 4]
+
+
+def test_leases_count_live_calls_release_renew_and_expire(store: StoreCase) -> None:
+    """Leases count live calls; release drops one, renew extends one, an un-renewed one expires."""
+    live = lease("concurrency:live:asterisk-1/2001", ttl=30.0)
+
+    async def scenario(s: StateStore) -> dict[str, Any]:
+        taken = [await s.try_take([live], f"call-{n}", NOW) for n in (1, 2, 3)]
+        await s.release([live.key], "call-2")
+        seen: dict[str, Any] = {"taken": taken, "released": await s.peek([live], NOW + 1)}
+        await s.renew([live.key], "call-1", 30.0, NOW + 20)  # call-1 now lives to NOW + 50
+        for at in (29.5, 30.5, 49.5, 50.5):
+            seen[at] = (await s.peek([live], NOW + at))[0]
+        return seen
+
+    seen = store.run(scenario)
+    assert seen["taken"] == [(True, [1]), (True, [2]), (True, [3])]
+    assert seen["released"] == [2]
+    assert seen[29.5] == 2  # call-1 and call-3
+    assert seen[30.5] == 1  # call-3 was never renewed: gone at NOW + 30
+    assert seen[49.5] == 1  # call-1, renewed at NOW + 20 for 30 s
+    assert seen[50.5] == 0
+
+
+def test_expired_lease_frees_its_place_on_a_hard_counter(store: StoreCase) -> None:
+    """A full hard concurrency counter takes a new call once an un-renewed lease has expired."""
+    live = lease("concurrency:live:asterisk-1/2001", maximum=1, ttl=30.0, hard=True)
+
+    async def scenario(s: StateStore) -> list[tuple[bool, list[int]]]:
+        return [
+            await s.try_take([live], "call-1", NOW),
+            await s.try_take([live], "call-2", NOW + 29.5),
+            await s.try_take([live], "call-3", NOW + 30.5),
+        ]
+
+    assert store.run(scenario) == [(True, [1]), (False, [1]), (True, [1])]
+
+
+def test_peek_counts_without_recording(store: StoreCase) -> None:
+    """Peeking any number of times changes no count; unknown counters read 0."""
+    requests = [rate("rate:ext-intl:asterisk-1/2001"), lease("concurrency:live:asterisk-1/2001")]
+    unknown = [rate("rate:never:used"), lease("lease:never:used")]
+
+    async def scenario(s: StateStore) -> dict[str, Any]:
+        await s.try_take(requests, "call-1", NOW)
+        await s.try_take(requests, "call-2", NOW + 1)
+        peeks = [await s.peek(requests, NOW + 2) for _ in range(3)]
+        return {
+            "peeks": peeks,
+            "unknown": await s.peek(unknown, NOW + 2),
+            "next": await s.try_take(requests, "call-3", NOW + 3),
+        }
+
+    result = store.run(scenario)
+    assert result["peeks"] == [[2, 2]] * 3
+    assert result["unknown"] == [0, 0]
+    assert result["next"] == (True, [3, 3])
+
+
+@pytest.mark.parametrize("kind", ["rate", "lease"])
+def test_concurrent_takers_get_exactly_the_maximum(store: StoreCase, kind: str) -> None:
+    """Twenty takes at once on a hard counter of five: exactly five are taken."""
+    limited = [counter(kind, f"{kind}:ext-intl:asterisk-1/2001", maximum=5, hard=True)]
+
+    async def scenario(s: StateStore) -> tuple[list[tuple[bool, list[int]]], list[int]]:
+        takes = await asyncio.gather(*(s.try_take(limited, f"call-{n}", NOW) for n in range(20)))
+        return list(takes), await s.peek(limited, NOW)
+
+    takes, peeked = store.run(scenario)
+    taken_counts = sorted(counts[0] for taken, counts in takes if taken)
+    assert taken_counts == [1, 2, 3, 4, 5]
+    assert all(counts == [5] for taken, counts in takes if not taken)
+    assert peeked == [5]
+
+
+def test_counters_of_different_accounts_and_extensions_do_not_mix(store: StoreCase) -> None:
+    """A full counter for one extension leaves the same limit free for other extensions and accounts."""
+    keys = [
+        "rate:ext-intl:asterisk-1/2001",
+        "rate:ext-intl:asterisk-1/2002",
+        "rate:ext-intl:asterisk-2/2001",
+    ]
+
+    async def scenario(s: StateStore) -> dict[str, Any]:
+        first = [
+            await s.try_take([rate(key, 1, hard=True)], f"call-{n}", NOW)
+            for n, key in enumerate(keys)
+        ]
+        again = await s.try_take([rate(keys[0], 1, hard=True)], "call-9", NOW + 1)
+        return {
+            "first": first,
+            "again": again,
+            "peek": await s.peek([rate(key) for key in keys], NOW + 1),
+        }
+
+    result = store.run(scenario)
+    assert result["first"] == [(True, [1])] * 3
+    assert result["again"] == (False, [1])
+    assert result["peek"] == [1, 1, 1]
+
+
+def test_leases_of_different_calls_do_not_mix(store: StoreCase) -> None:
+    """Release and renew touch only the named call's leases on the named counters."""
+    first, second = lease("lease:a", ttl=30.0), lease("lease:b", ttl=30.0)
+
+    async def scenario(s: StateStore) -> dict[str, Any]:
+        await s.try_take([first], "call-1", NOW)
+        await s.try_take([first, second], "call-2", NOW)
+        await s.release([second.key], "call-1")  # call-1 holds nothing on lease:b
+        await s.release(["lease:unknown"], "call-1")  # nothing there at all
+        seen: dict[str, Any] = {"untouched": await s.peek([first, second], NOW + 1)}
+        await s.release([first.key], "call-1")
+        seen["released"] = await s.peek([first, second], NOW + 1)
+        await s.renew([first.key, second.key], "call-2", 30.0, NOW + 20)
+        await s.renew([first.key], "call-1", 30.0, NOW + 20)  # released: not brought back
+        seen["renewed"] = await s.peek([first, second], NOW + 40)
+        return seen
+
+    seen = store.run(scenario)
+    assert seen["untouched"] == [2, 1]
+    assert seen["released"] == [1, 1]
+    assert seen["renewed"] == [1, 1]  # call-2 on both, renewed to NOW + 50
+
+
+def test_a_take_with_no_counters_is_taken_with_no_counts(store: StoreCase) -> None:
+    """A call no limit applies to is taken, and nothing is counted or refused."""
+
+    async def scenario(s: StateStore) -> tuple[bool, list[int]]:
+        return await s.try_take([], "call-1", NOW)
+
+    assert store.run(scenario) == (True, [])
+
+
+# --------------------------------------------------------------------------- Redis keys
+
+
+def test_redis_keys_expire_by_themselves_and_renew_extends_them(redis_server: RedisServer) -> None:
+    """Every key the Redis store writes expires within its window (or lease) plus a second,
+    and renewing a lease pushes its key's expiry out, so idle counters leave Redis alone."""
+    window, live = rate("rate:ext-intl:asterisk-1/2001", window=10.0), lease("lease:live", ttl=30.0)
+
+    async def scenario() -> None:
+        s = RedisStore(redis_server.url, timeout=REDIS_TIMEOUT)
+        try:
+            await s.try_take([window, live], "call-1", NOW)
+        finally:
+            await s.close()
+
+    async def renew() -> None:
+        s = RedisStore(redis_server.url, timeout=REDIS_TIMEOUT)
+        try:
+            await s.renew([live.key], "call-1", 60.0, NOW + 1)
+        finally:
+            await s.close()
+
+    with redis.Redis.from_url(redis_server.url, socket_timeout=2.0) as client:
+        client.flushdb()
+        asyncio.run(scenario())
+        ttls = {key.decode(): client.pttl(key) for key in client.keys("*")}
+        asyncio.run(renew())
+        renewed = client.pttl("sipguard:" + live.key)
+    assert set(ttls) == {"sipguard:" + window.key, "sipguard:" + live.key}
+    assert 0 < ttls["sipguard:" + window.key] <= 11_000, ttls
+    assert 0 < ttls["sipguard:" + live.key] <= 31_000, ttls
+    assert 31_000 < renewed <= 61_000, renewed
+
+
+# --------------------------------------------------------------------------- Redis outages
+
+
+async def _timed(operation: Awaitable[Any]) -> tuple[BaseException | None, float]:
+    """Await ``operation``; return the exception it raised (or None) and how long it took."""
+    began = time.monotonic()
+    try:
+        await operation
+    except Exception as error:
+        return error, time.monotonic() - began
+    return None, time.monotonic() - began
+
+
+def _all_operations(s: RedisStore, call_id: str) -> dict[str, Awaitable[Any]]:
+    live = [rate("rate:ext-intl:asterisk-1/2001"), lease("concurrency:live:asterisk-1/2001")]
+    keys = [request.key for request in live]
+    return {
+        "try_take": s.try_take(live, call_id, NOW + 5),
+        "peek": s.peek(live, NOW + 5),
+        "renew": s.renew(keys, call_id, 30.0, NOW + 5),
+        "release": s.release(keys, call_id),
+    }
+
+
+def test_stopped_redis_fails_within_the_timeout_and_the_store_recovers(
+    private_redis: RedisServer,
+) -> None:
+    """With redis-server stopped every operation raises StoreUnavailableError within the
+    timeout; after a restart on the same port the same store object works again."""
+    requests = [rate("rate:ext-intl:asterisk-1/2001"), lease("concurrency:live:asterisk-1/2001")]
+
+    async def scenario() -> dict[str, Any]:
+        s = RedisStore(private_redis.url, timeout=REDIS_TIMEOUT)
+        try:
+            seen: dict[str, Any] = {"before": await s.try_take(requests, "call-1", NOW)}
+            await asyncio.to_thread(private_redis.stop)
+            seen["down"] = {
+                name: await _timed(operation)
+                for name, operation in _all_operations(s, "call-2").items()
+            }
+            seen["ping_down"] = await s.ping()
+            await asyncio.to_thread(private_redis.start)
+            # No persistence: the restarted server is empty, so the count starts again.
+            seen["after"] = await s.try_take(requests, "call-3", NOW + 6)
+            seen["peek_after"] = await s.peek(requests, NOW + 6)
+            seen["ping_up"] = await s.ping()
+            return seen
+        finally:
+            await s.close()
+
+    seen = asyncio.run(scenario())
+    assert seen["before"] == (True, [1, 1])
+    for name, (error, elapsed) in seen["down"].items():
+        assert isinstance(error, StoreUnavailableError), (name, error)
+        assert elapsed <= REDIS_TIMEOUT + SLACK, (name, elapsed)
+    assert seen["ping_down"] is False
+    assert seen["after"] == (True, [1, 1])
+    assert seen["peek_after"] == [1, 1]
+    assert seen["ping_up"] is True
+
+
+def test_unresponsive_redis_fails_within_the_timeout_and_late_replies_are_not_misread(
+    private_redis: RedisServer,
+) -> None:
+    """A paused redis-server (connections accepted, nothing answered) gives StoreUnavailableError
+    after the timeout, not a hang; once it answers again every reply belongs to its own request."""
+    requests = [rate("rate:ext-intl:asterisk-1/2001"), lease("concurrency:live:asterisk-1/2001")]
+
+    async def scenario() -> dict[str, Any]:
+        s = RedisStore(private_redis.url, timeout=REDIS_TIMEOUT)
+        try:
+            seen: dict[str, Any] = {"before": await s.try_take(requests, "call-1", NOW)}
+            private_redis.pause()
+            try:
+                # Only take and peek: a release or renew the server ran late could
+                # reorder with the take and blur what the counts below must be.
+                seen["paused"] = {
+                    "try_take": await _timed(s.try_take(requests, "call-2", NOW + 5)),
+                    "peek": await _timed(s.peek(requests, NOW + 5)),
+                }
+            finally:
+                private_redis.resume()
+            seen["peeks"] = [await s.peek(requests, NOW + 6) for _ in range(4)]
+            seen["after"] = await s.try_take(requests, "call-3", NOW + 6)
+            return seen
+        finally:
+            await s.close()
+
+    seen = asyncio.run(scenario())
+    assert seen["before"] == (True, [1, 1])
+    for name, (error, elapsed) in seen["paused"].items():
+        assert isinstance(error, StoreUnavailableError), (name, error)
+        assert REDIS_TIMEOUT - 0.05 <= elapsed <= REDIS_TIMEOUT + SLACK, (name, elapsed)
+    # The paused server may or may not have run the take it received (call-2) when it
+    # resumed, but every later reply must be the count, not a stale answer to another call.
+    assert len(set(map(tuple, seen["peeks"]))) == 1, seen["peeks"]
+    assert seen["peeks"][0] in ([1, 1], [2, 2]), seen["peeks"]
+    assert seen["after"] == (True, [count + 1 for count in seen["peeks"][0]])
