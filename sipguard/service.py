@@ -283,11 +283,14 @@ class Service:
         self._after_pump()
 
     def _rearm(self) -> None:
-        endpoint, loop = self.endpoint, self._loop
-        assert endpoint is not None and loop is not None
-        deadline = endpoint.get_timer()
-        if deadline is None:
+        endpoint, controller, loop = self.endpoint, self.controller, self._loop
+        assert endpoint is not None and controller is not None and loop is not None
+        # Transaction timers and the controller's own (ring timeout, longest call).
+        deadlines = [when for when in (endpoint.get_timer(), controller.get_timer())
+                     if when is not None]
+        if not deadlines:
             return
+        deadline = min(deadlines)
         if self._timer is not None and self._timer_deadline is not None:
             if self._timer_deadline <= deadline:
                 return

@@ -206,13 +206,6 @@ def test_store_outage_fails_international_closed_and_domestic_open_then_recovers
     assert uas.wait_for_received("INVITE ", 4) == 4, uas.describe()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: Service._rearm arms the event-loop timer from endpoint.get_timer() only, never "
-    "controller.get_timer(), so controller deadlines (duration limits, max_call_duration, "
-    "ring_timeout) fire only if some SIP transaction timer happens to fire later; an answered "
-    "call has none, so it is never ended",
-)
 def test_duration_limit_ends_an_answered_international_call_after_two_seconds(
     start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac
 ) -> None:
