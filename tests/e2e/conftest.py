@@ -62,7 +62,7 @@ from harness import (
 def sipp_binary() -> str:
     """The SIPp executable (the e2e tests are skipped without one)."""
     if not SIPP:
-        pytest.skip("sipp is not installed (apt-get install sip-tester)")
+        pytest.fail("sipp is not installed: ./dev test installs it (apt-get install sip-tester)")
     return SIPP
 
 
@@ -236,7 +236,7 @@ def redis_server(tmp_path: Path) -> Iterator[Any]:
     The test may stop and restart it (same port); it is stopped by its PID at the end.
     """
     if not store_server.REDIS_SERVER:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.fail("redis-server is not installed: ./dev test installs it (apt-get install redis-server)")
     directory = tmp_path / "redis"
     directory.mkdir()
     server = store_server.RedisServer(directory=directory).start()

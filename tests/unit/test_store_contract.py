@@ -77,7 +77,7 @@ class StoreCase:
 def redis_server() -> Iterator[RedisServer]:
     """A redis-server on a free loopback port for the whole session (skipped without one)."""
     if not REDIS_SERVER:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.fail("redis-server is not installed: ./dev test installs it (apt-get install redis-server)")
     server = RedisServer().start()
     yield server
     server.close()
@@ -87,7 +87,7 @@ def redis_server() -> Iterator[RedisServer]:
 def private_redis() -> Iterator[RedisServer]:
     """A redis-server of this test's own, which the test may stop, pause and restart."""
     if not REDIS_SERVER:
-        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+        pytest.fail("redis-server is not installed: ./dev test installs it (apt-get install redis-server)")
     server = RedisServer().start()
     yield server
     server.close()
@@ -445,3 +445,23 @@ def test_unresponsive_redis_fails_within_the_timeout_and_late_replies_are_not_mi
     assert len(set(map(tuple, seen["peeks"]))) == 1, seen["peeks"]
     assert seen["peeks"][0] in ([1, 1], [2, 2]), seen["peeks"]
     assert seen["after"] == (True, [count + 1 for count in seen["peeks"][0]])
+
+
+def test_spend_sums_within_each_window_and_forgets_older_amounts(store: StoreCase) -> None:
+    """Amounts add up per key within its window; older ones drop out; keys do not mix."""
+    day, five_minutes = ("spend:intl-day:asterisk-1", 86400.0), ("spend:gb-5m:GB", 300.0)
+
+    async def scenario(s: StateStore) -> list[list[float]]:
+        await s.add_spend([day, five_minutes], 1.25, "call-1", NOW)
+        await s.add_spend([day, five_minutes], 0.5, "call-2", NOW + 100)
+        await s.add_spend([day], 2.0, "call-3", NOW + 200)
+        return [await s.spent([day, five_minutes], NOW + 250),
+                await s.spent([day, five_minutes], NOW + 350),
+                await s.spent([day, five_minutes], NOW + 86500),
+                await s.spent([("spend:intl-day:other", 86400.0)], NOW + 250)]
+
+    totals = store.run(scenario)
+    assert totals[0] == pytest.approx([3.75, 1.75])
+    assert totals[1] == pytest.approx([3.75, 0.5])  # call-1 left the 5-minute window
+    assert totals[2] == pytest.approx([2.0, 0.0])
+    assert totals[3] == [0.0]
