@@ -238,6 +238,13 @@ class Screener:
         except StoreUnavailableError as error:
             self.log.info("store.release_failed", error=str(error), lease_id=lease_id)
 
+    async def release_many(self, releases: list[tuple[tuple[str, ...], str]]) -> None:
+        """Drop the leases of several finished calls in one go."""
+        try:
+            await self.store.release_many(releases)
+        except StoreUnavailableError as error:
+            self.log.info("store.release_failed", error=str(error), calls=len(releases))
+
     async def renew(self, leases: dict[str, tuple[str, ...]]) -> None:
         """Keep the leases of live calls from expiring."""
         now = datetime.now(UTC).timestamp()

@@ -90,6 +90,7 @@ async def bind_listener(address: ListenAddress, limit: int) -> Listener:
 
 
 ShutdownTrigger = Callable[[], Awaitable[None]]
+RELEASE_BATCH_SECONDS = 0.02  # finished calls' leases go to the store together
 
 
 class Service:
@@ -103,6 +104,9 @@ class Service:
         self._leases: dict[int, tuple[str, tuple[str, ...]]] = {}
         # Calls to charge to spend counters when they end: call key -> screening.
         self._charges: dict[int, Charge] = {}
+        # Leases of finished calls waiting to be released in one batch.
+        self._to_release: list[tuple[tuple[str, ...], str]] = []
+        self._release_handle: asyncio.TimerHandle | None = None
         self._node = f"{socket.gethostname()}-{os.getpid()}"
         self.listeners: list[Listener] = []
         self.endpoint: Endpoint | None = None
@@ -167,8 +171,10 @@ class Service:
             listener.transport.close()
         if self._timer is not None:
             self._timer.cancel()
-        for held in list(self._leases.values()):
-            await self.screener.release(held[1], held[0])
+        if self._release_handle is not None:
+            self._release_handle.cancel()
+        await self.screener.release_many(
+            [*self._to_release, *((keys, lease_id) for lease_id, keys in self._leases.values())])
         await self.screener.store.close()
         logs.lifecycle_logger().warning("service.stopped", **self.stats())
         return 0
@@ -335,9 +341,19 @@ class Service:
         self._after_pump()
 
     def _release(self, lease_id: str, keys: tuple[str, ...]) -> None:
-        task = asyncio.ensure_future(self.screener.release(keys, lease_id))
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        """Queue a finished call's leases; they go to the store in one batch shortly."""
+        self._to_release.append((keys, lease_id))
+        if self._release_handle is None and self._loop is not None:
+            self._release_handle = self._loop.call_later(RELEASE_BATCH_SECONDS,
+                                                         self._flush_releases)
+
+    def _flush_releases(self) -> None:
+        self._release_handle = None
+        batch, self._to_release = self._to_release, []
+        if batch:
+            task = asyncio.ensure_future(self.screener.release_many(batch))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
 
     def _after_pump(self) -> None:
         """Release the leases of calls that ended, send, re-arm the timer."""

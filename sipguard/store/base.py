@@ -44,6 +44,10 @@ class StateStore(Protocol):
         """Drop the call's leases (the call ended)."""
         ...
 
+    async def release_many(self, releases: Sequence[tuple[Sequence[str], str]]) -> None:
+        """Drop the leases of several calls at once (one round trip for Redis)."""
+        ...
+
     async def renew(self, keys: Sequence[str], call_id: str, ttl: float, now: float) -> None:
         """Extend the call's leases (the call is still up)."""
         ...

@@ -64,6 +64,11 @@ class MemoryStore:
                 if not leases:
                     del self._leases[key]
 
+    async def release_many(self, releases: Sequence[tuple[Sequence[str], str]]) -> None:
+        """Drop the leases of several calls."""
+        for keys, call_id in releases:
+            await self.release(keys, call_id)
+
     async def renew(self, keys: Sequence[str], call_id: str, ttl: float, now: float) -> None:
         """Extend the call's leases that still exist."""
         for key in keys:

@@ -126,6 +126,15 @@ class RedisStore:
             pipeline.zrem(self.prefix + key, call_id)
         await self._call(pipeline.execute())
 
+    async def release_many(self, releases: Sequence[tuple[Sequence[str], str]]) -> None:
+        """Drop the leases of several calls in one pipeline."""
+        pipeline = self._client.pipeline(transaction=False)
+        for keys, call_id in releases:
+            for key in keys:
+                pipeline.zrem(self.prefix + key, call_id)
+        if len(pipeline):
+            await self._call(pipeline.execute())
+
     async def renew(self, keys: Sequence[str], call_id: str, ttl: float, now: float) -> None:
         """Extend the call's leases."""
         if not keys:

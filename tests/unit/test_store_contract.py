@@ -465,3 +465,18 @@ def test_spend_sums_within_each_window_and_forgets_older_amounts(store: StoreCas
     assert totals[1] == pytest.approx([3.75, 0.5])  # call-1 left the 5-minute window
     assert totals[2] == pytest.approx([2.0, 0.0])
     assert totals[3] == [0.0]
+
+
+def test_release_many_drops_the_leases_of_several_calls(store: StoreCase) -> None:
+    """One batched release frees every listed call's leases and leaves the others."""
+    live = [lease("concurrency:live:asterisk-1", 10)]
+
+    async def scenario(s: StateStore) -> tuple[list[int], list[int]]:
+        for call in ("a", "b", "c"):
+            await s.try_take(live, call, NOW)
+        before = await s.peek(live, NOW + 1)
+        await s.release_many([(["concurrency:live:asterisk-1"], "a"),
+                              (["concurrency:live:asterisk-1"], "c")])
+        return before, await s.peek(live, NOW + 1)
+
+    assert store.run(scenario) == ([3], [1])
