@@ -16,6 +16,7 @@ from sipguard.policy.model import (
     CLASSES,
     LIMIT_SCOPES,
     Action,
+    ConsecutiveRule,
     DurationLimit,
     LimitKind,
     LimitRule,
@@ -45,7 +46,7 @@ def read_limits(reader: PolicyReader, data: dict[str, Any]) -> Limits:
     section = reader.mapping(data, "limits", "limits")
     if not section:
         return Limits()
-    reader.known_keys(section, ("rate", "concurrency", "duration", "spend",
+    reader.known_keys(section, ("rate", "concurrency", "duration", "spend", "consecutive",
                                 "on_store_failure", "lease_seconds"), "limits")
     rules: list[LimitRule] = []
     ids: set[str] = set()
@@ -126,6 +127,7 @@ def read_limits(reader: PolicyReader, data: dict[str, Any]) -> Limits:
         lease = 120
     spend, deck, per_call_max, currency = _spend(reader, section)
     return Limits(rules=tuple(rules), durations=tuple(durations), spend=tuple(spend),
+                  consecutive=tuple(_consecutive(reader, section)),
                   rate_deck=deck, per_call_max=per_call_max, currency=currency,
                   on_store_failure=MappingProxyType(failure), lease_seconds=float(lease))
 
@@ -214,3 +216,36 @@ def _rate_deck(reader: PolicyReader, section: dict[str, Any], path: Path,
             continue
         prices[prefix] = price
     return RateDeck.build(prices, default, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _consecutive(reader: PolicyReader, section: dict[str, Any]) -> list[ConsecutiveRule]:
+    rules: list[ConsecutiveRule] = []
+    raw = reader.sequence(section, "consecutive", "limits.consecutive")
+    for index, item in enumerate(raw):
+        at = f"limits.consecutive[{index}]"
+        if not isinstance(item, dict):
+            reader.error(raw, index, at, "must be a mapping")
+            continue
+        reader.known_keys(item, ("id", "per", "class", "max", "window", "action", "mode"), at)
+        per = item.get("per")
+        if per not in ("extension", "account"):
+            reader.error(item, "per", f"{at}.per", f"{per!r} is not extension or account")
+            continue
+        maximum = item.get("max")
+        if isinstance(maximum, bool) or not isinstance(maximum, int) or maximum < 1:
+            reader.error(item, "max", f"{at}.max", "must be a whole number, 1 or more")
+            continue
+        window = _seconds(reader, item, "window", f"{at}.window") if "window" in item else 3600.0
+        wanted = item.get("class", "any")
+        names = wanted if isinstance(wanted, list) else [wanted]
+        if any(name not in (*CLASSES, "any") for name in names):
+            reader.error(item, "class", f"{at}.class", f"{wanted!r} is not a class")
+            continue
+        if window is None:
+            continue
+        rules.append(ConsecutiveRule(
+            str(item.get("id") or f"consecutive:{index}"), per, maximum,
+            reader.action(item, "action", f"{at}.action", default=Action.PIN), window,
+            frozenset(CLASSES) if "any" in names else frozenset(names), reader.mode(item, at),
+            line_of(raw, index)))
+    return rules

@@ -34,8 +34,10 @@ from sipguard.policy import (
 )
 from sipguard.policy.limits import (
     LimitResult,
+    apply_consecutive,
     apply_limits,
     apply_spend,
+    consecutive_checks,
     limit_checks,
     max_duration,
     spend_checks,
@@ -133,6 +135,8 @@ class Screener:
         screening = Screening(decision)
         if decision.verdict is not Verdict.REJECT and decision.rule != "emergency":
             screening = await self._count(policy, attempt, decision, lease_id, when)
+            if screening.decision.verdict is not Verdict.REJECT and policy.limits.consecutive:
+                screening = await self._runs(policy, attempt, screening, when)
             if screening.decision.verdict is not Verdict.REJECT and policy.limits.spend:
                 screening = await self._budget(policy, attempt, screening, when)
         if screening.decision.verdict is Verdict.FORWARD:
@@ -172,6 +176,29 @@ class Screener:
             await self.release(leases, lease_id)  # counted, but the call will not happen
             leases = ()
         return Screening(decision, leases, lease_id, longest)
+
+    async def _runs(self, policy: Policy, attempt: CallAttempt, screening: Screening,
+                    when: datetime) -> Screening:
+        """Count the call on its runs of consecutive calls to one number."""
+        decision = screening.decision
+        extension = clean(attempt.extension) if attempt.extension else None
+        checks = consecutive_checks(policy, decision, attempt.account, extension)
+        number = decision.number
+        if not checks or number is None or number.e164 is None:
+            return screening
+        runs = []
+        try:
+            for rule, key in checks:
+                runs.append((rule, key, await self.store.streak(key, number.e164, rule.window,
+                                                                when.timestamp())))
+        except StoreUnavailableError as error:
+            failed = self._store_failed(policy, decision, str(error))
+            return dataclasses.replace(screening, decision=failed)
+        decision = apply_consecutive(policy, decision, runs)
+        if decision.verdict is not Verdict.FORWARD and screening.lease_keys:
+            await self.release(screening.lease_keys, screening.lease_id)
+            screening = dataclasses.replace(screening, lease_keys=())
+        return dataclasses.replace(screening, decision=decision)
 
     async def _budget(self, policy: Policy, attempt: CallAttempt, screening: Screening,
                       when: datetime) -> Screening:

@@ -19,7 +19,15 @@ import dataclasses
 from dataclasses import dataclass
 
 from sipguard.policy.decision import Decision, TraceEntry, Verdict
-from sipguard.policy.model import Action, LimitKind, LimitRule, Mode, Policy, SpendRule
+from sipguard.policy.model import (
+    Action,
+    ConsecutiveRule,
+    LimitKind,
+    LimitRule,
+    Mode,
+    Policy,
+    SpendRule,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,3 +199,43 @@ def apply_spend(policy: Policy, decision: Decision, checks: list[SpendCheck],
     changed = dataclasses.replace(decision, verdict=verdict, rule=rule, category=category,
                                   reason=reason, would=would, trace=tuple(trace))
     return changed, seconds
+
+
+def consecutive_checks(policy: Policy, decision: Decision, account: str,
+                       extension: str | None) -> list[tuple[ConsecutiveRule, str]]:
+    """The runs of consecutive calls this call extends: (rule, key)."""
+    number = decision.number
+    if number is None or number.e164 is None or decision.number_class is None:
+        return []
+    checks = []
+    for rule in policy.limits.consecutive:
+        if decision.number_class in rule.classes:
+            scope = account if rule.per == "account" else f"{account}/{extension or '-'}"
+            checks.append((rule, f"streak:{rule.id}:{scope}"))
+    return checks
+
+
+def apply_consecutive(policy: Policy, decision: Decision,
+                      runs: list[tuple[ConsecutiveRule, str, int]]) -> Decision:
+    """The decision with each run of calls to one number traced and its limit applied."""
+    trace = list(decision.trace)
+    verdict, rule, category, reason, would = (decision.verdict, decision.rule, decision.category,
+                                              decision.reason, decision.would)
+    e164 = decision.number.e164 if decision.number is not None else "?"
+    for limit, key, run in runs:
+        detail = f"{key}: call {run} in a row to {e164}, limit {limit.maximum}"
+        enforced = limit.mode is Mode.ENFORCE and policy.mode is Mode.ENFORCE
+        if run <= limit.maximum:
+            trace.append(TraceEntry(limit.id, False, detail, "limit"))
+            continue
+        trace.append(TraceEntry(limit.id, True, detail + " (exceeded)", "limit",
+                                limit.action.value, "enforce" if enforced else "report"))
+        would = "deny" if limit.action is Action.DENY else ("pin" if would == "allow" else would)
+        if not enforced:
+            continue
+        if limit.action is Action.DENY and verdict is not Verdict.REJECT:
+            verdict, rule, category, reason = Verdict.REJECT, limit.id, "limit reached", detail
+        elif limit.action is Action.PIN and verdict is Verdict.FORWARD:
+            verdict, rule, category, reason = Verdict.CHALLENGE, limit.id, "PIN required", detail
+    return dataclasses.replace(decision, verdict=verdict, rule=rule, category=category,
+                               reason=reason, would=would, trace=tuple(trace))

@@ -268,6 +268,24 @@ class LimitRule:
 
 
 @dataclass(frozen=True, slots=True)
+class ConsecutiveRule:
+    """At most ``maximum`` calls in a row to one number, ``per`` extension or account.
+
+    Calling another number starts the count again; so does ``window`` seconds
+    without a call. Targeted pumping calls one number again and again.
+    """
+
+    id: str
+    per: str
+    maximum: int
+    action: Action = Action.PIN
+    window: float = 3600.0
+    classes: frozenset[str] = frozenset(CLASSES)
+    mode: Mode = Mode.ENFORCE
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class DurationLimit:
     """The longest call allowed for some classes, in seconds."""
 
@@ -305,6 +323,7 @@ class Limits:
     rules: tuple[LimitRule, ...] = ()
     durations: tuple[DurationLimit, ...] = ()
     spend: tuple[SpendRule, ...] = ()
+    consecutive: tuple[ConsecutiveRule, ...] = ()
     rate_deck: RateDeck = EMPTY_DECK
     per_call_max: float | None = None
     currency: str = "USD"

@@ -65,6 +65,14 @@ class StateStore(Protocol):
         """Record what a call cost on each (key, window)."""
         ...
 
+    async def streak(self, key: str, number: str, ttl: float, now: float) -> int:
+        """Count a call to ``number`` on a run of consecutive calls; return the run's length.
+
+        A call to another number starts a new run at 1; so does a key left
+        untouched for ``ttl`` seconds.
+        """
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

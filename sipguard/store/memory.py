@@ -19,6 +19,7 @@ class MemoryStore:
         self._windows: dict[str, collections.deque[float]] = {}
         self._leases: dict[str, dict[str, float]] = {}
         self._spend: dict[str, collections.deque[tuple[float, float]]] = {}
+        self._streaks: dict[str, tuple[str, int, float]] = {}  # key -> number, run, expiry
 
     def _count(self, request: CounterRequest, now: float) -> int:
         if request.kind == "rate":
@@ -100,6 +101,16 @@ class MemoryStore:
         """Record a call's cost."""
         for key, _window in entries:
             self._spend.setdefault(key, collections.deque()).append((now, amount))
+
+    async def streak(self, key: str, number: str, ttl: float, now: float) -> int:
+        """Count a call on the run of consecutive calls to one number."""
+        last = self._streaks.get(key)
+        run = last[1] + 1 if last is not None and last[0] == number and last[2] > now else 1
+        self._streaks[key] = (number, run, now + ttl)
+        if len(self._streaks) > 100000:  # forget runs that ended long ago
+            for stale in [k for k, (_, _, expiry) in self._streaks.items() if expiry <= now]:
+                del self._streaks[stale]
+        return run
 
     async def close(self) -> None:
         """Nothing to release."""

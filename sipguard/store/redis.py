@@ -83,6 +83,18 @@ return totals
 """
 
 
+# KEYS[1]: the run. ARGV: number, ttl in ms. The hash holds the number and the run length.
+_STREAK = """
+local run = 1
+if redis.call('HGET', KEYS[1], 'number') == ARGV[1] then
+  run = tonumber(redis.call('HGET', KEYS[1], 'run')) + 1
+end
+redis.call('HSET', KEYS[1], 'number', ARGV[1], 'run', run)
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return run
+"""
+
+
 class RedisStore:
     """Counters in Redis, shared by every node that uses the same server."""
 
@@ -96,6 +108,7 @@ class RedisStore:
         self._try_take = self._client.register_script(_TRY_TAKE)
         self._renew = self._client.register_script(_RENEW)
         self._spent = self._client.register_script(_SPENT)
+        self._streak = self._client.register_script(_STREAK)
 
     async def _call(self, operation: Awaitable[_T]) -> _T:
         try:
@@ -169,6 +182,12 @@ class RedisStore:
             pipeline.zadd(self.prefix + key, {f"{call_id}:{amount!r}": now})
             pipeline.pexpire(self.prefix + key, int(window * 1000) + 1000)
         await self._call(pipeline.execute())
+
+    async def streak(self, key: str, number: str, ttl: float, now: float) -> int:
+        """Count a call on the run of consecutive calls to one number (expiry by Redis)."""
+        reply = await self._call(self._streak(keys=[self.prefix + key],
+                                              args=[number, int(ttl * 1000)]))
+        return int(reply)
 
     async def ping(self) -> bool:
         """Whether the server answers now."""

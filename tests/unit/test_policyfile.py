@@ -855,3 +855,25 @@ def test_misspelt_weekday_is_refused(tmp_path: Path):
     problems = _problems(path)
     assert any("accounts[0].business_hours.days[1]: 'monkey' is not a weekday" in problem
                for problem in problems), problems
+
+
+@pytest.mark.parametrize(
+    ("limits", "expected"),
+    [
+        ("  rate: [{per: planet, max: 3, window: 1h}]", ":4: limits.rate[0].per: 'planet' is not"),
+        ("  rate: [{per: extension, max: 3, window: soon}]",
+         ":4: limits.rate[0].window: 'soon' is not a duration"),
+        ("  concurrency: [{per: account, max: -1}]", ":4: limits.concurrency[0].max: must be"),
+        ("  consecutive: [{per: system, max: 3}]",
+         ":4: limits.consecutive[0].per: 'system' is not extension or account"),
+        ("  spend: {rules: [{per: account, max: 10, window: 1d, class: cheap}]}",
+         ":4: limits.spend.rules[0].class: 'cheap' is not a class"),
+        ("  spend: {rate_deck: missing.csv}", ":4: limits.spend.rate_deck: cannot read"),
+        ("  on_store_failure: {domestic: maybe}", ":4: limits.on_store_failure.domestic: must be"),
+    ],
+)
+def test_limit_problems_name_file_line_and_key(tmp_path: Path, limits: str, expected: str):
+    """Every mistake in the limits section is reported as file:line: key.path: message."""
+    path = _write(tmp_path, "accounts: [{name: pbx}]\nmode: enforce\nlimits:\n" + limits + "\n")
+    problems = _problems(path)
+    assert any(f"{path}{expected}" in problem for problem in problems), problems

@@ -17,6 +17,7 @@ SHIPPED = Path(__file__).resolve().parents[2] / "conf" / "policy.yaml"
 MONDAY_NOON = datetime.fromisoformat("2026-11-23T12:00:00-05:00")
 CANADA = "16135550123"  # domestic for asterisk-1 (US with domestic_regions US, CA)
 IRELAND = "01135312345678"  # international; the sales-europe group (4XX) may call it
+IRELAND_TOO = "01135312345679"  # another Dublin number: alternating never makes a run
 
 
 class DownStore(MemoryStore):
@@ -41,7 +42,8 @@ def test_sixth_international_call_in_an_hour_is_refused():
     async def run() -> list[str]:
         actions = []
         for minute in range(6):
-            screening = await screener.screen(_attempt(IRELAND), 0.0, f"call-{minute}",
+            number = IRELAND if minute % 2 else IRELAND_TOO
+            screening = await screener.screen(_attempt(number), 0.0, f"call-{minute}",
                                               MONDAY_NOON + timedelta(minutes=minute))
             actions.append(screening.decision.action)
             await screener.release(screening.lease_keys, f"call-{minute}")  # each call ended
@@ -97,3 +99,21 @@ def test_emergency_calls_never_touch_a_down_store():
         screening = asyncio.run(screener.screen(_attempt("911", "700"), 0.0, "sos", MONDAY_NOON))
     assert screening.decision.verdict is Verdict.FORWARD
     assert not any(log["event"] == "store.unavailable" for log in logs)
+
+
+def test_fourth_call_in_a_row_to_one_number_needs_a_pin():
+    """same-number-in-a-row (3, pin) challenges the 4th consecutive call to one number."""
+    screener = _screener()
+
+    async def run() -> list[str]:
+        actions = []
+        for minute in range(4):
+            screening = await screener.screen(_attempt(IRELAND), 0.0, f"call-{minute}",
+                                              MONDAY_NOON + timedelta(minutes=minute * 20))
+            actions.append(screening.decision.action)
+            await screener.release(screening.lease_keys, f"call-{minute}")
+        return actions
+
+    with structlog.testing.capture_logs():
+        actions = asyncio.run(run())
+    assert actions == ["allow", "allow", "allow", "pin"]

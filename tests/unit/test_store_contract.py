@@ -480,3 +480,19 @@ def test_release_many_drops_the_leases_of_several_calls(store: StoreCase) -> Non
         return before, await s.peek(live, NOW + 1)
 
     assert store.run(scenario) == ([3], [1])
+
+
+def test_streak_counts_consecutive_calls_to_one_number(store: StoreCase) -> None:
+    """Calls in a row to one number count up; another number or the ttl starts again at 1."""
+    key = "streak:same-number:asterisk-1/2001"
+
+    async def scenario(s: StateStore) -> list[int]:
+        runs = [await s.streak(key, "+442079460321", 3600.0, NOW + second)
+                for second in range(3)]
+        runs.append(await s.streak(key, "+33142685300", 3600.0, NOW + 3))
+        runs.append(await s.streak(key, "+442079460321", 3600.0, NOW + 4))
+        runs.append(await s.streak("streak:same-number:asterisk-1/2002", "+442079460321",
+                                   3600.0, NOW + 5))
+        return runs
+
+    assert store.run(scenario) == [1, 2, 3, 1, 1, 1]
