@@ -202,40 +202,70 @@ class Screener:
 
     async def _budget(self, policy: Policy, attempt: CallAttempt, screening: Screening,
                       when: datetime) -> Screening:
-        """Apply the spend budgets: refuse a used-up budget, else cap the call's length."""
+        """Apply the spend budgets: refuse a used-up budget, else reserve and cap the call.
+
+        The budget a call may use is set aside atomically in the store, so that
+        concurrent calls (on any node) cannot each spend the same remainder;
+        the reservation is replaced by the real cost when the call ends.
+        """
         decision = screening.decision
         checks = spend_checks(policy, decision, attempt.account)
         if not checks:
             return screening
-        windows = [(check.key, check.rule.window) for check in checks]
+        windows = tuple((check.key, check.rule.window) for check in checks)
+        number = decision.number
+        price = (policy.limits.rate_deck.price(number.e164)[0]
+                 if number is not None and number.e164 else None)
+        enforced = [check for check in checks if check.rule.mode.value == "enforce"]
+        budgets = [(check.key, check.rule.window, check.rule.maximum) for check in enforced]
+        granted = 0.0
         try:
-            totals = await self.store.spent(windows, when.timestamp())
+            if price and budgets:
+                # Reserve no more than the call can cost: the per-call maximum, and
+                # its price for the longest duration its class allows.
+                caps = [cap for cap in (
+                    policy.limits.per_call_max,
+                    None if screening.max_duration is None
+                    else price * screening.max_duration / 60.0) if cap is not None]
+                granted, enforced_totals = await self.store.reserve_spend(
+                    budgets, screening.lease_id, min(caps) if caps else None, when.timestamp())
+                by_key = dict(zip([key for key, _, _ in budgets], enforced_totals, strict=True))
+                others = [window for window in windows if window[0] not in by_key]
+                other_totals = await self.store.spent(others, when.timestamp()) if others else []
+                by_key.update(zip([key for key, _ in others], other_totals, strict=True))
+                totals = [by_key[key] for key, _ in windows]
+            else:
+                totals = await self.store.spent(list(windows), when.timestamp())
         except StoreUnavailableError as error:
             failed = self._store_failed(policy, decision, str(error))
             return dataclasses.replace(screening, decision=failed)
         decision, seconds = apply_spend(policy, decision, checks, totals)
+        if granted > 0 and price:
+            seconds = granted / price * 60.0  # what the reservation pays for
         longest = screening.max_duration
         if seconds is not None:
             longest = seconds if longest is None else min(longest, seconds)
-        if decision.verdict is not Verdict.FORWARD and screening.lease_keys:
-            await self.release(screening.lease_keys, screening.lease_id)
-            screening = dataclasses.replace(screening, lease_keys=())
-        number = decision.number
-        return dataclasses.replace(screening, decision=decision, max_duration=longest,
-                                   charge=tuple(windows),
-                                   e164=number.e164 if number is not None else None)
+        screening = dataclasses.replace(screening, decision=decision, max_duration=longest,
+                                        charge=windows,
+                                        e164=number.e164 if number is not None else None)
+        if decision.verdict is not Verdict.FORWARD:
+            if screening.lease_keys:
+                await self.release(screening.lease_keys, screening.lease_id)
+            if granted > 0:
+                await self.charge(screening, 0.0, when)  # give the reservation back
+            screening = dataclasses.replace(screening, lease_keys=(), charge=())
+        return screening
 
     async def charge(self, screening: Screening | Charge, seconds: float,
                      wall_clock: datetime | None = None) -> None:
-        """Record what an answered call cost on its spend counters."""
-        if not screening.charge or screening.e164 is None or seconds <= 0:
+        """Replace a call's reservation by what it really cost (nothing if unanswered)."""
+        if not screening.charge or screening.e164 is None:
             return
-        cost = self.policy.limits.rate_deck.cost(screening.e164, seconds)
-        if cost <= 0:
-            return
+        cost = (self.policy.limits.rate_deck.cost(screening.e164, seconds)
+                if seconds > 0 else 0.0)
         try:
-            await self.store.add_spend(screening.charge, cost, screening.lease_id,
-                                       (wall_clock or datetime.now(UTC)).timestamp())
+            await self.store.settle_spend(screening.charge, screening.lease_id, cost,
+                                          (wall_clock or datetime.now(UTC)).timestamp())
         except StoreUnavailableError as error:
             self.log.warning("store.charge_failed", error=str(error), cost=cost,
                              lease_id=screening.lease_id)

@@ -364,7 +364,7 @@ class Service:
             if held is not None:
                 self._release(*held)
             charge = self._charges.pop(call_key, None)
-            if charge is not None and answered > 0:
+            if charge is not None:  # unanswered calls give their reservation back
                 task = asyncio.ensure_future(self.screener.charge(charge, answered))
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)

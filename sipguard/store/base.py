@@ -65,6 +65,21 @@ class StateStore(Protocol):
         """Record what a call cost on each (key, window)."""
         ...
 
+    async def reserve_spend(self, budgets: Sequence[tuple[str, float, float]], call_id: str,
+                            wanted: float | None, now: float) -> tuple[float, list[float]]:
+        """Atomically set aside what a call may spend, on every (key, window, maximum).
+
+        Grants the smallest remaining budget (at most ``wanted``), records it
+        as the call's reservation on every key, and returns (granted, the
+        totals spent before it). Nothing is recorded when nothing is left.
+        """
+        ...
+
+    async def settle_spend(self, entries: Sequence[tuple[str, float]], call_id: str,
+                           actual: float, now: float) -> None:
+        """Replace a call's reservation by what it really cost (0 when unanswered)."""
+        ...
+
     async def streak(self, key: str, number: str, ttl: float, now: float) -> int:
         """Count a call to ``number`` on a run of consecutive calls; return the run's length.
 

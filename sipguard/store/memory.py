@@ -19,6 +19,7 @@ class MemoryStore:
         self._windows: dict[str, collections.deque[float]] = {}
         self._leases: dict[str, dict[str, float]] = {}
         self._spend: dict[str, collections.deque[tuple[float, float]]] = {}
+        self._reserved: dict[tuple[str, str], tuple[float, float]] = {}  # (key, call) -> (t, x)
         self._streaks: dict[str, tuple[str, int, float]] = {}  # key -> number, run, expiry
 
     def _count(self, request: CounterRequest, now: float) -> int:
@@ -82,19 +83,46 @@ class MemoryStore:
         return [self._count(request, now) for request in requests]
 
     async def spent(self, windows: Sequence[tuple[str, float]], now: float) -> list[float]:
-        """The amounts within each window."""
+        """The amounts within each window (reservations of live calls included)."""
         totals = []
         for key, window in windows:
             entries = self._spend.get(key)
-            if entries is None:
-                totals.append(0.0)
-                continue
-            while entries and entries[0][0] <= now - window:
-                entries.popleft()
-            if not entries:
-                del self._spend[key]
-            totals.append(sum(amount for _, amount in entries))
+            total = 0.0
+            if entries is not None:
+                while entries and entries[0][0] <= now - window:
+                    entries.popleft()
+                if not entries:
+                    del self._spend[key]
+                total = sum(amount for _, amount in entries)
+            for (reserved_key, call_id), (when, amount) in list(self._reserved.items()):
+                if reserved_key == key:
+                    if when <= now - window:
+                        del self._reserved[(reserved_key, call_id)]
+                    else:
+                        total += amount
+            totals.append(total)
         return totals
+
+    async def reserve_spend(self, budgets: Sequence[tuple[str, float, float]], call_id: str,
+                            wanted: float | None, now: float) -> tuple[float, list[float]]:
+        """Set aside the smallest remaining budget (at most ``wanted``) on every key."""
+        totals = await self.spent([(key, window) for key, window, _ in budgets], now)
+        remaining = min((maximum - total for (_, _, maximum), total
+                         in zip(budgets, totals, strict=True)), default=0.0)
+        granted = remaining if wanted is None else min(remaining, wanted)
+        if granted <= 0:
+            return 0.0, totals
+        for key, _, _ in budgets:
+            self._reserved[(key, call_id)] = (now, granted)
+        return granted, totals
+
+    async def settle_spend(self, entries: Sequence[tuple[str, float]], call_id: str,
+                           actual: float, now: float) -> None:
+        """Replace the call's reservation by its real cost."""
+        for key, _window in entries:
+            self._reserved.pop((key, call_id), None)
+            if actual > 0:
+                self._spend.setdefault(key, collections.deque()).append((now, actual))
 
     async def add_spend(self, entries: Sequence[tuple[str, float]], amount: float,
                         call_id: str, now: float) -> None:

@@ -95,6 +95,55 @@ return run
 """
 
 
+# KEYS: spend keys. ARGV: now, call id, wanted ("" for no cap), then window and maximum
+# per key. Grants the smallest remaining budget; the reservation is the member
+# "<call>:reserved:<amount>", replaced by "<call>:<cost>" when the call is settled.
+_RESERVE = """
+local now = tonumber(ARGV[1])
+local totals = {}
+local remaining = nil
+for i, key in ipairs(KEYS) do
+  local window = tonumber(ARGV[2 + i * 2])
+  local maximum = tonumber(ARGV[3 + i * 2])
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
+  local total = 0
+  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    total = total + tonumber(string.match(member, ':([^:]+)$'))
+  end
+  totals[i] = tostring(total)
+  if remaining == nil or maximum - total < remaining then remaining = maximum - total end
+end
+local granted = remaining or 0
+if ARGV[3] ~= '' and tonumber(ARGV[3]) < granted then granted = tonumber(ARGV[3]) end
+if granted > 0 then
+  for i, key in ipairs(KEYS) do
+    redis.call('ZADD', key, now, ARGV[2] .. ':reserved:' .. tostring(granted))
+    redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[2 + i * 2]) * 1000) + 1000)
+  end
+else
+  granted = 0
+end
+table.insert(totals, 1, tostring(granted))
+return totals
+"""
+
+# KEYS: spend keys. ARGV: now, call id, actual cost, then each key's window.
+_SETTLE = """
+for i, key in ipairs(KEYS) do
+  for _, member in ipairs(redis.call('ZRANGE', key, 0, -1)) do
+    if string.sub(member, 1, string.len(ARGV[2]) + 10) == ARGV[2] .. ':reserved:' then
+      redis.call('ZREM', key, member)
+    end
+  end
+  if tonumber(ARGV[3]) > 0 then
+    redis.call('ZADD', key, tonumber(ARGV[1]), ARGV[2] .. ':' .. ARGV[3])
+    redis.call('PEXPIRE', key, math.ceil(tonumber(ARGV[3 + i]) * 1000) + 1000)
+  end
+end
+return 1
+"""
+
+
 class RedisStore:
     """Counters in Redis, shared by every node that uses the same server."""
 
@@ -109,6 +158,8 @@ class RedisStore:
         self._renew = self._client.register_script(_RENEW)
         self._spent = self._client.register_script(_SPENT)
         self._streak = self._client.register_script(_STREAK)
+        self._reserve = self._client.register_script(_RESERVE)
+        self._settle = self._client.register_script(_SETTLE)
 
     async def _call(self, operation: Awaitable[_T]) -> _T:
         try:
@@ -182,6 +233,28 @@ class RedisStore:
             pipeline.zadd(self.prefix + key, {f"{call_id}:{amount!r}": now})
             pipeline.pexpire(self.prefix + key, int(window * 1000) + 1000)
         await self._call(pipeline.execute())
+
+    async def reserve_spend(self, budgets: Sequence[tuple[str, float, float]], call_id: str,
+                            wanted: float | None, now: float) -> tuple[float, list[float]]:
+        """Set aside the smallest remaining budget (at most ``wanted``), atomically."""
+        if not budgets:
+            return 0.0, []
+        arguments: list[Any] = [repr(now), call_id, "" if wanted is None else repr(wanted)]
+        for _key, window, maximum in budgets:
+            arguments += [repr(window), repr(maximum)]
+        reply = await self._call(self._reserve(
+            keys=[self.prefix + key for key, _, _ in budgets], args=arguments))
+        values = [float(value) for value in reply]
+        return values[0], values[1:]
+
+    async def settle_spend(self, entries: Sequence[tuple[str, float]], call_id: str,
+                           actual: float, now: float) -> None:
+        """Replace the call's reservation by its real cost."""
+        if not entries:
+            return
+        await self._call(self._settle(
+            keys=[self.prefix + key for key, _ in entries],
+            args=[repr(now), call_id, repr(actual), *(repr(window) for _, window in entries)]))
 
     async def streak(self, key: str, number: str, ttl: float, now: float) -> int:
         """Count a call on the run of consecutive calls to one number (expiry by Redis)."""

@@ -47,6 +47,7 @@ def test_sixth_international_call_in_an_hour_is_refused():
                                               MONDAY_NOON + timedelta(minutes=minute))
             actions.append(screening.decision.action)
             await screener.release(screening.lease_keys, f"call-{minute}")  # each call ended
+            await screener.charge(screening, 0.0, MONDAY_NOON)  # unanswered: nothing spent
         return actions
 
     with structlog.testing.capture_logs():

@@ -496,3 +496,38 @@ def test_streak_counts_consecutive_calls_to_one_number(store: StoreCase) -> None
         return runs
 
     assert store.run(scenario) == [1, 2, 3, 1, 1, 1]
+
+
+def test_reserved_budget_is_granted_once_and_settled_to_the_real_cost(store: StoreCase) -> None:
+    """Concurrent reservations never exceed the budget; settling replaces them by real costs."""
+    budget = [("spend:intl-day:asterisk-1", 86400.0, 10.0)]
+    window = [("spend:intl-day:asterisk-1", 86400.0)]
+
+    async def concurrent(s: StateStore) -> tuple[list[float], list[float]]:
+        grants = await asyncio.gather(*[
+            s.reserve_spend(budget, f"call-{n}", 4.0, NOW) for n in range(4)])
+        return sorted(grant for grant, _ in grants), await s.spent(window, NOW + 1)
+
+    granted, during = store.run(concurrent)
+    assert granted == [0.0, 2.0, 4.0, 4.0]  # 4 + 4 + the 2 left, then nothing
+    assert during == [10.0]
+
+
+def test_settling_replaces_a_reservation_by_the_real_cost(store: StoreCase) -> None:
+    """A call that cost 1.5 of its 4 reserved, and one that was never answered, free the rest."""
+    budget = [("spend:intl-day:asterisk-2", 86400.0, 10.0)]
+    window = [("spend:intl-day:asterisk-2", 86400.0)]
+
+    async def scenario(s: StateStore) -> tuple[list[float], float, list[float]]:
+        first, _ = await s.reserve_spend(budget, "call-a", 4.0, NOW)
+        second, _ = await s.reserve_spend(budget, "call-b", 4.0, NOW)
+        assert (first, second) == (4.0, 4.0)
+        await s.settle_spend(window, "call-a", 1.5, NOW + 2)
+        await s.settle_spend(window, "call-b", 0.0, NOW + 2)
+        after = await s.spent(window, NOW + 3)
+        third, totals = await s.reserve_spend(budget, "call-c", None, NOW + 3)
+        return after, third, totals
+
+    after, third, totals = store.run(scenario)
+    assert after == [1.5]
+    assert (third, totals) == (8.5, [1.5])
