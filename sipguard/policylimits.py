@@ -30,6 +30,17 @@ from sipguard.yamlfile import line_of
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
+def _classes(reader: PolicyReader, item: dict[str, Any], at: str) -> frozenset[str] | None:
+    """``class: international`` or a list of classes (``any`` = all); None when invalid."""
+    wanted = item.get("class", "any")
+    names = wanted if isinstance(wanted, list) else [wanted]
+    if any(name not in (*CLASSES, "any") for name in names):
+        reader.error(item, "class", f"{at}.class",
+                     f"{wanted!r} is not a class (any, {', '.join(CLASSES)} or a list of them)")
+        return None
+    return frozenset(CLASSES) if "any" in names else frozenset(names)
+
+
 def _seconds(reader: PolicyReader, item: dict[str, Any], key: str, where: str) -> float | None:
     """A duration written as 90, "90s", "5m", "1h" or "1d"."""
     value = item.get(key)
@@ -75,15 +86,9 @@ def read_limits(reader: PolicyReader, data: dict[str, Any]) -> Limits:
                 if seconds is None:
                     continue
                 window = seconds
-            classes = frozenset(CLASSES)
-            if "class" in item:
-                wanted = item["class"]
-                names = wanted if isinstance(wanted, list) else [wanted]
-                if any(name not in (*CLASSES, "any") for name in names):
-                    reader.error(item, "class", f"{at}.class",
-                                 f"{wanted!r} is not any, {', '.join(CLASSES)} or a list of them")
-                    continue
-                classes = frozenset(CLASSES) if "any" in names else frozenset(names)
+            classes = _classes(reader, item, at)
+            if classes is None:
+                continue
             region = reader.region(item, "region", f"{at}.region") if "region" in item else None
             rule_id = str(item.get("id") or f"{kind.value}:{index}")
             if rule_id in ids:
@@ -103,16 +108,10 @@ def read_limits(reader: PolicyReader, data: dict[str, Any]) -> Limits:
             continue
         reader.known_keys(item, ("id", "class", "max"), at)
         seconds = _seconds(reader, item, "max", f"{at}.max")
-        wanted = item.get("class", "any")
-        names = wanted if isinstance(wanted, list) else [wanted]
-        if any(name not in (*CLASSES, "any") for name in names):
-            reader.error(item, "class", f"{at}.class", f"{wanted!r} is not a class")
-            continue
-        if seconds is not None:
-            durations.append(DurationLimit(
-                str(item.get("id") or f"duration:{index}"),
-                frozenset(CLASSES) if "any" in names else frozenset(names), seconds,
-                line_of(raw_durations, index)))
+        classes = _classes(reader, item, at)
+        if seconds is not None and classes is not None:
+            durations.append(DurationLimit(str(item.get("id") or f"duration:{index}"), classes,
+                                           seconds, line_of(raw_durations, index)))
     failure = dict(Limits().on_store_failure)
     raw_failure = reader.mapping(section, "on_store_failure", "limits.on_store_failure")
     for key, value in raw_failure.items():
@@ -173,18 +172,13 @@ def _spend(reader: PolicyReader, limits: dict[str, Any]
             reader.error(item, "max", f"{at}.max", "must be an amount, 0 or more")
             continue
         window = _seconds(reader, item, "window", f"{at}.window")
-        wanted = item.get("class", "any")
-        names = wanted if isinstance(wanted, list) else [wanted]
-        if any(name not in (*CLASSES, "any") for name in names):
-            reader.error(item, "class", f"{at}.class", f"{wanted!r} is not a class")
-            continue
-        if window is None:
+        classes = _classes(reader, item, at)
+        if window is None or classes is None:
             continue
         rules.append(SpendRule(
             str(item.get("id") or f"spend:{index}"), per, float(maximum), window,
             reader.action(item, "action", f"{at}.action", default=Action.DENY),
-            frozenset(CLASSES) if "any" in names else frozenset(names),
-            reader.mode(item, at), line_of(raw, index)))
+            classes, reader.mode(item, at), line_of(raw, index)))
     return rules, deck, None if per_call_max is None else float(per_call_max), str(
         section.get("currency", "USD"))
 
@@ -236,16 +230,11 @@ def _consecutive(reader: PolicyReader, section: dict[str, Any]) -> list[Consecut
             reader.error(item, "max", f"{at}.max", "must be a whole number, 1 or more")
             continue
         window = _seconds(reader, item, "window", f"{at}.window") if "window" in item else 3600.0
-        wanted = item.get("class", "any")
-        names = wanted if isinstance(wanted, list) else [wanted]
-        if any(name not in (*CLASSES, "any") for name in names):
-            reader.error(item, "class", f"{at}.class", f"{wanted!r} is not a class")
-            continue
-        if window is None:
+        classes = _classes(reader, item, at)
+        if window is None or classes is None:
             continue
         rules.append(ConsecutiveRule(
             str(item.get("id") or f"consecutive:{index}"), per, maximum,
             reader.action(item, "action", f"{at}.action", default=Action.PIN), window,
-            frozenset(CLASSES) if "any" in names else frozenset(names), reader.mode(item, at),
-            line_of(raw, index)))
+            classes, reader.mode(item, at), line_of(raw, index)))
     return rules

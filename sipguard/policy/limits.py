@@ -51,6 +51,51 @@ class LimitResult:
     count: int
 
 
+class _Outcome:
+    """A decision being revised by counters: trace entries and the verdict they lead to."""
+
+    def __init__(self, policy: Policy, decision: Decision) -> None:
+        self.policy = policy
+        self.decision = decision
+        self.trace = list(decision.trace)
+        self.verdict, self.rule = decision.verdict, decision.rule
+        self.category, self.reason, self.would = (decision.category, decision.reason,
+                                                  decision.would)
+
+    def within(self, rule_id: str, detail: str, stage: str) -> None:
+        """A counter that is within its limit."""
+        self.trace.append(TraceEntry(rule_id, False, detail, stage))
+
+    def exceeded(self, rule_id: str, action: Action, mode: Mode, detail: str, stage: str,
+                 category: str) -> None:
+        """A counter over its limit: trace it, and apply it when it is enforced."""
+        enforced = mode is Mode.ENFORCE and self.policy.mode is Mode.ENFORCE
+        self.trace.append(TraceEntry(rule_id, True, detail, stage, action.value,
+                                     "enforce" if enforced else "report"))
+        if action is Action.DENY:
+            self.would = "deny"
+        elif action is Action.PIN and self.would == "allow":
+            self.would = "pin"
+        if not enforced:
+            return
+        if action is Action.DENY and self.verdict is not Verdict.REJECT:
+            self.verdict, self.rule, self.category, self.reason = (
+                Verdict.REJECT, rule_id, category, detail)
+        elif action is Action.PIN and self.verdict is Verdict.FORWARD:
+            self.verdict, self.rule, self.category, self.reason = (
+                Verdict.CHALLENGE, rule_id, "PIN required", detail)
+
+    def note(self, entry: TraceEntry) -> None:
+        """Any other trace entry."""
+        self.trace.append(entry)
+
+    def result(self) -> Decision:
+        """The revised decision."""
+        return dataclasses.replace(self.decision, verdict=self.verdict, rule=self.rule,
+                                   category=self.category, reason=self.reason,
+                                   would=self.would, trace=tuple(self.trace))
+
+
 def _scope_value(rule: LimitRule, account: str, extension: str | None, e164: str,
                  region: str | None) -> str:
     if rule.per == "extension":
@@ -81,35 +126,19 @@ def limit_checks(policy: Policy, decision: Decision, account: str,
 def apply_limits(policy: Policy, decision: Decision, results: list[LimitResult],
                  taken: bool) -> Decision:
     """The decision with the limits' counters traced and their verdicts applied."""
-    trace = list(decision.trace)
-    verdict, rule, category, reason = (decision.verdict, decision.rule, decision.category,
-                                       decision.reason)
-    would = decision.would
+    outcome = _Outcome(policy, decision)
     for result in results:
         limit = result.check.rule
         count = result.count if taken else result.count + 1
-        over = count > limit.maximum
         unit = (f"in {_window_text(limit.window)}" if limit.kind is LimitKind.RATE
                 else "at once")
         detail = f"{result.check.key}: {count} calls {unit}, limit {limit.maximum}"
-        enforced = limit.mode is Mode.ENFORCE and policy.mode is Mode.ENFORCE
-        if not over:
-            trace.append(TraceEntry(limit.id, False, detail, "limit"))
-            continue
-        trace.append(TraceEntry(limit.id, True, detail + " (exceeded)", "limit",
-                                limit.action.value, "enforce" if enforced else "report"))
-        if limit.action is Action.DENY:
-            would = "deny"
-        elif limit.action is Action.PIN and would == "allow":
-            would = "pin"
-        if not enforced:
-            continue
-        if limit.action is Action.DENY and verdict is not Verdict.REJECT:
-            verdict, rule, category, reason = Verdict.REJECT, limit.id, "limit reached", detail
-        elif limit.action is Action.PIN and verdict is Verdict.FORWARD:
-            verdict, rule, category, reason = Verdict.CHALLENGE, limit.id, "PIN required", detail
-    return dataclasses.replace(decision, verdict=verdict, rule=rule, category=category,
-                               reason=reason, would=would, trace=tuple(trace))
+        if count > limit.maximum:
+            outcome.exceeded(limit.id, limit.action, limit.mode, detail + " (exceeded)",
+                             "limit", "limit reached")
+        else:
+            outcome.within(limit.id, detail, "limit")
+    return outcome.result()
 
 
 def max_duration(policy: Policy, number_class: str | None) -> float | None:
@@ -158,9 +187,7 @@ def apply_spend(policy: Policy, decision: Decision, checks: list[SpendCheck],
     number = decision.number
     deck = policy.limits.rate_deck
     price, prefix = deck.price(number.e164 or "") if number is not None else (None, None)
-    trace = list(decision.trace)
-    verdict, rule, category, reason, would = (decision.verdict, decision.rule, decision.category,
-                                              decision.reason, decision.would)
+    outcome = _Outcome(policy, decision)
     currency = policy.limits.currency
     budgets: list[float] = []
     if policy.limits.per_call_max is not None and checks:
@@ -170,35 +197,24 @@ def apply_spend(policy: Policy, decision: Decision, checks: list[SpendCheck],
         remaining = limit.maximum - total
         detail = (f"{check.key}: {total:.2f} {currency} spent in {_window_text(limit.window)},"
                   f" limit {limit.maximum:.2f}")
-        enforced = limit.mode is Mode.ENFORCE and policy.mode is Mode.ENFORCE
         if remaining > 0:
-            trace.append(TraceEntry(limit.id, False, detail, "spend"))
-            if enforced:
+            outcome.within(limit.id, detail, "spend")
+            if limit.mode is Mode.ENFORCE and policy.mode is Mode.ENFORCE:
                 budgets.append(remaining)
             continue
-        trace.append(TraceEntry(limit.id, True, detail + " (used up)", "spend",
-                                limit.action.value, "enforce" if enforced else "report"))
-        would = "deny" if limit.action is Action.DENY else ("pin" if would == "allow" else would)
-        if not enforced:
-            continue
-        if limit.action is Action.DENY and verdict is not Verdict.REJECT:
-            verdict, rule, category, reason = (Verdict.REJECT, limit.id, "spend limit reached",
-                                               detail)
-        elif limit.action is Action.PIN and verdict is Verdict.FORWARD:
-            verdict, rule, category, reason = Verdict.CHALLENGE, limit.id, "PIN required", detail
+        outcome.exceeded(limit.id, limit.action, limit.mode, detail + " (used up)", "spend",
+                         "spend limit reached")
     seconds: float | None = None
     if budgets and price:
         seconds = min(budgets) / price * 60.0
-        trace.append(TraceEntry("spend-budget", True,
+        outcome.note(TraceEntry("spend-budget", True,
                                 f"{price:.4f} {currency}/min (prefix {prefix or 'default'}): "
                                 f"the budget left pays for {seconds:.0f} s", "spend"))
     elif checks and price is None:
-        trace.append(TraceEntry("spend-budget", False,
+        outcome.note(TraceEntry("spend-budget", False,
                                 f"no rate for {number.e164 if number else '?'} in the rate deck:"
                                 " spend not counted", "spend"))
-    changed = dataclasses.replace(decision, verdict=verdict, rule=rule, category=category,
-                                  reason=reason, would=would, trace=tuple(trace))
-    return changed, seconds
+    return outcome.result(), seconds
 
 
 def consecutive_checks(policy: Policy, decision: Decision, account: str,
@@ -218,24 +234,13 @@ def consecutive_checks(policy: Policy, decision: Decision, account: str,
 def apply_consecutive(policy: Policy, decision: Decision,
                       runs: list[tuple[ConsecutiveRule, str, int]]) -> Decision:
     """The decision with each run of calls to one number traced and its limit applied."""
-    trace = list(decision.trace)
-    verdict, rule, category, reason, would = (decision.verdict, decision.rule, decision.category,
-                                              decision.reason, decision.would)
+    outcome = _Outcome(policy, decision)
     e164 = decision.number.e164 if decision.number is not None else "?"
     for limit, key, run in runs:
         detail = f"{key}: call {run} in a row to {e164}, limit {limit.maximum}"
-        enforced = limit.mode is Mode.ENFORCE and policy.mode is Mode.ENFORCE
-        if run <= limit.maximum:
-            trace.append(TraceEntry(limit.id, False, detail, "limit"))
-            continue
-        trace.append(TraceEntry(limit.id, True, detail + " (exceeded)", "limit",
-                                limit.action.value, "enforce" if enforced else "report"))
-        would = "deny" if limit.action is Action.DENY else ("pin" if would == "allow" else would)
-        if not enforced:
-            continue
-        if limit.action is Action.DENY and verdict is not Verdict.REJECT:
-            verdict, rule, category, reason = Verdict.REJECT, limit.id, "limit reached", detail
-        elif limit.action is Action.PIN and verdict is Verdict.FORWARD:
-            verdict, rule, category, reason = Verdict.CHALLENGE, limit.id, "PIN required", detail
-    return dataclasses.replace(decision, verdict=verdict, rule=rule, category=category,
-                               reason=reason, would=would, trace=tuple(trace))
+        if run > limit.maximum:
+            outcome.exceeded(limit.id, limit.action, limit.mode, detail + " (exceeded)",
+                             "limit", "limit reached")
+        else:
+            outcome.within(limit.id, detail, "limit")
+    return outcome.result()
