@@ -125,8 +125,22 @@ def read_limits(reader: PolicyReader, data: dict[str, Any]) -> Limits:
         reader.error(section, "lease_seconds", "limits.lease_seconds", "must be 5 or more")
         lease = 120
     spend, deck, per_call_max, currency = _spend(reader, section)
+    consecutive = _consecutive(reader, section)
+    # Ids name the counters in the store: two rules with one id would share one.
+    named: list[tuple[str, list[tuple[str, int]]]] = [
+        ("limits.spend.rules", [(rule.id, rule.line) for rule in spend]),
+        ("limits.consecutive", [(rule.id, rule.line) for rule in consecutive]),
+    ]
+    for where, entries in named:
+        seen: set[str] = set()
+        for index, (rule_id, line) in enumerate(entries):
+            if rule_id in ids or rule_id in seen:
+                reader.problems.add(line, f"{where}[{index}].id",
+                                    f"limit id {rule_id!r} is used twice")
+            seen.add(rule_id)
+        ids |= seen
     return Limits(rules=tuple(rules), durations=tuple(durations), spend=tuple(spend),
-                  consecutive=tuple(_consecutive(reader, section)),
+                  consecutive=tuple(consecutive),
                   rate_deck=deck, per_call_max=per_call_max, currency=currency,
                   on_store_failure=MappingProxyType(failure), lease_seconds=float(lease))
 

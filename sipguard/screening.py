@@ -25,6 +25,7 @@ from sipguard.policy import (
     CallAttempt,
     Decision,
     LimitKind,
+    Mode,
     Policy,
     TraceEntry,
     Usage,
@@ -150,7 +151,7 @@ class Screener:
         checks = limit_checks(policy, decision, attempt.account, extension)
         longest = max_duration(policy, decision.number_class)
         if not checks:
-            return Screening(decision, max_duration=longest)
+            return Screening(decision, lease_id=lease_id, max_duration=longest)
         lease_seconds = policy.limits.lease_seconds
         requests = [
             CounterRequest(check.key, "rate" if check.rule.kind is LimitKind.RATE else "lease",
@@ -162,11 +163,14 @@ class Screener:
         try:
             taken, counts = await self.store.try_take(requests, lease_id, when.timestamp())
         except StoreUnavailableError as error:
+            # A timed-out script may still have run on the server: drop any leases it took
+            # (best effort; rate entries it left only over-count, which fails safe).
+            leases = tuple(request.key for request in requests if request.kind == "lease")
+            if leases:
+                await self.release(leases, lease_id)
             return Screening(self._store_failed(policy, decision, str(error)),
-                             max_duration=longest)
-        if self.store_down:
-            self.store_down = False
-            self.log.warning("store.recovered")
+                             lease_id=lease_id, max_duration=longest)
+        self._store_ok()
         results = [LimitResult(check, count) for check, count in zip(checks, counts, strict=True)]
         decision = apply_limits(policy, decision, results, taken)
         leases = tuple(request.key for request in requests if request.kind == "lease")
@@ -194,6 +198,7 @@ class Screener:
         except StoreUnavailableError as error:
             failed = self._store_failed(policy, decision, str(error))
             return dataclasses.replace(screening, decision=failed)
+        self._store_ok()
         decision = apply_consecutive(policy, decision, runs)
         if decision.verdict is not Verdict.FORWARD and screening.lease_keys:
             await self.release(screening.lease_keys, screening.lease_id)
@@ -216,7 +221,8 @@ class Screener:
         number = decision.number
         price = (policy.limits.rate_deck.price(number.e164)[0]
                  if number is not None and number.e164 else None)
-        enforced = [check for check in checks if check.rule.mode.value == "enforce"]
+        enforcing = policy.mode is Mode.ENFORCE
+        enforced = [check for check in checks if enforcing and check.rule.mode is Mode.ENFORCE]
         budgets = [(check.key, check.rule.window, check.rule.maximum) for check in enforced]
         granted = 0.0
         try:
@@ -237,11 +243,20 @@ class Screener:
             else:
                 totals = await self.store.spent(list(windows), when.timestamp())
         except StoreUnavailableError as error:
+            # The reservation may have been made (or the script may still run on the
+            # server): give it back, best effort; settling is idempotent.
+            if price and budgets:
+                await self.charge(dataclasses.replace(screening, charge=windows,
+                                                      e164=number.e164 if number else None),
+                                  0.0, when)
             failed = self._store_failed(policy, decision, str(error))
             return dataclasses.replace(screening, decision=failed)
+        self._store_ok()
         decision, seconds = apply_spend(policy, decision, checks, totals)
         if granted > 0 and price:
             seconds = granted / price * 60.0  # what the reservation pays for
+        if not enforced:
+            seconds = None  # report mode: spend is traced, never caps a call
         longest = screening.max_duration
         if seconds is not None:
             longest = seconds if longest is None else min(longest, seconds)
@@ -269,6 +284,12 @@ class Screener:
         except StoreUnavailableError as error:
             self.log.warning("store.charge_failed", error=str(error), cost=cost,
                              lease_id=screening.lease_id)
+
+    def _store_ok(self) -> None:
+        """The store answered: end an outage, once."""
+        if self.store_down:
+            self.store_down = False
+            self.log.warning("store.recovered")
 
     def _store_failed(self, policy: Policy, decision: Decision, error: str) -> Decision:
         if not self.store_down:
@@ -311,7 +332,7 @@ class Screener:
                 await self.store.renew(keys, lease_id, ttl, now)
             except StoreUnavailableError as error:
                 self.log.info("store.renew_failed", error=str(error))
-                return
+                return  # the next round renews (and re-creates) them
 
     def reload(self, reason: str = "signal") -> bool:
         """Load the file again; a valid one replaces the policy, an invalid one is refused."""

@@ -21,7 +21,8 @@ import ipaddress
 import os
 import signal
 import socket
-from collections.abc import Awaitable, Callable
+import uuid
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncio_dgram
@@ -107,7 +108,8 @@ class Service:
         # Leases of finished calls waiting to be released in one batch.
         self._to_release: list[tuple[tuple[str, ...], str]] = []
         self._release_handle: asyncio.TimerHandle | None = None
-        self._node = f"{socket.gethostname()}-{os.getpid()}"
+        # Unique per process start: a restarted container reuses its host name and pid.
+        self._node = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.listeners: list[Listener] = []
         self.endpoint: Endpoint | None = None
         self.controller: Controller | None = None
@@ -173,6 +175,10 @@ class Service:
             self._timer.cancel()
         if self._release_handle is not None:
             self._release_handle.cancel()
+        if self._background:  # charges and releases under way finish before the store closes
+            await asyncio.wait(list(self._background), timeout=2.0)
+        for charge in self._charges.values():  # calls cut off by the stop: give budgets back
+            await self.screener.charge(charge, 0.0)
         await self.screener.release_many(
             [*self._to_release, *((keys, lease_id) for lease_id, keys in self._leases.values())])
         await self.screener.store.close()
@@ -233,7 +239,7 @@ class Service:
             await asyncio.sleep(0.05)
         if controller.live_calls:
             self._run(controller.hang_up_all(loop.time()), loop.time())
-            self._flush()
+            self._after_pump()  # sends the BYEs and arms their retransmissions
             settle = loop.time() + 2.0  # let the BYEs be answered
             while controller.live_calls and loop.time() < settle:
                 await asyncio.sleep(0.05)
@@ -327,18 +333,30 @@ class Service:
         except Exception:  # a bug in screening must fail the call closed, not hang it
             self.log.exception("call.screening_failed", call_id=command.attempt.call_id)
             screening = Screening(failed_closed(command.attempt))
-        now = loop.time()
-        commands = controller.screened(command.call_key, screening.decision, now,
-                                       screening.max_duration)
-        if controller.is_live(command.call_key):
-            if screening.lease_keys:
-                self._leases[command.call_key] = (lease_id, screening.lease_keys)
-            if screening.charge:
-                self._charges[command.call_key] = Charge.of(screening)
-        elif screening.lease_keys:
-            self._release(lease_id, screening.lease_keys)
-        self._run(commands, now)
+        try:
+            now = loop.time()
+            commands = controller.screened(command.call_key, screening.decision, now,
+                                           screening.max_duration)
+            if controller.is_live(command.call_key):
+                if screening.lease_keys:
+                    self._leases[command.call_key] = (lease_id, screening.lease_keys)
+                if screening.charge:
+                    self._charges[command.call_key] = Charge.of(screening)
+            else:  # the call ended while it was screened: give back what it held
+                if screening.lease_keys:
+                    self._release(lease_id, screening.lease_keys)
+                if screening.charge:
+                    self._background_task(self.screener.charge(Charge.of(screening), 0.0))
+            self._run(commands, now)
+        except Exception:  # the last line of defence, as for datagrams
+            self.log.exception("sip.internal_error", during="screened",
+                               call_id=command.attempt.call_id)
         self._after_pump()
+
+    def _background_task(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _release(self, lease_id: str, keys: tuple[str, ...]) -> None:
         """Queue a finished call's leases; they go to the store in one batch shortly."""
@@ -365,9 +383,7 @@ class Service:
                 self._release(*held)
             charge = self._charges.pop(call_key, None)
             if charge is not None:  # unanswered calls give their reservation back
-                task = asyncio.ensure_future(self.screener.charge(charge, answered))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._background_task(self.screener.charge(charge, answered))
         self._flush()
         self._rearm()
 

@@ -37,10 +37,13 @@ class LimitCheck:
     rule: LimitRule
     key: str
 
+    enforcing: bool = True  # False when the whole policy is in report mode
+
     @property
     def hard(self) -> bool:
         """Whether exceeding it refuses the call (so the store must not count it)."""
-        return self.rule.action is Action.DENY and self.rule.mode is Mode.ENFORCE
+        return (self.enforcing and self.rule.action is Action.DENY
+                and self.rule.mode is Mode.ENFORCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +122,8 @@ def limit_checks(policy: Policy, decision: Decision, account: str,
     for rule in policy.limits.rules:
         if rule.applies(decision.number_class, number.region):
             value = _scope_value(rule, account, extension, number.e164, number.region)
-            checks.append(LimitCheck(rule, f"{rule.kind.value}:{rule.id}:{value}"))
+            checks.append(LimitCheck(rule, f"{rule.kind.value}:{rule.id}:{value}",
+                                     policy.mode is Mode.ENFORCE))
     return checks
 
 

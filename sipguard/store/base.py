@@ -49,7 +49,7 @@ class StateStore(Protocol):
         ...
 
     async def renew(self, keys: Sequence[str], call_id: str, ttl: float, now: float) -> None:
-        """Extend the call's leases (the call is still up)."""
+        """Extend the call's leases (the call is still up); a lost lease is re-created."""
         ...
 
     async def peek(self, requests: Sequence[CounterRequest], now: float) -> list[int]:

@@ -72,11 +72,9 @@ class MemoryStore:
             await self.release(keys, call_id)
 
     async def renew(self, keys: Sequence[str], call_id: str, ttl: float, now: float) -> None:
-        """Extend the call's leases that still exist."""
+        """Extend the call's leases (re-creating one that expired: the call is live)."""
         for key in keys:
-            leases = self._leases.get(key)
-            if leases is not None and call_id in leases:
-                leases[call_id] = now + ttl
+            self._leases.setdefault(key, {})[call_id] = now + ttl
 
     async def peek(self, requests: Sequence[CounterRequest], now: float) -> list[int]:
         """Current counts."""

@@ -56,12 +56,12 @@ return counts
 """
 
 # KEYS: lease counters. ARGV: call id, expiry, ttl in ms.
+# Renewing re-creates a lease lost to an outage or a server restart: the call is
+# still live, so it must count again.
 _RENEW = """
 for _, key in ipairs(KEYS) do
-  if redis.call('ZSCORE', key, ARGV[1]) then
-    redis.call('ZADD', key, 'XX', ARGV[2], ARGV[1])
-    redis.call('PEXPIRE', key, ARGV[3])
-  end
+  redis.call('ZADD', key, ARGV[2], ARGV[1])
+  redis.call('PEXPIRE', key, ARGV[3])
 end
 return 1
 """

@@ -877,3 +877,18 @@ def test_limit_problems_name_file_line_and_key(tmp_path: Path, limits: str, expe
     path = _write(tmp_path, "accounts: [{name: pbx}]\nmode: enforce\nlimits:\n" + limits + "\n")
     problems = _problems(path)
     assert any(f"{path}{expected}" in problem for problem in problems), problems
+
+
+def test_two_spend_rules_with_one_id_are_refused(tmp_path: Path):
+    """Spend rule ids name store counters, so a repeated id is an error, not a shared counter."""
+    path = _write(tmp_path, """\
+        accounts: [{name: pbx}]
+        limits:
+          spend:
+            rules:
+              - {id: budget, per: account, max: 10, window: 1d}
+              - {id: budget, per: country, max: 5, window: 5m}
+        """)
+    problems = _problems(path)
+    assert any(": limits.spend.rules[1].id: limit id 'budget' is used twice" in problem
+               for problem in problems), problems

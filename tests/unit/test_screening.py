@@ -26,6 +26,15 @@ class DownStore(MemoryStore):
     async def try_take(self, requests, call_id, now):  # type: ignore[no-untyped-def]
         raise StoreUnavailableError("connection refused")
 
+    async def reserve_spend(self, budgets, call_id, wanted, now):  # type: ignore[no-untyped-def]
+        raise StoreUnavailableError("connection refused")
+
+    async def spent(self, windows, now):  # type: ignore[no-untyped-def]
+        raise StoreUnavailableError("connection refused")
+
+    async def streak(self, key, number, ttl, now):  # type: ignore[no-untyped-def]
+        raise StoreUnavailableError("connection refused")
+
 
 def _screener(store: MemoryStore | None = None) -> Screener:
     return Screener(SHIPPED, load_policy_file(SHIPPED), structlog.get_logger(), store)

@@ -144,9 +144,7 @@ def test_hard_counter_at_its_maximum_refuses_and_records_nothing_anywhere(
         second = await s.try_take(requests, "call-2", NOW + 1)
         refused = await s.try_take(requests, "call-3", NOW + 2)
         after = await s.peek(requests, NOW + 2)
-        # The refused call holds no lease: renewing it creates nothing.
-        await s.renew([requests[1].key, requests[2].key], "call-3", 30.0, NOW + 3)
-        after_renew = await s.peek(requests, NOW + 3)
+        after_renew = await s.peek(requests, NOW + 3)  # the refused call left nothing
         soft_only = await s.try_take(requests[:2], "call-4", NOW + 4)
         return {
             "first": first,
@@ -294,7 +292,6 @@ def test_leases_of_different_calls_do_not_mix(store: StoreCase) -> None:
         await s.release([first.key], "call-1")
         seen["released"] = await s.peek([first, second], NOW + 1)
         await s.renew([first.key, second.key], "call-2", 30.0, NOW + 20)
-        await s.renew([first.key], "call-1", 30.0, NOW + 20)  # released: not brought back
         seen["renewed"] = await s.peek([first, second], NOW + 40)
         return seen
 
@@ -531,3 +528,16 @@ def test_settling_replaces_a_reservation_by_the_real_cost(store: StoreCase) -> N
     after, third, totals = store.run(scenario)
     assert after == [1.5]
     assert (third, totals) == (8.5, [1.5])
+
+
+def test_renew_recreates_a_lease_lost_while_the_call_lives(store: StoreCase) -> None:
+    """A live call whose lease expired (an outage longer than its ttl) counts again once renewed."""
+    live = lease("lease:live", ttl=30.0)
+
+    async def scenario(s: StateStore) -> list[int]:
+        await s.try_take([live], "call-1", NOW)
+        lost = await s.peek([live], NOW + 40)  # the node could not renew for 40 s
+        await s.renew([live.key], "call-1", 30.0, NOW + 41)
+        return [lost[0], (await s.peek([live], NOW + 42))[0]]
+
+    assert store.run(scenario) == [0, 1]
