@@ -7,6 +7,8 @@ from collections.abc import Sequence
 
 from sipguard.store.base import CounterRequest
 
+SWEEP_EVERY = 1024  # takes between sweeps of idle keys
+
 
 class MemoryStore:
     """Sliding-window logs and lease tables in dictionaries.
@@ -17,6 +19,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._windows: dict[str, collections.deque[float]] = {}
+        self._window_of: dict[str, float] = {}  # each rate key's window, for the sweep
+        self._takes = 0
         self._leases: dict[str, dict[str, float]] = {}
         self._spend: dict[str, collections.deque[tuple[float, float]]] = {}
         self._reserved: dict[tuple[str, str], tuple[float, float]] = {}  # (key, call) -> (t, x)
@@ -50,12 +54,26 @@ class MemoryStore:
         if any(request.hard and count + 1 > request.maximum
                for request, count in zip(requests, counts, strict=True)):
             return False, counts
+        self._takes += 1
+        if self._takes % SWEEP_EVERY == 0:
+            self._sweep(now)
         for request in requests:
             if request.kind == "rate":
                 self._windows.setdefault(request.key, collections.deque()).append(now)
+                self._window_of[request.key] = request.window
             else:
                 self._leases.setdefault(request.key, {})[call_id] = now + request.window
         return True, [count + 1 for count in counts]
+
+    def _sweep(self, now: float) -> None:
+        """Forget rate keys whose newest entry left its window (per-number keys pile up)."""
+        for key in [key for key, times in self._windows.items()
+                    if not times or times[-1] <= now - self._window_of.get(key, 0.0)]:
+            del self._windows[key]
+            self._window_of.pop(key, None)
+        for key in [key for key, leases in self._leases.items()
+                    if all(expiry <= now for expiry in leases.values())]:
+            del self._leases[key]
 
     async def release(self, keys: Sequence[str], call_id: str) -> None:
         """Drop the call's leases."""

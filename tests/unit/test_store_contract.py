@@ -541,3 +541,21 @@ def test_renew_recreates_a_lease_lost_while_the_call_lives(store: StoreCase) -> 
         return [lost[0], (await s.peek([live], NOW + 42))[0]]
 
     assert store.run(scenario) == [0, 1]
+
+
+def test_memory_store_forgets_idle_per_number_keys() -> None:
+    """Rate keys no call touches again are swept, so memory does not grow with every number."""
+    from sipguard.store.memory import SWEEP_EVERY
+
+    store = MemoryStore()
+
+    async def scenario() -> int:
+        for number in range(SWEEP_EVERY):
+            await store.try_take([rate(f"rate:per-number:+1212555{number:04d}", window=60.0)],
+                                 f"call-{number}", NOW)
+        for later in range(SWEEP_EVERY):  # traffic goes on to one other number
+            await store.try_take([rate("rate:per-number:+12125559999", window=60.0)],
+                                 f"late-{later}", NOW + 120)
+        return len(store._windows)
+
+    assert asyncio.run(scenario()) == 1
