@@ -104,10 +104,17 @@ class Call:
     deadline: float | None = None
     max_duration: float | None = None  # from a duration limit, once screened
     answered_at: float | None = None
+    ended_at: float | None = None  # when the teardown began (BYE sent or received)
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
     # -> the CSeq of the INVITE we sent on the other leg.
     ack_map: dict[tuple[Side, int], int] = field(default_factory=dict)
     client_transactions: list[ClientTransaction] = field(default_factory=list)
+
+    def begin_ending(self, now: float) -> None:
+        """The call is being torn down: its billed length stops now, not at the BYE's answer."""
+        self.state = CallState.ENDING
+        if self.ended_at is None:
+            self.ended_at = now
 
     def dialog(self, side: Side) -> Dialog | None:
         """The dialog of one leg."""

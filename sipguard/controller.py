@@ -20,6 +20,7 @@ leg; the call is forgotten when that BYE is answered or times out.
 
 from __future__ import annotations
 
+import collections
 import heapq
 import itertools
 
@@ -107,10 +108,7 @@ class Controller:
 
     def calls_by_state(self) -> dict[str, int]:
         """How many live calls are in each state (for the stats line)."""
-        counts: dict[str, int] = {}
-        for call in self._calls.values():
-            counts[call.state.value] = counts.get(call.state.value, 0) + 1
-        return counts
+        return dict(collections.Counter(call.state.value for call in self._calls.values()))
 
     @property
     def dialog_count(self) -> int:
@@ -456,7 +454,7 @@ class Controller:
         self._respond(transaction, 200, now)
         if call.state is CallState.ENDING:
             return []
-        call.state = CallState.ENDING
+        call.begin_ending(self._clock)
         call.ended_by = side.value
         commands: list[Command] = [LogEvent("call.ended", "info", {
             **call.log_fields(), "ended_by": side.value, "status": 200,
@@ -531,7 +529,7 @@ class Controller:
         call = self._by_invite.get(transaction)
         if call is None or call.state is not CallState.CONFIRMED:
             return []
-        call.state = CallState.ENDING
+        call.begin_ending(self._clock)
         self._send_bye(call, Side.PBX, now)
         if not self._send_bye(call, Side.TRUNK, now):
             self._finish(call)
@@ -616,7 +614,7 @@ class Controller:
         call.trunk_answered = True
         if call.cancelled or call.pbx_invite.final_status is not None:
             # The answer crossed our CANCEL (RFC 3261 §9.1): ACK it, then BYE.
-            call.state = CallState.ENDING
+            call.begin_ending(self._clock)
             self._send_bye(call, Side.TRUNK, now)
             return []
         call.state = CallState.CONFIRMED
@@ -654,7 +652,7 @@ class Controller:
 
     def _end_call(self, call: Call, now: float, ended_by: str, reason: str) -> list[Command]:
         """End an answered call with BYE on both legs."""
-        call.state = CallState.ENDING
+        call.begin_ending(self._clock)
         call.ended_by = ended_by
         sent_pbx = self._send_bye(call, Side.PBX, now)
         sent_trunk = self._send_bye(call, Side.TRUNK, now)
@@ -684,7 +682,8 @@ class Controller:
     def _finish(self, call: Call) -> None:
         """Forget a call and everything that routes to it."""
         if self._calls.pop(call.key, None) is not None:
-            answered = 0.0 if call.answered_at is None else max(0.0, self._clock - call.answered_at)
+            ended = call.ended_at if call.ended_at is not None else self._clock
+            answered = 0.0 if call.answered_at is None else max(0.0, ended - call.answered_at)
             self._finished.append((call.key, answered))
         self._by_invite.pop(call.pbx_invite, None)
         self._by_dialog.pop((Side.PBX, call.pbx.call_id, call.pbx.local_tag), None)

@@ -540,3 +540,17 @@ def test_tel_uri_and_escaped_forms_screen_like_the_plain_number():
         sent = harness.feed(data, PBX)
         assert only(sent, TRUNK) == [], uri
         assert harness.events("call.rejected"), index
+
+
+def test_billed_length_stops_at_the_bye_not_at_its_answer():
+    """A call hung up 90 s after the answer bills 90 s even if the trunk answers the BYE late."""
+    harness = Harness()
+    _, ok = _answered_call(harness)
+    harness.controller.take_finished()
+    harness.advance(90.0)
+    sent = harness.feed(_in_dialog("BYE", ok, "z9hG4bK-bill", 2), PBX)
+    (trunk_bye,) = [m for m in only(sent, TRUNK) if isinstance(m, Request)]
+    harness.now += 20.0  # the trunk is slow to answer the BYE
+    harness.feed(response_to(trunk_bye, 200, "OK", to_tag=None), TRUNK)
+    ((_, seconds),) = harness.controller.take_finished()
+    assert seconds == 90.0
