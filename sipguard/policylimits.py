@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -28,6 +29,26 @@ from sipguard.policyreader import PolicyReader
 from sipguard.yamlfile import line_of
 
 WINDOW_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+RULE_KEYS = ("id", "per", "class", "max", "window", "action", "mode")
+
+
+def _rule_items(reader: PolicyReader, raw: list[Any], where: str, keys: tuple[str, ...],
+                scopes: tuple[str, ...]) -> Iterator[tuple[int, str, dict[str, Any], str]]:
+    """The rules of a list that are mappings with known keys and a valid ``per``."""
+    for index, item in enumerate(raw):
+        at = f"{where}[{index}]"
+        if not isinstance(item, dict):
+            reader.error(raw, index, at, "must be a mapping")
+            continue
+        reader.known_keys(item, keys, at)
+        per = item.get("per")
+        if per not in scopes:
+            choices = f"{', '.join(scopes[:-1])} or {scopes[-1]}"
+            reader.error(item, "per", f"{at}.per", f"{per!r} is not {choices}")
+            continue
+        yield index, at, item, str(per)
 
 
 def _classes(reader: PolicyReader, item: dict[str, Any], at: str) -> frozenset[str] | None:
@@ -62,20 +83,11 @@ def read_limits(reader: PolicyReader, data: dict[str, Any]) -> Limits:
     rules: list[LimitRule] = []
     ids: set[str] = set()
     for kind in (LimitKind.RATE, LimitKind.CONCURRENCY):
+        allowed = ("id", "per", "class", "region", "max", "action", "mode")
+        keys = (*allowed, "window") if kind is LimitKind.RATE else allowed
         raw = reader.sequence(section, kind.value, f"limits.{kind.value}")
-        for index, item in enumerate(raw):
-            at = f"limits.{kind.value}[{index}]"
-            if not isinstance(item, dict):
-                reader.error(raw, index, at, "must be a mapping")
-                continue
-            allowed = ("id", "per", "class", "region", "max", "action", "mode")
-            reader.known_keys(item, (*allowed, "window") if kind is LimitKind.RATE else allowed,
-                              at)
-            per = item.get("per")
-            if per not in LIMIT_SCOPES:
-                reader.error(item, "per", f"{at}.per",
-                             f"{per!r} is not one of {', '.join(LIMIT_SCOPES)}")
-                continue
+        for index, at, item, per in _rule_items(reader, raw, f"limits.{kind.value}", keys,
+                                                LIMIT_SCOPES):
             maximum = item.get("max")
             if isinstance(maximum, bool) or not isinstance(maximum, int) or maximum < 0:
                 reader.error(item, "max", f"{at}.max", "must be a whole number, 0 or more")
@@ -171,16 +183,8 @@ def _spend(reader: PolicyReader, limits: dict[str, Any]
         per_call_max = None
     rules: list[SpendRule] = []
     raw = reader.sequence(section, "rules", "limits.spend.rules")
-    for index, item in enumerate(raw):
-        at = f"limits.spend.rules[{index}]"
-        if not isinstance(item, dict):
-            reader.error(raw, index, at, "must be a mapping")
-            continue
-        reader.known_keys(item, ("id", "per", "class", "max", "window", "action", "mode"), at)
-        per = item.get("per")
-        if per not in ("account", "system", "country"):
-            reader.error(item, "per", f"{at}.per", f"{per!r} is not account, system or country")
-            continue
+    for index, at, item, per in _rule_items(reader, raw, "limits.spend.rules", RULE_KEYS,
+                                            ("account", "system", "country")):
         maximum = item.get("max")
         if isinstance(maximum, bool) or not isinstance(maximum, int | float) or maximum < 0:
             reader.error(item, "max", f"{at}.max", "must be an amount, 0 or more")
@@ -229,16 +233,8 @@ def _rate_deck(reader: PolicyReader, section: dict[str, Any], path: Path,
 def _consecutive(reader: PolicyReader, section: dict[str, Any]) -> list[ConsecutiveRule]:
     rules: list[ConsecutiveRule] = []
     raw = reader.sequence(section, "consecutive", "limits.consecutive")
-    for index, item in enumerate(raw):
-        at = f"limits.consecutive[{index}]"
-        if not isinstance(item, dict):
-            reader.error(raw, index, at, "must be a mapping")
-            continue
-        reader.known_keys(item, ("id", "per", "class", "max", "window", "action", "mode"), at)
-        per = item.get("per")
-        if per not in ("extension", "account"):
-            reader.error(item, "per", f"{at}.per", f"{per!r} is not extension or account")
-            continue
+    for index, at, item, per in _rule_items(reader, raw, "limits.consecutive", RULE_KEYS,
+                                            ("extension", "account")):
         maximum = item.get("max")
         if isinstance(maximum, bool) or not isinstance(maximum, int) or maximum < 1:
             reader.error(item, "max", f"{at}.max", "must be a whole number, 1 or more")

@@ -111,6 +111,7 @@ class Service:
         # Unique per process start: a restarted container reuses its host name and pid.
         self._node = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.listeners: list[Listener] = []
+        self._by_local: dict[Address, Listener] = {}
         self.endpoint: Endpoint | None = None
         self.controller: Controller | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -132,6 +133,7 @@ class Service:
         settings = self.settings
         for address in settings.listen:
             self.listeners.append(await bind_listener(address, settings.receive_queue))
+        self._by_local = {listener.local: listener for listener in self.listeners}
         self.endpoint = Endpoint([listener.local for listener in self.listeners],
                                  settings.timers, settings.max_message_size,
                                  server_name=settings.user_agent)
@@ -400,9 +402,8 @@ class Service:
         datagrams = endpoint.datagrams_to_send()
         if not datagrams:
             return
-        by_local = {listener.local: listener for listener in self.listeners}
         for datagram in datagrams:
-            listener = by_local.get(datagram.local) or self.listeners[0]
+            listener = self._by_local.get(datagram.local) or self.listeners[0]
             host, port = datagram.destination
             if not _is_ip_literal(host):
                 resolved = self._resolved.get(host)

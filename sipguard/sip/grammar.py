@@ -27,6 +27,25 @@ def split_commas(value: str, strict: bool = False) -> list[str]:
         stripped = value.strip()
         return [stripped] if stripped else []
     parts: list[str] = []
+    for raw in _split_unquoted(value, ",", skip_angle_brackets=True):
+        part = raw.strip()
+        if part:
+            parts.append(part)
+        elif strict:
+            raise RemoteProtocolError("Empty element in a comma-separated list")
+    return parts
+
+
+def split_outside_quotes(value: str, separator: str) -> list[str]:
+    """Split on ``separator`` where it is not inside a quoted string."""
+    if '"' not in value:
+        return value.split(separator)
+    return _split_unquoted(value, separator, skip_angle_brackets=False)
+
+
+def _split_unquoted(value: str, separator: str, skip_angle_brackets: bool) -> list[str]:
+    """Split on ``separator`` outside quoted strings (and ``<...>`` when asked)."""
+    parts: list[str] = []
     start = 0
     in_quotes = False
     in_angle = False
@@ -41,46 +60,11 @@ def split_commas(value: str, strict: bool = False) -> list[str]:
                 in_quotes = False
         elif char == '"':
             in_quotes = True
-        elif char == "<":
+        elif skip_angle_brackets and char == "<":
             in_angle = True
-        elif char == ">":
+        elif skip_angle_brackets and char == ">":
             in_angle = False
-        elif char == "," and not in_angle:
-            part = value[start:index].strip()
-            if part:
-                parts.append(part)
-            elif strict:
-                raise RemoteProtocolError("Empty element in a comma-separated list")
-            start = index + 1
-        index += 1
-    if in_quotes:
-        raise RemoteProtocolError("Unterminated quoted string")
-    part = value[start:].strip()
-    if part:
-        parts.append(part)
-    elif strict:
-        raise RemoteProtocolError("Empty element in a comma-separated list")
-    return parts
-
-
-def split_outside_quotes(value: str, separator: str) -> list[str]:
-    """Split on ``separator`` where it is not inside a quoted string."""
-    if '"' not in value:
-        return value.split(separator)
-    parts: list[str] = []
-    start = 0
-    in_quotes = False
-    index = 0
-    while index < len(value):
-        char = value[index]
-        if in_quotes:
-            if char == "\\":
-                index += 1
-            elif char == '"':
-                in_quotes = False
-        elif char == '"':
-            in_quotes = True
-        elif char == separator:
+        elif char == separator and not in_angle:
             parts.append(value[start:index])
             start = index + 1
         index += 1

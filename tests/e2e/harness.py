@@ -459,6 +459,7 @@ def sipguard_config(
     peers: Sequence[str] = ("127.0.0.1/32",),
     sip: dict[str, float] | None = None,
     drain_grace: float = 2.0,
+    store: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A sipguard configuration for one test (the policy file sits beside it)."""
     config: dict[str, Any] = {
@@ -471,6 +472,8 @@ def sipguard_config(
     }
     if sip:
         config["sip"] = dict(sip)
+    if store:
+        config["store"] = dict(store)
     return config
 
 

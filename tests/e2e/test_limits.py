@@ -132,7 +132,7 @@ def test_concurrency_limit_refuses_a_second_live_international_call(
 
 def test_two_nodes_on_one_redis_share_the_rate_limit(
     start_uas: StartUas,
-    start_sipguard_with_store: StartSipguard,
+    start_sipguard: StartSipguard,
     run_uac: RunUac,
     redis_server: Any,
 ) -> None:
@@ -140,8 +140,8 @@ def test_two_nodes_on_one_redis_share_the_rate_limit(
     forward exactly 5 in total; the 6th gets 403 "limit reached" (ext-intl, max 5 per hour)."""
     uas = start_uas("uas_answer.xml")
     store = {"backend": "redis", "url": redis_server.url, "timeout": 0.2}
-    node_a = start_sipguard_with_store(uas.uri, policy=policy("shared"), store=store)
-    node_b = start_sipguard_with_store(uas.uri, policy=policy("shared"), store=store)
+    node_a = start_sipguard(uas.uri, policy=policy("shared"), store=store)
+    node_b = start_sipguard(uas.uri, policy=policy("shared"), store=store)
 
     call_through(run_uac, node_a, BRITAIN[0], calls=3)
     call_through(run_uac, node_b, BRITAIN[1], calls=2)
@@ -163,7 +163,7 @@ def test_two_nodes_on_one_redis_share_the_rate_limit(
 
 def test_store_outage_fails_international_closed_and_domestic_open_then_recovers(
     start_uas: StartUas,
-    start_sipguard_with_store: StartSipguard,
+    start_sipguard: StartSipguard,
     run_uac: RunUac,
     redis_server: Any,
 ) -> None:
@@ -172,7 +172,7 @@ def test_store_outage_fails_international_closed_and_domestic_open_then_recovers
     counted again and store.recovered is logged once."""
     uas = start_uas("uas_answer.xml")
     store = {"backend": "redis", "url": redis_server.url, "timeout": 0.2}
-    guard = start_sipguard_with_store(uas.uri, policy=policy("outage"), store=store)
+    guard = start_sipguard(uas.uri, policy=policy("outage"), store=store)
     counter = redis.Redis.from_url(redis_server.url, socket_timeout=2.0)
 
     call_through(run_uac, guard, BRITAIN[0])
