@@ -18,6 +18,7 @@ from sipguard.sip.dialog import Dialog
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.headers import Headers, NameAddress, parse_name_address
 from sipguard.sip.message import Message, Request, Response
+from sipguard.sip.sdp import SdpOrigin
 from sipguard.sip.transaction import Address, ClientTransaction, ServerTransaction
 from sipguard.sip.uri import Uri
 
@@ -54,10 +55,11 @@ class Side(enum.Enum):
 
     PBX = "pbx"
     TRUNK = "trunk"
+    IVR = "ivr"  # the PIN IVR, while a challenged call collects its PIN
 
     @property
     def other(self) -> Side:
-        """The opposite leg."""
+        """The opposite leg of a PBX-trunk call."""
         return Side.TRUNK if self is Side.PBX else Side.PBX
 
 
@@ -65,6 +67,7 @@ class CallState(enum.Enum):
     """Where a call is in its life."""
 
     SCREENING = "screening"
+    CHALLENGE = "challenge"  # the PBX leg is with the IVR, which collects the PIN
     CALLING = "calling"
     EARLY = "early"
     CONFIRMED = "confirmed"
@@ -78,6 +81,8 @@ class RelayKind(enum.Enum):
     IN_DIALOG = "in-dialog request relayed from the other leg"
     BYE = "BYE ending a leg"
     CANCEL = "CANCEL of the trunk INVITE"
+    IVR_INVITE = "INVITE to the PIN IVR"
+    BRIDGE = "re-INVITE moving the PBX's media to the trunk"
 
 
 @dataclass(slots=True)
@@ -96,7 +101,6 @@ class Call:
     # The verdict only: the decision's trace is logged once, not kept for the call's life.
     verdict: str | None = None
     cancelled: bool = False
-    cancel_sent: bool = False
     trunk_ack: bytes | None = None
     trunk_answered: bool = False
     ended_by: str | None = None
@@ -105,10 +109,23 @@ class Call:
     max_duration: float | None = None  # from a duration limit, once screened
     answered_at: float | None = None
     ended_at: float | None = None  # when the teardown began (BYE sent or received)
+    # The PIN challenge: the IVR leg, where the PIN stands, and the re-INVITE that
+    # moves the PBX's media from the IVR to the trunk once the trunk answers.
+    ivr: Dialog | None = None
+    ivr_invite: ClientTransaction | None = None
+    ivr_ack: bytes | None = None
+    ivr_answered: bool = False
+    ivr_ended: bool = False  # BYE sent to or received from the IVR
+    pin: PinPhase | None = None
+    pin_outcome: str | None = None  # accepted, wrong, locked, no_pin, timeout… (logs, CDRs)
+    pin_attempts: int = 0
+    caller_sdp: Body | None = None  # the PBX's offer, for the trunk leg
+    bridge: Bridge | None = None
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
     # -> the CSeq of the INVITE we sent on the other leg.
     ack_map: dict[tuple[Side, int], int] = field(default_factory=dict)
     client_transactions: list[ClientTransaction] = field(default_factory=list)
+    cancels_sent: set[Side] = field(default_factory=set)  # legs whose INVITE we CANCELled
 
     def begin_ending(self, now: float) -> None:
         """The call is being torn down: its billed length stops now, not at the BYE's answer."""
@@ -118,7 +135,22 @@ class Call:
 
     def dialog(self, side: Side) -> Dialog | None:
         """The dialog of one leg."""
-        return self.pbx if side is Side.PBX else self.trunk
+        if side is Side.PBX:
+            return self.pbx
+        return self.trunk if side is Side.TRUNK else self.ivr
+
+    @property
+    def bridged(self) -> bool:
+        """Whether the PBX leg is paired with the trunk (always so for unchallenged calls)."""
+        return self.ivr is None or (self.bridge is not None and self.bridge.done)
+
+    def partner(self, side: Side) -> Side | None:
+        """The leg that requests from ``side`` are relayed to, None when there is none yet."""
+        if side is Side.PBX:
+            return Side.TRUNK if self.bridged else Side.IVR
+        if side is Side.IVR:
+            return None if self.bridged else Side.PBX
+        return Side.PBX if self.bridged else None
 
     def log_fields(self) -> dict[str, Any]:
         """The fields every call.* log line carries."""
@@ -132,7 +164,41 @@ class Call:
             fields["extension"] = self.attempt.extension
         if self.verdict is not None:
             fields["decision"] = self.verdict
+        if self.pin_outcome is not None:
+            fields["pin"] = self.pin_outcome
         return fields
+
+
+class PinPhase(enum.Enum):
+    """Where a challenged call's PIN stands."""
+
+    COLLECTING = "collecting"  # the IVR is collecting digits
+    CHECKING = "checking"  # the service is checking what was entered
+    ACCEPTED = "accepted"  # the trunk leg is being placed
+    REFUSED = "refused"  # the IVR plays the refusal, then hangs up
+
+
+@dataclass(frozen=True, slots=True)
+class Body:
+    """A message body with its Content-Type."""
+
+    content: bytes
+    content_type: str
+
+
+@dataclass(slots=True)
+class Bridge:
+    """Moving a challenged call's PBX media from the IVR to the trunk (re-INVITE)."""
+
+    origin: SdpOrigin | None  # the o= line the PBX last received from us (RFC 3264 §8)
+    sent: bytes = b""  # the trunk SDP the PBX last accepted
+    wanted: bytes = b""  # the trunk SDP the PBX should have
+    pending: bytes = b""  # the trunk SDP in the re-INVITE in flight
+    reinvite: ClientTransaction | None = None  # the re-INVITE in flight
+    acked: ClientTransaction | None = None  # the last re-INVITE whose 2xx we ACKed
+    ack: bytes | None = None  # that ACK, resent for retransmitted 2xx
+    answered: bool = False  # the trunk answered
+    done: bool = False  # the PBX talks to the trunk; the IVR leg is being hung up
 
 
 @dataclass(slots=True)
@@ -143,6 +209,7 @@ class ClientContext:
     kind: RelayKind
     side: Side
     server: ServerTransaction | None = None
+    asking: Side = Side.PBX  # the leg the relayed request came from
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +229,25 @@ class LogEvent:
     fields: dict[str, Any]
 
 
-Command = ScreenAttempt | LogEvent
+@dataclass(frozen=True, slots=True)
+class CheckPin:
+    """Command: check a PIN, then call ``Controller.pin_checked``. Never logged."""
+
+    call_key: int
+    account: str
+    extension: str | None
+    digits: str = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class InstructIvr:
+    """Command: tell the IVR what to do next on one of its legs."""
+
+    call_id: str  # the SIP Call-ID of the IVR leg
+    action: str  # accept | retry | refuse (sipguard.ivr.port.IvrAction)
+
+
+Command = ScreenAttempt | LogEvent | CheckPin | InstructIvr
 
 
 # Headers copied from the PBX's INVITE to the trunk's (everything else is

@@ -16,13 +16,15 @@ Call-ID, tags, Via and Contact; body and an allowlist of headers copied).
 Responses, in-dialog requests, CANCEL and ACK for 2xx are then relayed
 between the two legs. BYE is answered at once and repeated on the other
 leg; the call is forgotten when that BYE is answered or times out.
+
+Calls the policy marks ``pin`` take a detour through the PIN IVR first
+(sipguard.challenge); the call table, deadlines and single-leg acts are
+in sipguard.legs.
 """
 
 from __future__ import annotations
 
-import collections
 import heapq
-import itertools
 
 from sipguard.calls import (
     REQUEST_HEADERS_PASSED,
@@ -35,7 +37,6 @@ from sipguard.calls import (
     RelayKind,
     ScreenAttempt,
     Side,
-    Trunk,
     contact_for,
     copy_headers,
     decremented,
@@ -45,12 +46,13 @@ from sipguard.calls import (
     screened_fields,
     user_of,
 )
+from sipguard.challenge import ChallengeFlow, dtmf_relay_body
+from sipguard.legs import IvrLink
 from sipguard.policy import CallAttempt, Decision, Verdict
-from sipguard.sip.dialog import Dialog, uri_address, without_tag
+from sipguard.sip.dialog import Dialog, uri_address
 from sipguard.sip.endpoint import (
     AckTimedOut,
     CancelReceived,
-    Endpoint,
     Event,
     MessageDiscarded,
     RequestReceived,
@@ -59,61 +61,14 @@ from sipguard.sip.endpoint import (
 )
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.grammar import quote
-from sipguard.sip.headers import NameAddress
-from sipguard.sip.message import Message, Request, Response
+from sipguard.sip.message import Request, Response
 from sipguard.sip.transaction import ClientTransaction, ServerTransaction
-from sipguard.sip.uri import Uri
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, NOTIFY, REFER, MESSAGE"
 
 
-class Controller:
+class Controller(ChallengeFlow):
     """Pairs PBX legs with trunk legs (RFC 3261 B2BUA) without I/O."""
-
-    def __init__(
-        self,
-        endpoint: Endpoint,
-        peers: list[Peer],
-        trunks: list[Trunk],
-        extension_header: str = "X-Sipguard-Extension",
-        ring_timeout: float = 180.0,
-        max_call_duration: float = 4 * 3600.0,
-    ) -> None:
-        self.endpoint = endpoint
-        self.peers = list(peers)
-        self.trunks = list(trunks)
-        self.extension_header = extension_header
-        self._token = endpoint.new_token
-        self._keys = itertools.count(1)
-        self._calls: dict[int, Call] = {}
-        self._by_dialog: dict[tuple[Side, str, str], Call] = {}
-        self._by_invite: dict[ServerTransaction, Call] = {}
-        self._contexts: dict[ClientTransaction, ClientContext] = {}
-        self._trunk_hosts = {trunk.address[0] for trunk in trunks}
-        self.draining = False
-        self._finished: list[tuple[int, float]] = []
-        self._clock = 0.0  # the latest `now` handed in, for the length of finished calls
-        self.ring_timeout = ring_timeout
-        self.max_call_duration = max_call_duration
-        # Controller deadlines: (when, sequence, call key). Stale entries are skipped.
-        self._deadlines: list[tuple[float, int, int]] = []
-        self._deadline_sequence = itertools.count()
-
-    # -- introspection -------------------------------------------------------
-
-    @property
-    def live_calls(self) -> int:
-        """Calls not yet forgotten."""
-        return len(self._calls)
-
-    def calls_by_state(self) -> dict[str, int]:
-        """How many live calls are in each state (for the stats line)."""
-        return dict(collections.Counter(call.state.value for call in self._calls.values()))
-
-    @property
-    def dialog_count(self) -> int:
-        """Dialogs (legs) the controller can still route requests to."""
-        return len(self._by_dialog)
 
     # -- input -----------------------------------------------------------------
 
@@ -149,18 +104,6 @@ class Controller:
             })]
         return []
 
-    def is_live(self, call_key: int) -> bool:
-        """Whether the call is still known (not finished or cancelled)."""
-        return call_key in self._calls
-
-    def take_finished(self) -> list[tuple[int, float]]:
-        """Calls that ended since the last call, with how long they were answered (s).
-
-        The service releases their leases and charges their cost.
-        """
-        finished, self._finished = self._finished, []
-        return finished
-
     def screened(self, call_key: int, decision: Decision, now: float,
                  max_duration: float | None = None) -> list[Command]:
         """The screening result for a call the controller asked about.
@@ -176,10 +119,13 @@ class Controller:
         call.verdict = decision.verdict.value
         commands: list[Command] = [
             LogEvent("call.screened", "info", screened_fields(call, decision))]
+        if decision.verdict is Verdict.CHALLENGE and self.ivr is not None:
+            commands.extend(self._start_challenge(call, now))
+            return commands
         if decision.verdict is not Verdict.FORWARD:
-            # PIN challenges arrive with the IVR; until then a call that needs a PIN
-            # is refused, which fails closed. The Reason carries the short public
-            # category, never the policy's internals (RFC 3326).
+            # Without an IVR a call that needs a PIN is refused, which fails closed.
+            # The Reason carries the short public category, never the policy's
+            # internals (RFC 3326).
             category = (decision.category if decision.verdict is Verdict.REJECT
                         else "PIN required but no PIN service is available")
             self._respond(call.pbx_invite, 403, now, to_tag=call.pbx.local_tag, headers=[
@@ -203,26 +149,6 @@ class Controller:
 
     # -- timers ------------------------------------------------------------------
 
-    def get_timer(self) -> float | None:
-        """When :meth:`handle_timer` is next due, or None."""
-        while self._deadlines:
-            deadline, _, key = self._deadlines[0]
-            call = self._calls.get(key)
-            if call is None or call.deadline != deadline:
-                heapq.heappop(self._deadlines)
-                continue
-            return deadline
-        return None
-
-    def _longest(self, call: Call) -> float:
-        if call.max_duration is None:
-            return self.max_call_duration
-        return min(self.max_call_duration, call.max_duration)
-
-    def _set_deadline(self, call: Call, when: float) -> None:
-        call.deadline = when
-        heapq.heappush(self._deadlines, (when, next(self._deadline_sequence), call.key))
-
     def handle_timer(self, now: float) -> list[Command]:
         """Fire due controller timers: endless ringing and over-long calls are ended."""
         self._clock = now
@@ -239,6 +165,8 @@ class Controller:
                 # longest call) ends it with BYE on both legs.
                 reason = f"longest call ({self._longest(call):g} s) reached"
                 commands.extend(self._end_call(call, now, "sipguard", reason))
+            elif call.ivr is not None:
+                commands.extend(self._challenge_deadline(call, now))
             elif call.pbx_invite.final_status is None and not call.cancelled:
                 # Like a proxy's Timer C (RFC 3261 §16.6): give up on endless ringing.
                 self._respond(call.pbx_invite, 408, now, to_tag=call.pbx.local_tag)
@@ -288,12 +216,6 @@ class Controller:
                 "status": 403, "reason": "not a peer (a trunk address)"})]
         return self._new_call(request, transaction, peer, now)
 
-    def _peer_for(self, host: str) -> Peer | None:
-        for peer in self.peers:
-            if peer.matches(host):
-                return peer
-        return None
-
     def _new_call(
         self, request: Request, transaction: ServerTransaction, peer: Peer, now: float
     ) -> list[Command]:
@@ -324,76 +246,20 @@ class Controller:
         self._by_dialog[(Side.PBX, pbx.call_id, local_tag)] = call
         return [ScreenAttempt(call.key, attempt)]
 
-    def _place_trunk_call(self, call: Call, trunk: Trunk, now: float) -> list[Command]:
-        invite = call.pbx_invite.request
-        destination = trunk.address
-        local = self.endpoint.local_for(destination)
-        dialled = invite.uri.user or user_of(invite.to_address)
-        target = Uri(scheme="sip", user=dialled, host=trunk.uri.host, port=trunk.uri.port,
-                     parameters=trunk.uri.parameters)
-        to_address = NameAddress(None, target, ())
-        from_address = without_tag(invite.from_address)
-        trunk_dialog = Dialog(
-            call_id=f"{self._token(20)}@sipguard",
-            local_tag=self._token(10),
-            remote_tag=None,
-            local_address=from_address,
-            remote_address=to_address,
-            local_cseq=0,
-            remote_cseq=None,
-            remote_target=target,
-            local_contact=contact_for(local),
-        )
-        max_forwards = invite.max_forwards
-        request = trunk_dialog.create_request(
-            "INVITE", max_forwards=69 if max_forwards is None else max_forwards - 1)
-        copy_headers(invite, request.headers, REQUEST_HEADERS_PASSED)
-        request.body = invite.body
-        call.trunk = trunk_dialog
-        call.trunk_name = trunk.name
-        call.state = CallState.CALLING
-        self._by_dialog[(Side.TRUNK, trunk_dialog.call_id, trunk_dialog.local_tag)] = call
-        transaction = self.endpoint.send_request(request, destination, now)
-        call.trunk_invite = transaction
-        self._set_deadline(call, now + self.ring_timeout)
-        self._track(transaction, ClientContext(call, RelayKind.INITIAL_INVITE, Side.TRUNK))
-        return [LogEvent("call.forwarded", "info", {
-            **call.log_fields(), "trunk": trunk.name, "trunk_call_id": trunk_dialog.call_id})]
-
-    def _track(self, transaction: ClientTransaction, context: ClientContext) -> None:
-        self._contexts[transaction] = context
-        context.call.client_transactions.append(transaction)
-
-    def _find_dialog(self, message: Message) -> tuple[Call, Side] | None:
-        """The call and leg an in-dialog message belongs to (our tag is the To tag)."""
-        to_tag = message.to_tag or ""
-        for side in (Side.PBX, Side.TRUNK):
-            call = self._by_dialog.get((side, message.call_id, to_tag))
-            if call is not None:
-                return call, side
-        return None
-
-    def _ack_trunk(self, call: Call, ack_from_pbx: Request | None = None) -> None:
-        """ACK the trunk's 2xx, with the PBX's ACK body when it has one (late offer)."""
-        trunk = call.trunk
-        if trunk is None or call.trunk_invite is None or call.trunk_ack is not None:
-            return
-        request = trunk.create_request("ACK", cseq=call.trunk_invite.cseq_number)
-        if ack_from_pbx is not None:
-            copy_headers(ack_from_pbx, request.headers, ("Content-Type", "Content-Disposition"))
-            request.body = ack_from_pbx.body
-        call.trunk_ack = self.endpoint.send_ack(request, trunk.next_hop())
-
     def _on_ack(self, ack: Request, now: float) -> list[Command]:
         found = self._find_dialog(ack)
         if found is None:
             return []
         call, side = found
-        other = call.dialog(side.other)
-        if other is None or other.remote_tag is None:
-            return []
         if side is Side.PBX and ack.cseq.number == call.pbx_invite.cseq_number:
-            self._ack_trunk(call, ack)
+            if call.ivr is not None:
+                self._ack_ivr(call, ack)
+            else:
+                self._ack_trunk(call, ack)
+            return []
+        partner = call.partner(side)
+        other = None if partner is None else call.dialog(partner)
+        if other is None or other.remote_tag is None:
             return []
         other_cseq = call.ack_map.pop((side, ack.cseq.number), None)
         if other_cseq is not None:
@@ -412,7 +278,8 @@ class Controller:
             return []
         call, side = found
         dialog = call.dialog(side)
-        other = call.dialog(side.other)
+        partner = call.partner(side)
+        other = None if partner is None else call.dialog(partner)
         assert dialog is not None
         if dialog.remote_cseq is not None and request.cseq.number < dialog.remote_cseq:
             self._respond(transaction, 500, now, reason="CSeq Out of Order")
@@ -420,8 +287,13 @@ class Controller:
         dialog.remote_cseq = request.cseq.number
         if request.method == "BYE":
             return self._on_bye(call, side, transaction, now)
-        if other is None or other.remote_tag is None or call.state is CallState.ENDING:
+        if (other is None or partner is None or other.remote_tag is None
+                or call.state is CallState.ENDING):
             self._respond(transaction, 481 if call.state is CallState.ENDING else 491, now)
+            return []
+        if (request.method == "INVITE" and call.bridge is not None
+                and call.bridge.reinvite is not None):
+            self._respond(transaction, 491, now)  # glare with our bridging re-INVITE
             return []
         if request.method in ("INVITE", "UPDATE"):
             dialog.refresh_target(request.contact)
@@ -430,8 +302,16 @@ class Controller:
         if request.method == "PRACK":
             self._rewrite_rack(call, side, relayed)
         relayed.body = request.body
+        if partner is Side.PBX:
+            relayed.body = self._for_pbx(call, request.body)
+        elif partner is Side.IVR and request.method == "INFO":
+            dtmf = dtmf_relay_body(request)
+            if dtmf is not None:  # the IVR reads dtmf-relay; application/dtmf is translated
+                relayed.headers.set("Content-Type", "application/dtmf-relay")
+                relayed.body = dtmf
         client = self.endpoint.send_request(relayed, other.next_hop(), now)
-        self._track(client, ClientContext(call, RelayKind.IN_DIALOG, side.other, transaction))
+        self._track(client, ClientContext(call, RelayKind.IN_DIALOG, partner, transaction,
+                                          asking=side))
         if request.method == "INVITE":
             call.ack_map[(side, request.cseq.number)] = relayed.cseq.number
         return []
@@ -452,31 +332,20 @@ class Controller:
         self, call: Call, side: Side, transaction: ServerTransaction, now: float
     ) -> list[Command]:
         self._respond(transaction, 200, now)
-        if call.state is CallState.ENDING:
+        if side is Side.IVR:
+            call.ivr_ended = True
+            if call.pin is not None and call.pin.value == "accepted":
+                return []  # the IVR left while the trunk is being called: the call goes on
+        if call.state is CallState.ENDING or (side is Side.IVR and call.bridged):
             return []
         call.begin_ending(self._clock)
         call.ended_by = side.value
         commands: list[Command] = [LogEvent("call.ended", "info", {
             **call.log_fields(), "ended_by": side.value, "status": 200,
             "reason": f"BYE from {side.value}"})]
-        if not self._send_bye(call, side.other, now):
+        if not self._hang_up_legs(call, now, spare=side):
             self._finish(call)
         return commands
-
-    def _send_bye(self, call: Call, side: Side, now: float) -> bool:
-        """BYE one leg; return False when that leg has no dialog to end."""
-        dialog = call.dialog(side)
-        if dialog is None or dialog.remote_tag is None:
-            return False
-        if side is Side.TRUNK and call.trunk_answered and call.trunk_ack is None:
-            # The PBX never ACKed, but the trunk's 2xx still needs one (RFC 3261
-            # §13.2.2.4) before the BYE, or the trunk retransmits it and may
-            # tear the call down on its own.
-            self._ack_trunk(call)
-        bye = dialog.create_request("BYE")
-        client = self.endpoint.send_request(bye, dialog.next_hop(), now)
-        self._track(client, ClientContext(call, RelayKind.BYE, side))
-        return True
 
     # -- CANCEL and timeouts -------------------------------------------------------
 
@@ -489,33 +358,33 @@ class Controller:
         call.cancelled = True
         commands: list[Command] = [LogEvent("call.ended", "info", {
             **call.log_fields(), "ended_by": "pbx", "status": 487, "reason": "CANCEL from pbx"})]
-        if call.trunk_invite is None:
+        if call.ivr_invite is not None:
+            self._try_cancel(call, Side.IVR, now)
+        elif call.trunk_invite is not None:
+            self._try_cancel_trunk(call, now)
+        else:
             self._finish(call)
-            return commands
-        self._try_cancel_trunk(call, now)
         return commands
-
-    def _try_cancel_trunk(self, call: Call, now: float) -> None:
-        if call.cancel_sent or call.trunk_invite is None:
-            return
-        cancel = self.endpoint.cancel(call.trunk_invite, now)
-        if cancel is not None:
-            call.cancel_sent = True
-            self._track(cancel, ClientContext(call, RelayKind.CANCEL, Side.TRUNK))
-        # else: RFC 3261 §9.1 - wait for a provisional response, then CANCEL.
 
     def _on_timeout(self, transaction: ClientTransaction, now: float) -> list[Command]:
         context = self._contexts.pop(transaction, None)
         if context is None:
             return []
         call = context.call
-        if context.kind is RelayKind.INITIAL_INVITE:
+        if context.kind is RelayKind.BRIDGE:
+            return self._on_bridge_timeout(call, now)
+        if context.kind is RelayKind.INITIAL_INVITE and call.ivr is not None:
+            if call.state is CallState.ENDING:
+                self._finish(call)
+                return []
+            return self._end_call(call, now, "sipguard", "trunk did not answer (Timer B)")
+        if context.kind in (RelayKind.INITIAL_INVITE, RelayKind.IVR_INVITE):
             commands: list[Command] = []
             if call.pbx_invite.final_status is None:
                 self._respond(call.pbx_invite, 408, now, to_tag=call.pbx.local_tag)
                 commands.append(LogEvent("call.failed", "warning", {
                     **call.log_fields(), "status": 408, "trunk": call.trunk_name,
-                    "reason": "trunk did not answer (Timer B)"}))
+                    "reason": f"{context.side.value} did not answer (Timer B)"}))
             self._finish(call)
             return commands
         if context.kind is RelayKind.IN_DIALOG and context.server is not None:
@@ -527,11 +396,10 @@ class Controller:
 
     def _on_ack_timeout(self, transaction: ServerTransaction, now: float) -> list[Command]:
         call = self._by_invite.get(transaction)
-        if call is None or call.state is not CallState.CONFIRMED:
+        if call is None or call.state not in (CallState.CONFIRMED, CallState.CHALLENGE):
             return []
         call.begin_ending(self._clock)
-        self._send_bye(call, Side.PBX, now)
-        if not self._send_bye(call, Side.TRUNK, now):
+        if not self._hang_up_legs(call, now):
             self._finish(call)
         return [LogEvent("call.ended", "warning", {
             **call.log_fields(), "ended_by": "sipguard", "reason": "no ACK from pbx"})]
@@ -545,7 +413,13 @@ class Controller:
         if context is None:
             return []
         if context.kind is RelayKind.INITIAL_INVITE:
+            if context.call.ivr is not None:
+                return self._on_challenged_trunk_response(context.call, response, now)
             return self._on_trunk_invite_response(context.call, response, now)
+        if context.kind is RelayKind.IVR_INVITE:
+            return self._on_ivr_invite_response(context.call, response, now)
+        if context.kind is RelayKind.BRIDGE:
+            return self._on_bridge_response(context.call, transaction, response, now)
         if response.status_code >= 200 and not transaction.is_invite:
             del self._contexts[transaction]
         if context.kind is RelayKind.IN_DIALOG and context.server is not None:
@@ -563,13 +437,14 @@ class Controller:
         if (responding is not None and 200 <= response.status_code < 300
                 and server.method in ("INVITE", "UPDATE")):
             responding.refresh_target(response.contact)
-        asking = call.dialog(context.side.other)
+        asking = call.dialog(context.asking)
         headers = passed_headers(response)
         if server.method in ("INVITE", "UPDATE") and asking is not None:
             headers.append(("Contact", asking.local_contact))
         self.endpoint.respond(server, self.endpoint.make_response(
             server, response.status_code, response.reason, headers=headers,
-            body=response.body), now)
+            body=self._for_pbx(call, response.body) if context.asking is Side.PBX
+            else response.body), now)
 
     def _on_trunk_invite_response(
         self, call: Call, response: Response, now: float
@@ -624,13 +499,6 @@ class Controller:
         return [LogEvent("call.answered", "info", {
             **call.log_fields(), "status": response.status_code, "trunk": call.trunk_name})]
 
-    def _relay_to_pbx(self, call: Call, response: Response, now: float) -> None:
-        headers = passed_headers(response)
-        if response.status_code < 300 and response.to_tag:
-            headers.append(("Contact", call.pbx.local_contact))
-        self._respond(call.pbx_invite, response.status_code, now, reason=response.reason,
-                      to_tag=call.pbx.local_tag, headers=headers, body=response.body)
-
     # -- shutdown ---------------------------------------------------------------------
 
     def hang_up_all(self, now: float) -> list[Command]:
@@ -642,7 +510,9 @@ class Controller:
             if call.pbx_invite.final_status is None:
                 self._respond(call.pbx_invite, 503, now, to_tag=call.pbx.local_tag)
                 call.cancelled = True
-                if call.trunk_invite is not None:
+                if call.ivr_invite is not None:
+                    self._try_cancel(call, Side.IVR, now)
+                elif call.trunk_invite is not None:
                     self._try_cancel_trunk(call, now)
                 else:
                     self._finish(call)
@@ -650,48 +520,5 @@ class Controller:
             commands.extend(self._end_call(call, now, "sipguard", "service stopping"))
         return commands
 
-    def _end_call(self, call: Call, now: float, ended_by: str, reason: str) -> list[Command]:
-        """End an answered call with BYE on both legs."""
-        call.begin_ending(self._clock)
-        call.ended_by = ended_by
-        sent_pbx = self._send_bye(call, Side.PBX, now)
-        sent_trunk = self._send_bye(call, Side.TRUNK, now)
-        if not (sent_pbx or sent_trunk):
-            self._finish(call)
-        return [LogEvent("call.ended", "info", {
-            **call.log_fields(), "ended_by": ended_by, "reason": reason})]
 
-    # -- helpers -------------------------------------------------------------------------
-
-    def _respond(
-        self,
-        transaction: ServerTransaction,
-        status: int,
-        now: float,
-        reason: str | None = None,
-        to_tag: str | None = None,
-        headers: list[tuple[str, str]] | None = None,
-        body: bytes = b"",
-    ) -> None:
-        if transaction.final_status is not None:
-            return
-        response = self.endpoint.make_response(
-            transaction, status, reason, to_tag=to_tag, headers=headers, body=body)
-        self.endpoint.respond(transaction, response, now)
-
-    def _finish(self, call: Call) -> None:
-        """Forget a call and everything that routes to it."""
-        if self._calls.pop(call.key, None) is not None:
-            ended = call.ended_at if call.ended_at is not None else self._clock
-            answered = 0.0 if call.answered_at is None else max(0.0, ended - call.answered_at)
-            self._finished.append((call.key, answered))
-        self._by_invite.pop(call.pbx_invite, None)
-        self._by_dialog.pop((Side.PBX, call.pbx.call_id, call.pbx.local_tag), None)
-        if call.trunk is not None:
-            self._by_dialog.pop((Side.TRUNK, call.trunk.call_id, call.trunk.local_tag), None)
-        for transaction in call.client_transactions:
-            self._contexts.pop(transaction, None)
-        call.client_transactions.clear()
-
-
-__all__ = ["Controller", "uri_address"]
+__all__ = ["Controller", "IvrLink", "uri_address"]

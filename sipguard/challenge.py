@@ -1,0 +1,351 @@
+"""The PIN challenge: a call the policy marks ``pin`` goes to the IVR first.
+
+Theory of operation
+-------------------
+The PBX's INVITE goes to the IVR (a pjsua2 UAS on loopback) as a third leg,
+with the PBX's SDP offer; the IVR's answer goes back to the PBX, so the PBX
+talks to the IVR, which plays a prompt and collects the PIN (RFC 4733 or
+SIP INFO digits, relayed to it like any in-dialog request).
+
+The service reports what the IVR collected (:meth:`pin_entered`); the
+controller asks for it to be checked (a ``CheckPin`` command) and hears the
+outcome (:meth:`pin_checked`). A wrong PIN may be tried again a few times;
+then, or for a locked or missing PIN, the IVR plays a refusal and hangs up,
+and its BYE ends the call.
+
+A correct PIN places the trunk leg with the PBX's original offer. The
+trunk's SDP (from early media, then from its answer) is given to the PBX in
+a re-INVITE whose o= line continues the one the PBX got from the IVR
+(RFC 3264 §8), so media flows straight between the PBX and the carrier.
+When the PBX has accepted the answered trunk's SDP the IVR leg is hung up
+and the call goes on as a plain PBX-trunk call.
+"""
+
+from __future__ import annotations
+
+from sipguard.calls import (
+    Body,
+    Bridge,
+    Call,
+    CallState,
+    CheckPin,
+    ClientContext,
+    Command,
+    InstructIvr,
+    LogEvent,
+    PinPhase,
+    RelayKind,
+    Side,
+    contact_for,
+)
+from sipguard.legs import ControllerBase
+from sipguard.sip.dialog import Dialog, without_tag
+from sipguard.sip.grammar import quote
+from sipguard.sip.headers import NameAddress
+from sipguard.sip.message import Request, Response
+from sipguard.sip.sdp import origin_of, with_origin
+from sipguard.sip.transaction import ClientTransaction
+from sipguard.sip.uri import Uri
+
+REFUSAL_GRACE = 20.0  # seconds the IVR gets to play the refusal and hang up
+PIN_OUTCOMES = ("accepted", "wrong", "locked", "no_pin", "store_unavailable")
+
+
+class ChallengeFlow(ControllerBase):
+    """The IVR leg, the PIN outcome, and the re-INVITE that bridges PBX and trunk."""
+
+    # -- the service's side ---------------------------------------------------------
+
+    def pin_entered(self, ivr_call_id: str, outcome: str, digits: str,
+                    now: float) -> list[Command]:
+        """The IVR finished a round on one of its legs: digits entered, a timeout, a hangup."""
+        self._clock = now
+        call = self._by_ivr_call.get(ivr_call_id)
+        if call is None or call.pin is not PinPhase.COLLECTING:
+            return []
+        if outcome == "hangup":
+            return []  # the BYE (or CANCEL) that ended the leg ends the call
+        if outcome != "entered" or not digits:
+            return self._refuse_pin(call, "timeout", now)
+        call.pin = PinPhase.CHECKING
+        call.pin_attempts += 1
+        return [CheckPin(call.key, call.attempt.account, call.attempt.extension, digits)]
+
+    def pin_checked(self, call_key: int, outcome: str, now: float) -> list[Command]:
+        """The outcome of a ``CheckPin``: accepted, wrong, locked, no_pin, store_unavailable."""
+        self._clock = now
+        call = self._calls.get(call_key)
+        if call is None or call.pin is not PinPhase.CHECKING or call.ivr is None:
+            return []
+        if outcome == "wrong" and call.pin_attempts < self.pin_attempts:
+            call.pin = PinPhase.COLLECTING
+            return [InstructIvr(call.ivr.call_id, "retry"), LogEvent("call.pin_wrong", "info", {
+                **call.log_fields(), "attempt": call.pin_attempts,
+                "attempts_left": self.pin_attempts - call.pin_attempts})]
+        if outcome != "accepted":
+            return self._refuse_pin(call, outcome if outcome in PIN_OUTCOMES else "wrong", now)
+        call.pin = PinPhase.ACCEPTED
+        call.pin_outcome = "accepted"
+        commands: list[Command] = [
+            InstructIvr(call.ivr.call_id, "accept"),
+            LogEvent("call.pin_accepted", "info", {**call.log_fields(),
+                                                   "attempt": call.pin_attempts})]
+        if not self.trunks:
+            commands.extend(self._end_call(call, now, "sipguard", "no trunk configured"))
+            return commands
+        commands.extend(self._place_trunk_call(call, self.trunks[0], now,
+                                               body=call.caller_sdp or Body(b"", "")))
+        return commands
+
+    def _refuse_pin(self, call: Call, outcome: str, now: float) -> list[Command]:
+        assert call.ivr is not None
+        call.pin = PinPhase.REFUSED
+        call.pin_outcome = outcome
+        # The IVR plays the refusal and hangs up; if it never does, we do.
+        self._set_deadline(call, now + REFUSAL_GRACE)
+        return [InstructIvr(call.ivr.call_id, "refuse"), LogEvent("call.pin_refused", "info", {
+            **call.log_fields(), "attempts": call.pin_attempts})]
+
+    # -- the IVR leg ------------------------------------------------------------------
+
+    def _start_challenge(self, call: Call, now: float) -> list[Command]:
+        """Send the PBX's INVITE to the IVR."""
+        ivr = self.ivr
+        assert ivr is not None
+        invite = call.pbx_invite.request
+        content_type = invite.headers.get("Content-Type") or "application/sdp"
+        if invite.body:
+            call.caller_sdp = Body(invite.body, content_type)
+        host, port = ivr.address
+        target = Uri(scheme="sip", user="pin", host=f"[{host}]" if ":" in host else host,
+                     port=port)
+        dialog = Dialog(
+            call_id=f"{self._token(20)}@sipguard-ivr",
+            local_tag=self._token(10),
+            remote_tag=None,
+            local_address=without_tag(invite.from_address),
+            remote_address=NameAddress(None, target, ()),
+            local_cseq=0,
+            remote_cseq=None,
+            remote_target=target,
+            local_contact=contact_for(self.endpoint.local_for(ivr.address)),
+        )
+        request = dialog.create_request("INVITE")
+        request.headers.add(ivr.header, ivr.token)
+        if invite.body:
+            request.headers.add("Content-Type", content_type)
+            request.body = invite.body
+        call.ivr = dialog
+        call.state = CallState.CHALLENGE
+        call.pin = PinPhase.COLLECTING
+        self._by_dialog[(Side.IVR, dialog.call_id, dialog.local_tag)] = call
+        self._by_ivr_call[dialog.call_id] = call
+        transaction = self.endpoint.send_request(request, ivr.address, now)
+        call.ivr_invite = transaction
+        self._track(transaction, ClientContext(call, RelayKind.IVR_INVITE, Side.IVR))
+        self._set_deadline(call, now + self.challenge_timeout)
+        return [LogEvent("call.challenged", "info", {**call.log_fields(),
+                                                     "ivr_call_id": dialog.call_id})]
+
+    def _on_ivr_invite_response(self, call: Call, response: Response,
+                                now: float) -> list[Command]:
+        ivr = call.ivr
+        assert ivr is not None
+        status = response.status_code
+        if status == 100:
+            return []
+        if status < 200:
+            if response.to_tag and ivr.remote_tag is None:
+                ivr.confirm(response)
+            if call.cancelled:
+                self._try_cancel(call, Side.IVR, now)
+            elif call.pbx_invite.final_status is None:
+                self._relay_to_pbx(call, response, now)
+            return []
+        if status < 300:
+            return self._on_ivr_answer(call, response, now)
+        commands: list[Command] = []
+        if call.pbx_invite.final_status is None:
+            # Fail closed: a call that needs a PIN never goes out without one, and a
+            # 403 (not a 5xx) keeps the PBX from trying another route.
+            reason = "PIN service unavailable"
+            call.pin_outcome = "ivr_unavailable"
+            self._respond(call.pbx_invite, 403, now, to_tag=call.pbx.local_tag, headers=[
+                ("Reason", f"SIP;cause=403;text={quote(reason)}"),
+                ("Warning", f"399 sipguard {quote(reason)}")])
+            commands.append(LogEvent("call.rejected", "warning", {
+                **call.log_fields(), "status": 403, "reason": reason,
+                "ivr_status": status}))
+        self._finish(call)
+        return commands
+
+    def _on_ivr_answer(self, call: Call, response: Response, now: float) -> list[Command]:
+        ivr = call.ivr
+        assert ivr is not None
+        if call.ivr_answered:
+            if call.ivr_ack is not None:  # the 2xx retransmitted
+                self.endpoint.resend(call.ivr_ack, ivr.next_hop())
+            return []
+        if ivr.remote_tag is None or ivr.remote_tag != response.to_tag:
+            ivr.remote_tag = None
+        ivr.confirm(response)
+        call.ivr_answered = True
+        if call.cancelled or call.pbx_invite.final_status is not None:
+            # The answer crossed our CANCEL: ACK it, then BYE.
+            call.begin_ending(self._clock)
+            if not self._send_bye(call, Side.IVR, now):
+                self._finish(call)
+            return []
+        call.bridge = Bridge(origin=origin_of(response.body))
+        if call.caller_sdp is not None:
+            self._ack_ivr(call)  # the offer was in the INVITE: the ACK has no body to wait for
+        self._relay_to_pbx(call, response, now)
+        return []
+
+    # -- the trunk leg and the bridge -------------------------------------------------
+
+    def _on_challenged_trunk_response(self, call: Call, response: Response,
+                                      now: float) -> list[Command]:
+        """The trunk's answers to the INVITE placed after a correct PIN."""
+        trunk, bridge = call.trunk, call.bridge
+        assert trunk is not None and bridge is not None
+        status = response.status_code
+        if status == 100:
+            return []
+        if status < 200:
+            if response.to_tag and trunk.remote_tag is None:
+                trunk.confirm(response)
+            if call.state is CallState.ENDING:
+                self._try_cancel_trunk(call, now)
+                return []
+            call.state = CallState.EARLY
+            if response.body:  # early media: the PBX hears it straight from the trunk
+                bridge.wanted = response.body
+                return self._sync_bridge(call, now)
+            return []
+        if status < 300:
+            if call.trunk_ack is not None:
+                self.endpoint.resend(call.trunk_ack, trunk.next_hop())
+                return []
+            if trunk.remote_tag is None or trunk.remote_tag != response.to_tag:
+                trunk.remote_tag = None
+            trunk.confirm(response)
+            call.trunk_answered = True
+            self._ack_trunk(call)  # our INVITE carried the offer: nothing to wait for
+            if call.state is CallState.ENDING:
+                self._send_bye(call, Side.TRUNK, now)
+                return []
+            call.answered_at = now
+            bridge.answered = True
+            if response.body:
+                bridge.wanted = response.body
+            self._set_deadline(call, now + self._longest(call))
+            commands: list[Command] = [LogEvent("call.answered", "info", {
+                **call.log_fields(), "status": status, "trunk": call.trunk_name})]
+            commands.extend(self._sync_bridge(call, now))
+            return commands
+        if call.state is CallState.ENDING:
+            self._finish(call)  # our CANCEL was answered
+            return []
+        commands = [LogEvent("call.failed", "info", {
+            **call.log_fields(), "status": status, "trunk": call.trunk_name,
+            "reason": response.reason})]
+        commands.extend(self._end_call(call, now, "trunk", f"trunk answered {status}"))
+        return commands
+
+    def _sync_bridge(self, call: Call, now: float) -> list[Command]:
+        """Give the PBX the trunk's latest SDP; once it has the answer, drop the IVR."""
+        bridge = call.bridge
+        if bridge is None or bridge.reinvite is not None or bridge.done:
+            return []
+        if call.state is CallState.ENDING:
+            return []
+        if bridge.wanted and bridge.wanted != bridge.sent:
+            body = bridge.wanted
+            if bridge.origin is not None:
+                bridge.origin = bridge.origin.next_version()
+                body = with_origin(body, bridge.origin)
+            request = call.pbx.create_request("INVITE")
+            request.headers.add("Content-Type", "application/sdp")
+            request.body = body
+            bridge.pending = bridge.wanted
+            bridge.reinvite = self.endpoint.send_request(request, call.pbx.next_hop(), now)
+            self._track(bridge.reinvite, ClientContext(call, RelayKind.BRIDGE, Side.PBX))
+            return [LogEvent("call.bridging", "info", {
+                **call.log_fields(), "trunk_answered": bridge.answered})]
+        if not bridge.answered:
+            return []
+        bridge.done = True
+        call.state = CallState.CONFIRMED
+        self._send_bye(call, Side.IVR, now)
+        return [LogEvent("call.bridged", "info", {**call.log_fields(),
+                                                  "trunk": call.trunk_name})]
+
+    def _on_bridge_response(self, call: Call, transaction: ClientTransaction,
+                            response: Response, now: float) -> list[Command]:
+        bridge = call.bridge
+        assert bridge is not None
+        status = response.status_code
+        if status < 200:
+            return []
+        if status < 300:
+            if transaction is bridge.acked:
+                if bridge.ack is not None:  # the 2xx retransmitted
+                    self.endpoint.resend(bridge.ack, call.pbx.next_hop())
+                return []
+            call.pbx.refresh_target(response.contact)
+            ack = call.pbx.create_request("ACK", cseq=transaction.cseq_number)
+            bridge.ack = self.endpoint.send_ack(ack, call.pbx.next_hop())
+            bridge.acked = transaction
+            if transaction is bridge.reinvite:
+                bridge.sent = bridge.pending
+                bridge.reinvite = None
+            return self._sync_bridge(call, now)
+        if transaction is not bridge.reinvite or call.state is CallState.ENDING:
+            return []
+        bridge.reinvite = None
+        return self._end_call(call, now, "sipguard",
+                              f"the PBX refused the trunk's media ({status})")
+
+    def _on_bridge_timeout(self, call: Call, now: float) -> list[Command]:
+        if call.state is CallState.ENDING:
+            return []
+        return self._end_call(call, now, "sipguard", "the PBX did not answer the re-INVITE")
+
+    def _challenge_deadline(self, call: Call, now: float) -> list[Command]:
+        """A challenged call's deadline: the PIN took too long, or the trunk rang too long."""
+        if call.state is CallState.CHALLENGE:
+            reason = ("the IVR did not hang up after the refusal" if call.pin is PinPhase.REFUSED
+                      else f"no PIN within {self.challenge_timeout:g} s")
+            if call.pin_outcome is None:
+                call.pin_outcome = "timeout"
+            if call.pbx_invite.final_status is None:
+                self._respond(call.pbx_invite, 408, now, to_tag=call.pbx.local_tag)
+                call.cancelled = True
+                self._try_cancel(call, Side.IVR, now)
+                return [LogEvent("call.failed", "info", {**call.log_fields(), "status": 408,
+                                                         "reason": reason})]
+            return self._end_call(call, now, "sipguard", reason)
+        return self._end_call(call, now, "sipguard",
+                              f"no answer within {self.ring_timeout:g} s")
+
+    # -- relaying -----------------------------------------------------------------------
+
+    def _for_pbx(self, call: Call, body: bytes) -> bytes:
+        """SDP going to a bridged PBX keeps the o= line the PBX knows (RFC 3264 §8)."""
+        bridge = call.bridge
+        if bridge is None or bridge.origin is None or not body or origin_of(body) is None:
+            return body
+        bridge.origin = bridge.origin.next_version()
+        return with_origin(body, bridge.origin)
+
+
+def dtmf_relay_body(request: Request) -> bytes | None:
+    """An INFO with application/dtmf (one digit) as application/dtmf-relay, else None."""
+    content_type = (request.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if content_type != "application/dtmf":
+        return None
+    digit = request.body.strip()[:1].decode("ascii", "replace")
+    if digit not in "0123456789*#ABCDabcd" or not digit:
+        return None
+    return f"Signal={digit}\r\nDuration=160\r\n".encode()
