@@ -88,6 +88,23 @@ class StateStore(Protocol):
         """
         ...
 
+    async def count_event(self, key: str, window: float, now: float) -> int:
+        """Count one event on ``key``; return the events within the last ``window`` seconds,
+        this one included (failed PINs, refused sources)."""
+        ...
+
+    async def clear(self, keys: Sequence[str]) -> None:
+        """Forget these keys entirely, whatever they hold."""
+        ...
+
+    async def put_mark(self, key: str, value: str, ttl: float, now: float) -> None:
+        """Set a mark that expires ``ttl`` seconds after ``now`` (a lock, a ban)."""
+        ...
+
+    async def get_mark(self, key: str, now: float) -> tuple[str, float] | None:
+        """The mark's value and the seconds it has left at ``now``; None when absent or expired."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

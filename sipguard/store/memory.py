@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Sequence
+from typing import Any
 
 from sipguard.store.base import CounterRequest
 
@@ -25,6 +26,8 @@ class MemoryStore:
         self._spend: dict[str, collections.deque[tuple[float, float]]] = {}
         self._reserved: dict[tuple[str, str], tuple[float, float]] = {}  # (key, call) -> (t, x)
         self._streaks: dict[str, tuple[str, int, float]] = {}  # key -> number, run, expiry
+        self._events: dict[str, collections.deque[float]] = {}
+        self._marks: dict[str, tuple[str, float]] = {}  # key -> value, expiry
 
     def _count(self, request: CounterRequest, now: float) -> int:
         if request.kind == "rate":
@@ -155,6 +158,46 @@ class MemoryStore:
             for stale in [k for k, (_, _, expiry) in self._streaks.items() if expiry <= now]:
                 del self._streaks[stale]
         return run
+
+    async def count_event(self, key: str, window: float, now: float) -> int:
+        """Count one event on a sliding window; return the events within it."""
+        times = self._events.setdefault(key, collections.deque())
+        while times and times[0] <= now - window:
+            times.popleft()
+        times.append(now)
+        if len(self._events) > 100000:  # forget keys whose events all left their window
+            for stale in [k for k, t in self._events.items() if t[-1] <= now - window]:
+                del self._events[stale]
+        return len(times)
+
+    async def clear(self, keys: Sequence[str]) -> None:
+        """Forget these keys, whatever they hold."""
+        for key in keys:
+            tables: tuple[dict[str, Any], ...] = (
+                self._windows, self._window_of, self._leases, self._spend, self._streaks,
+                self._events, self._marks)
+            for table in tables:
+                table.pop(key, None)
+            for reserved in [pair for pair in self._reserved if pair[0] == key]:
+                del self._reserved[reserved]
+
+    async def put_mark(self, key: str, value: str, ttl: float, now: float) -> None:
+        """Set a mark that expires ``ttl`` seconds after ``now``."""
+        self._marks[key] = (value, now + ttl)
+        if len(self._marks) > 100000:
+            for stale in [k for k, (_, expiry) in self._marks.items() if expiry <= now]:
+                del self._marks[stale]
+
+    async def get_mark(self, key: str, now: float) -> tuple[str, float] | None:
+        """The mark's value and its seconds left, or None."""
+        mark = self._marks.get(key)
+        if mark is None:
+            return None
+        value, expiry = mark
+        if expiry <= now:
+            del self._marks[key]
+            return None
+        return value, expiry - now
 
     async def close(self) -> None:
         """Nothing to release."""

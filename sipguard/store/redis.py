@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import secrets
 from collections.abc import Awaitable, Sequence
 from typing import Any, TypeVar
 
@@ -143,6 +145,16 @@ end
 return 1
 """
 
+# KEYS[1]: the event log. ARGV: now, window, a member unique to this event.
+_COUNT_EVENT = """
+local now = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+redis.call('ZADD', KEYS[1], now, ARGV[3])
+redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
+return redis.call('ZCARD', KEYS[1])
+"""
+
 
 class RedisStore:
     """Counters in Redis, shared by every node that uses the same server."""
@@ -160,6 +172,7 @@ class RedisStore:
         self._streak = self._client.register_script(_STREAK)
         self._reserve = self._client.register_script(_RESERVE)
         self._settle = self._client.register_script(_SETTLE)
+        self._count_event = self._client.register_script(_COUNT_EVENT)
 
     async def _call(self, operation: Awaitable[_T]) -> _T:
         try:
@@ -261,6 +274,39 @@ class RedisStore:
         reply = await self._call(self._streak(keys=[self.prefix + key],
                                               args=[number, int(ttl * 1000)]))
         return int(reply)
+
+    async def count_event(self, key: str, window: float, now: float) -> int:
+        """Count one event on a sliding window (a sorted set); return the events within it."""
+        reply = await self._call(self._count_event(
+            keys=[self.prefix + key],
+            args=[repr(now), repr(window), f"{now!r}:{secrets.token_hex(8)}"]))
+        return int(reply)
+
+    async def clear(self, keys: Sequence[str]) -> None:
+        """Delete these keys."""
+        if keys:
+            await self._call(self._client.delete(*(self.prefix + key for key in keys)))
+
+    async def put_mark(self, key: str, value: str, ttl: float, now: float) -> None:
+        """Set a mark. Its expiry is judged on the caller's clock, as every window here is;
+        Redis drops the key itself a second after that (PX), so idle marks do not pile up."""
+        await self._call(self._client.set(self.prefix + key, f"{now + ttl!r}|{value}",
+                                          px=math.ceil(max(ttl, 0.0) * 1000) + 1000))
+
+    async def get_mark(self, key: str, now: float) -> tuple[str, float] | None:
+        """The mark's value and its seconds left, or None."""
+        reply = await self._call(self._client.get(self.prefix + key))
+        if reply is None:
+            return None
+        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+        expiry_text, _, value = text.partition("|")
+        try:
+            expiry = float(expiry_text)
+        except ValueError:
+            return None
+        if expiry <= now:
+            return None
+        return value, expiry - now
 
     async def ping(self) -> bool:
         """Whether the server answers now."""

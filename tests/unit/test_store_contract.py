@@ -365,6 +365,10 @@ def _all_operations(s: RedisStore, call_id: str) -> dict[str, Awaitable[Any]]:
         "peek": s.peek(live, NOW + 5),
         "renew": s.renew(keys, call_id, 30.0, NOW + 5),
         "release": s.release(keys, call_id),
+        "count_event": s.count_event("fail:" + call_id, 900.0, NOW + 5),
+        "put_mark": s.put_mark("lock:" + call_id, "x", 900.0, NOW + 5),
+        "get_mark": s.get_mark("lock:" + call_id, NOW + 5),
+        "clear": s.clear(["fail:" + call_id]),
     }
 
 
@@ -541,6 +545,80 @@ def test_renew_recreates_a_lease_lost_while_the_call_lives(store: StoreCase) -> 
         return [lost[0], (await s.peek([live], NOW + 42))[0]]
 
     assert store.run(scenario) == [0, 1]
+
+
+def test_count_event_counts_within_a_sliding_window(store: StoreCase) -> None:
+    """Events count up within the window, older ones drop out, keys do not mix; events at
+    the same instant each count."""
+    key = "pin:asterisk-1/2001"
+
+    async def scenario(s: StateStore) -> list[int]:
+        counts = [await s.count_event(key, 900.0, NOW) for _ in range(2)]
+        counts.append(await s.count_event(key, 900.0, NOW + 100))
+        counts.append(await s.count_event("pin:asterisk-1/2002", 900.0, NOW + 100))
+        counts.append(await s.count_event(key, 900.0, NOW + 950))  # the two at NOW left
+        counts.append(await s.count_event(key, 900.0, NOW + 2000))
+        return counts
+
+    assert store.run(scenario) == [1, 2, 3, 1, 2, 1]
+
+
+def test_marks_hold_a_value_until_they_expire(store: StoreCase) -> None:
+    """A mark gives its value and the seconds it has left, until ttl after it was put;
+    putting it again replaces it; other keys have none."""
+    key = "lock:pin:asterisk-1/2001"
+
+    async def scenario(s: StateStore) -> list[tuple[str, float] | None]:
+        await s.put_mark(key, "3 failures", 900.0, NOW)
+        seen = [await s.get_mark(key, NOW + 100), await s.get_mark("lock:other", NOW + 100),
+                await s.get_mark(key, NOW + 900)]
+        await s.put_mark(key, "again", 60.0, NOW + 1000)
+        seen += [await s.get_mark(key, NOW + 1030), await s.get_mark(key, NOW + 1061)]
+        return seen
+
+    seen = store.run(scenario)
+    assert seen[0] is not None and seen[0][0] == "3 failures"
+    assert seen[0][1] == pytest.approx(800.0)
+    assert seen[1] is None and seen[2] is None
+    assert seen[3] is not None and seen[3][0] == "again"
+    assert seen[3][1] == pytest.approx(30.0)
+    assert seen[4] is None
+
+
+def test_clear_forgets_events_marks_and_counters(store: StoreCase) -> None:
+    """Cleared keys start again from nothing, whatever they held; other keys are kept."""
+    events, mark, window = "fail:a", "lock:a", rate("rate:a")
+
+    async def scenario(s: StateStore) -> list[Any]:
+        await s.count_event(events, 900.0, NOW)
+        await s.count_event("fail:b", 900.0, NOW)
+        await s.put_mark(mark, "x", 900.0, NOW)
+        await s.try_take([window], "call-1", NOW)
+        await s.clear([events, mark, window.key, "never-written"])
+        await s.clear([])
+        return [await s.count_event(events, 900.0, NOW + 1), await s.get_mark(mark, NOW + 1),
+                await s.peek([window], NOW + 1), await s.count_event("fail:b", 900.0, NOW + 1)]
+
+    assert store.run(scenario) == [1, None, [0], 2]
+
+
+def test_redis_events_and_marks_expire_by_themselves(redis_server: RedisServer) -> None:
+    """The event log and a mark leave Redis within their window (or ttl) plus a second."""
+
+    async def scenario() -> None:
+        s = RedisStore(redis_server.url, timeout=REDIS_TIMEOUT)
+        try:
+            await s.count_event("fail:a", 900.0, NOW)
+            await s.put_mark("lock:a", "x", 60.0, NOW)
+        finally:
+            await s.close()
+
+    with redis.Redis.from_url(redis_server.url, socket_timeout=2.0) as client:
+        client.flushdb()
+        asyncio.run(scenario())
+        ttls = {key.decode(): client.pttl(key) for key in client.keys("*")}
+    assert 0 < ttls["sipguard:fail:a"] <= 901_000, ttls
+    assert 0 < ttls["sipguard:lock:a"] <= 61_000, ttls
 
 
 def test_memory_store_forgets_idle_per_number_keys() -> None:
