@@ -120,6 +120,8 @@ class Call:
     pin_outcome: str | None = None  # accepted, wrong, locked, no_pin, timeout… (logs, CDRs)
     pin_attempts: int = 0
     caller_sdp: Body | None = None  # the PBX's offer, for the trunk leg
+    # The PBX's INVITE, kept past its final response (the IVR's 200) for the trunk leg.
+    original_invite: Request | None = None
     bridge: Bridge | None = None
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
     # -> the CSeq of the INVITE we sent on the other leg.

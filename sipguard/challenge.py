@@ -113,6 +113,7 @@ class ChallengeFlow(ControllerBase):
         ivr = self.ivr
         assert ivr is not None
         invite = call.pbx_invite.request
+        call.original_invite = invite
         content_type = invite.headers.get("Content-Type") or "application/sdp"
         if invite.body:
             call.caller_sdp = Body(invite.body, content_type)
@@ -235,6 +236,7 @@ class ChallengeFlow(ControllerBase):
             if call.state is CallState.ENDING:
                 self._send_bye(call, Side.TRUNK, now)
                 return []
+            call.state = CallState.CONFIRMED
             call.answered_at = now
             bridge.answered = True
             if response.body:

@@ -390,7 +390,7 @@ class Controller(ChallengeFlow):
         if context.kind is RelayKind.IN_DIALOG and context.server is not None:
             if context.server.final_status is None:
                 self._respond(context.server, 408, now)
-        elif context.kind is RelayKind.BYE:
+        elif context.kind is RelayKind.BYE and call.state is CallState.ENDING:
             self._finish(call)
         return []
 
@@ -424,8 +424,9 @@ class Controller(ChallengeFlow):
             del self._contexts[transaction]
         if context.kind is RelayKind.IN_DIALOG and context.server is not None:
             self._relay_response(context, response, now)
-        elif context.kind is RelayKind.BYE and response.status_code >= 200:
-            self._finish(context.call)
+        elif (context.kind is RelayKind.BYE and response.status_code >= 200
+              and context.call.state is CallState.ENDING):
+            self._finish(context.call)  # (not the BYE that drops the IVR from a bridged call)
         return []
 
     def _relay_response(self, context: ClientContext, response: Response, now: float) -> None:

@@ -151,7 +151,7 @@ class ControllerBase:
     def _place_trunk_call(self, call: Call, trunk: Trunk, now: float,
                           body: Body | None = None) -> list[Command]:
         """The trunk leg: the PBX's INVITE (or ``body`` instead of its body) to the trunk."""
-        invite = call.pbx_invite.request
+        invite = call.original_invite or call.pbx_invite.request
         destination = trunk.address
         local = self.endpoint.local_for(destination)
         dialled = invite.uri.user or user_of(invite.to_address)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sipguard.calls import Command, LogEvent, Peer, ScreenAttempt, Trunk
-from sipguard.controller import Controller
+from sipguard.controller import Controller, IvrLink
 from sipguard.policy import CallAttempt, Decision, Policy, evaluate
 from sipguard.policyfile import load_policy
 from sipguard.sip.endpoint import Datagram, Endpoint
@@ -24,6 +24,8 @@ SIPGUARD = ("127.0.0.1", 5060)
 PBX = ("127.0.0.1", 5070)
 TRUNK = ("127.0.0.2", 5080)
 STRANGER = ("127.0.0.9", 5090)
+IVR = ("127.0.0.5", 5100)
+IVR_TOKEN = "ivr-secret"
 
 
 def _counter_tokens() -> Callable[[int], str]:
@@ -47,13 +49,17 @@ class Harness:
     settings: TimerSettings = field(default_factory=TimerSettings)
     now: float = 1000.0
     strict: bool = True
+    ivr: bool = False  # a PIN IVR at IVR (commands for it land in ``commands``)
 
     def __post_init__(self) -> None:
         self.endpoint = Endpoint([SIPGUARD], self.settings, token=_counter_tokens())
         peer = Peer("asterisk-1", (ipaddress.ip_network("127.0.0.1/32"),))
         trunk_uri = parse_uri(f"sip:{TRUNK[0]}:{TRUNK[1]}")
-        self.controller = Controller(self.endpoint, [peer], [Trunk("carrier", trunk_uri, TRUNK)])
+        self.controller = Controller(
+            self.endpoint, [peer], [Trunk("carrier", trunk_uri, TRUNK)],
+            ivr=IvrLink(IVR, IVR_TOKEN) if self.ivr else None)
         self.logs: list[LogEvent] = []
+        self.commands: list[Command] = []  # CheckPin and InstructIvr
         self.unparsed: list[bytes] = []
         self.attempts: list[CallAttempt] = []
 
@@ -68,8 +74,10 @@ class Harness:
             if isinstance(command, ScreenAttempt):
                 pending.extend(self.controller.screened(
                     command.call_key, self.screen(command.attempt), self.now))
-            else:
+            elif isinstance(command, LogEvent):
                 self.logs.append(command)
+            else:
+                self.commands.append(command)
 
     def _collect(self) -> list[Sent]:
         out: list[Sent] = []
@@ -110,6 +118,11 @@ class Harness:
             sent.extend(self._collect())
         self.now = target
         return sent
+
+    def run(self, commands: list[Command]) -> list[Sent]:
+        """Carry out commands the test got from the controller; return what was sent."""
+        self._run(commands)
+        return self._collect()
 
     def events(self, name: str) -> list[LogEvent]:
         return [log for log in self.logs if log.event == name]
