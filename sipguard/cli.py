@@ -1,4 +1,4 @@
-"""The ``sipguard`` command line: run, check, explain.
+"""The ``sipguard`` command line: run, check, explain, pin.
 
 Every subcommand takes ``--config FILE`` (default conf/sipguard.yaml, then
 /etc/sipguard/sipguard.yaml). Exit codes: 0 success, 1 invalid input
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sipguard import logs
+from sipguard import logs, pincli
 from sipguard.policy import CallAttempt, Decision, LimitKind, Policy, Verdict, clean, evaluate
 from sipguard.policy.limits import limit_checks
 from sipguard.policyfile import LoadedPolicy, load_policy_file
@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "without a zone it is read in the account's time zone")
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.add_argument("number", help="the dialled number, as the PBX sends it")
+    pincli.add_commands(commands, with_config)
     return parser
 
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run(arguments)
     if arguments.command == "check":
         return _check(arguments)
+    if arguments.command == "pin":
+        return pincli.run(arguments)
     return _explain(arguments)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sipguard.calls import Network, Peer, Trunk
+from sipguard.ivr.port import PROMPT_NAMES, IvrConfig
+from sipguard.pins import MIN_PIN_LENGTH, PinSettings
 from sipguard.sip.dialog import uri_address
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.message import DEFAULT_MAX_MESSAGE_SIZE
@@ -22,6 +24,10 @@ from sipguard.sip.uri import parse_uri
 from sipguard.yamlfile import ConfigError, MarkedDict, Problems, line_of, load_marked
 
 DEFAULT_CONFIG_PATHS = (Path("conf/sipguard.yaml"), Path("/etc/sipguard/sipguard.yaml"))
+DEFAULT_PIN_FILE = "../var/pins.yaml"  # relative to the configuration file
+PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
+IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
+            "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "prompts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,8 @@ class Settings:
     event_loop: str = "auto"
     log_level: str = "info"
     log_format: str = "auto"
+    pin: PinSettings = field(default_factory=lambda: PinSettings(Path("var/pins.yaml")))
+    ivr: IvrConfig = field(default_factory=IvrConfig)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -100,7 +108,8 @@ def load_settings(path: Path) -> Settings:
     problems = Problems(path)
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): must be a mapping of settings"])
-    known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging", "store"}
+    known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging", "store", "pin",
+             "ivr"}
     for key in data:
         if key not in known:
             known_list = ", ".join(sorted(known))
@@ -138,6 +147,7 @@ def load_settings(path: Path) -> Settings:
         t4=_number(sip, "t4", 5.0, problems, "sip", minimum=0.0),
         timer_d=_number(sip, "timer_d", 32.0, problems, "sip", minimum=0.0),
     )
+    pin = _load_pin(data, path, problems)
     settings = Settings(
         path=path,
         listen=tuple(listen),
@@ -166,6 +176,8 @@ def load_settings(path: Path) -> Settings:
                           problems, "logging"),
         log_format=_choice(logging, "format", "auto", ("auto", "json", "console"),
                            problems, "logging"),
+        pin=pin,
+        ivr=_load_ivr(data, path, pin, problems),
     )
     problems.raise_if_any()
     return settings
@@ -249,3 +261,133 @@ def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
             continue
         trunks.append(Trunk(item["name"], uri, uri_address(uri)))
     return trunks
+
+
+def _integer(section: dict[str, Any], key: str, default: int, problems: Problems, prefix: str,
+             minimum: int, maximum: int | None = None) -> int:
+    value = section.get(key, default)
+    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
+            or (maximum is not None and value > maximum)):
+        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
+        problems.add(line_of(section, key), f"{prefix}.{key}", f"must be a whole number {bounds}")
+        return default
+    return value
+
+
+def _unknown_keys(section: dict[str, Any], prefix: str, known: tuple[str, ...],
+                  problems: Problems) -> None:
+    for key in section:
+        if key not in known:
+            problems.add(line_of(section, key), f"{prefix}.{key}",
+                         f"unknown setting (known: {', '.join(known)})")
+
+
+def _load_pin(data: dict[str, Any], path: Path, problems: Problems) -> PinSettings:
+    """The ``pin`` section: where the PIN hashes are, and the lockout."""
+    section = _section(data, "pin", problems)
+    _unknown_keys(section, "pin", PIN_KEYS, problems)
+    file_value = section.get("file", DEFAULT_PIN_FILE)
+    if not isinstance(file_value, str) or not file_value:
+        problems.add(line_of(section, "file"), "pin.file", "must name the PIN file")
+        file_value = DEFAULT_PIN_FILE
+    min_length = section.get("min_length", MIN_PIN_LENGTH)
+    if isinstance(min_length, int) and not isinstance(min_length, bool) \
+            and min_length < MIN_PIN_LENGTH:
+        problems.add(line_of(section, "min_length"), "pin.min_length",
+                     f"must be at least {MIN_PIN_LENGTH}: shorter PINs are guessed too easily")
+        min_length = MIN_PIN_LENGTH
+    else:
+        min_length = _integer(section, "min_length", MIN_PIN_LENGTH, problems, "pin",
+                              minimum=MIN_PIN_LENGTH, maximum=32)
+    return PinSettings(
+        file=(path.parent / file_value).resolve(),
+        max_failures=_integer(section, "max_failures", 3, problems, "pin", minimum=1),
+        lock_seconds=_number(section, "lock_seconds", 900.0, problems, "pin", minimum=1.0),
+        failure_window=_number(section, "failure_window", 900.0, problems, "pin", minimum=1.0),
+        min_length=min_length,
+    )
+
+
+def _ip_literal(section: dict[str, Any], key: str, default: str, problems: Problems,
+                loopback: bool) -> str:
+    value = section.get(key, default)
+    try:
+        address = ipaddress.ip_address(str(value))
+    except ValueError:
+        problems.add(line_of(section, key), f"ivr.{key}", f"{value!r} is not an IP address")
+        return default
+    if loopback and not address.is_loopback:
+        problems.add(line_of(section, key), f"ivr.{key}",
+                     "must be a loopback address (127.0.0.1 or ::1): the IVR takes calls "
+                     "from sipguard only")
+        return default
+    return str(address)
+
+
+def _load_ivr(data: dict[str, Any], path: Path, pin: PinSettings,
+              problems: Problems) -> IvrConfig:
+    """The ``ivr`` section: the PIN IVR's addresses, timeouts, limits and prompts."""
+    section = _section(data, "ivr", problems)
+    _unknown_keys(section, "ivr", IVR_KEYS, problems)
+    defaults = IvrConfig()
+    enabled = section.get("enabled", defaults.enabled)
+    if not isinstance(enabled, bool):
+        problems.add(line_of(section, "enabled"), "ivr.enabled", "must be true or false")
+        enabled = defaults.enabled
+    max_digits = _integer(section, "max_digits", defaults.max_digits, problems, "ivr",
+                          minimum=1, maximum=64)
+    if max_digits < pin.min_length:
+        problems.add(line_of(section, "max_digits"), "ivr.max_digits",
+                     f"must be at least pin.min_length ({pin.min_length}), or no PIN fits")
+    return IvrConfig(
+        enabled=enabled,
+        sip_host=_ip_literal(section, "sip_host", defaults.sip_host, problems, loopback=True),
+        sip_port=_integer(section, "sip_port", defaults.sip_port, problems, "ivr", 0, 65535),
+        media_host=_ip_literal(section, "media_host", defaults.media_host, problems,
+                               loopback=False),
+        rtp_port=_integer(section, "rtp_port", defaults.rtp_port, problems, "ivr", 0, 65535),
+        digit_timeout=_number(section, "digit_timeout", defaults.digit_timeout, problems,
+                              "ivr", minimum=0.5),
+        overall_timeout=_number(section, "overall_timeout", defaults.overall_timeout,
+                                problems, "ivr", minimum=1.0),
+        max_digits=max_digits,
+        attempts_per_call=_integer(section, "attempts_per_call", defaults.attempts_per_call,
+                                   problems, "ivr", minimum=1, maximum=10),
+        max_sessions=_integer(section, "max_sessions", defaults.max_sessions, problems, "ivr",
+                              minimum=1),
+        prompts=_load_prompts(section, path, problems),
+    )
+
+
+def _load_prompts(section: dict[str, Any], path: Path, problems: Problems) -> dict[str, Path]:
+    """``ivr.prompts``: prompt name -> WAV file (relative to the configuration file)."""
+    raw = section.get("prompts")
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        problems.add(line_of(section, "prompts"), "ivr.prompts",
+                     f"must map prompt names ({', '.join(PROMPT_NAMES)}) to WAV files")
+        return {}
+    prompts: dict[str, Path] = {}
+    for name, value in raw.items():
+        where = f"ivr.prompts.{name}"
+        if name not in PROMPT_NAMES:
+            problems.add(line_of(raw, name), where,
+                         f"unknown prompt (known: {', '.join(PROMPT_NAMES)})")
+            continue
+        if not isinstance(value, str) or not value:
+            problems.add(line_of(raw, name), where, "must name a WAV file")
+            continue
+        wav = (path.parent / value).resolve()
+        try:
+            with wav.open("rb") as handle:
+                head = handle.read(12)
+        except OSError as error:
+            problems.add(line_of(raw, name), where,
+                         f"cannot read {wav}: {error.strerror or error}")
+            continue
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            problems.add(line_of(raw, name), where, f"{wav} is not a WAV file")
+            continue
+        prompts[name] = wav
+    return prompts
