@@ -121,18 +121,18 @@ def validate_pin(pin: str, extension: str | None, min_length: int = MIN_PIN_LENG
         return "a PIN is digits only"
     if len(pin) < min_length:
         return f"a PIN has at least {min_length} digits"
-    if len(set(pin)) == 1:
-        return "a PIN may not be one digit repeated"
-    if _is_run(pin):
-        return "a PIN may not be a run of consecutive digits (123456, 987654)"
-    if _repeats_a_block(pin):
-        return "a PIN may not repeat a shorter block (121212, 123123)"
     if extension:
         rest = pin.replace(extension, "") if len(extension) >= 2 else pin
         if rest != pin and len(set(rest)) <= 1:
             return "a PIN may not be the extension (repeated or padded)"
         if pin == (extension * (len(pin) // len(extension) + 1))[:len(pin)]:
             return "a PIN may not be the extension (repeated or padded)"
+    if len(set(pin)) == 1:
+        return "a PIN may not be one digit repeated"
+    if _is_run(pin):
+        return "a PIN may not be a run of consecutive digits (123456, 987654)"
+    if _repeats_a_block(pin):
+        return "a PIN may not repeat a shorter block (121212, 123123)"
     if pin in COMMON_PINS:
         return "this PIN is among the most common ones; choose another"
     return None

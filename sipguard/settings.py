@@ -387,7 +387,7 @@ def _load_prompts(section: dict[str, Any], path: Path, problems: Problems) -> di
                          f"cannot read {wav}: {error.strerror or error}")
             continue
         if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            problems.add(line_of(raw, name), where, f"{wav} is not a WAV file")
+            problems.add(line_of(raw, name), where, f"not a WAV file: {wav}")
             continue
         prompts[name] = wav
     return prompts

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 from sipguard.cli import main
+from sipguard.ivr.port import IvrConfig
+from sipguard.pins import PinSettings
 from sipguard.policyfile import load_policy
 from sipguard.settings import load_settings, parse_listen
 from sipguard.yamlfile import ConfigError
@@ -114,3 +116,82 @@ def test_explain_prints_decision_and_trace(tmp_path: Path, capsys: pytest.Captur
     assert "nanp-premium-900 -> deny" in out
     assert main(["explain", "--policy", str(tmp_path / "policy.yaml"), "12125551234"]) == 0
     assert "action:   allow" in capsys.readouterr().out
+
+
+def test_pin_and_ivr_sections_default(tmp_path: Path):
+    """Without pin and ivr sections: the PIN file is ../var/pins.yaml beside the config,
+    3 failures lock for 900 s, 6 digits at least; the IVR on loopback with its defaults."""
+    settings = load_settings(_write(tmp_path, MINIMAL))
+    assert settings.pin.file == (tmp_path.parent / "var" / "pins.yaml").resolve()
+    assert (settings.pin.max_failures, settings.pin.lock_seconds, settings.pin.failure_window,
+            settings.pin.min_length) == (3, 900.0, 900.0, 6)
+    assert settings.ivr == IvrConfig()
+
+
+def test_pin_and_ivr_sections_load(tmp_path: Path):
+    """Every key of both sections is read; prompts and the PIN file are relative to the config."""
+    (tmp_path / "prompts").mkdir()
+    (tmp_path / "prompts" / "hello.wav").write_bytes(WAV)
+    settings = load_settings(_write(tmp_path, MINIMAL + """\
+pin:
+  file: pins/pins.yaml
+  max_failures: 5
+  lock_seconds: 60
+  failure_window: 120.5
+  min_length: 8
+ivr:
+  enabled: false
+  sip_host: "::1"
+  sip_port: 5090
+  media_host: 192.0.2.10
+  rtp_port: 40000
+  digit_timeout: 3
+  overall_timeout: 20
+  max_digits: 12
+  attempts_per_call: 2
+  max_sessions: 8
+  prompts:
+    enter_pin: prompts/hello.wav
+"""))
+    assert settings.pin == PinSettings((tmp_path / "pins" / "pins.yaml").resolve(), 5, 60.0,
+                                       120.5, 8)
+    assert settings.ivr == IvrConfig(
+        enabled=False, sip_host="::1", sip_port=5090, media_host="192.0.2.10", rtp_port=40000,
+        digit_timeout=3.0, overall_timeout=20.0, max_digits=12, attempts_per_call=2,
+        max_sessions=8, prompts={"enter_pin": (tmp_path / "prompts" / "hello.wav").resolve()})
+
+
+WAV = b"RIFF\x24\x00\x00\x00WAVEfmt " + bytes(28)
+
+
+@pytest.mark.parametrize(
+    ("section", "expected"),
+    [
+        ("pin:\n  min_length: 4", "sipguard.yaml:10: pin.min_length: must be at least 6"),
+        ("pin:\n  max_failures: 0", "sipguard.yaml:10: pin.max_failures: must be a whole number >= 1"),
+        ("pin:\n  max_failures: 2.5", "sipguard.yaml:10: pin.max_failures: must be a whole number"),
+        ("pin:\n  lock_seconds: -1", "sipguard.yaml:10: pin.lock_seconds: must be a number"),
+        ("pin:\n  file: ''", "sipguard.yaml:10: pin.file: must name the PIN file"),
+        ("pin:\n  pin: 1234", "sipguard.yaml:10: pin.pin: unknown setting"),
+        ("pin: [1]", "sipguard.yaml:9: pin: must be a mapping"),
+        ("ivr:\n  sip_host: 192.0.2.1", "sipguard.yaml:10: ivr.sip_host: must be a loopback address"),
+        ("ivr:\n  sip_host: localhost", "sipguard.yaml:10: ivr.sip_host: 'localhost' is not an IP address"),
+        ("ivr:\n  media_host: pbx.example", "sipguard.yaml:10: ivr.media_host: 'pbx.example' is not an IP"),
+        ("ivr:\n  sip_port: 70000", "sipguard.yaml:10: ivr.sip_port: must be a whole number from 0 to 65535"),
+        ("ivr:\n  enabled: yes please", "sipguard.yaml:10: ivr.enabled: must be true or false"),
+        ("ivr:\n  max_digits: 4", "sipguard.yaml:10: ivr.max_digits: must be at least pin.min_length"),
+        ("ivr:\n  attempts_per_call: 0", "sipguard.yaml:10: ivr.attempts_per_call: must be a whole number"),
+        ("ivr:\n  digit_timeout: 0", "sipguard.yaml:10: ivr.digit_timeout: must be a number >= 0.5"),
+        ("ivr:\n  prompt: {}", "sipguard.yaml:10: ivr.prompt: unknown setting"),
+        ("ivr:\n  prompts:\n    welcome: a.wav", "sipguard.yaml:11: ivr.prompts.welcome: unknown prompt (known: enter_pin"),
+        ("ivr:\n  prompts:\n    refused: missing.wav", "sipguard.yaml:11: ivr.prompts.refused: cannot read"),
+        ("ivr:\n  prompts:\n    refused: policy.yaml", "sipguard.yaml:11: ivr.prompts.refused: not a WAV file"),
+        ("ivr:\n  prompts: [a.wav]", "sipguard.yaml:10: ivr.prompts: must map prompt names"),
+    ],
+)
+def test_pin_and_ivr_errors_name_file_line_and_key(tmp_path: Path, section: str, expected: str):
+    """Errors in the pin and ivr sections read file:line: key.path: message."""
+    path = _write(tmp_path, MINIMAL + section + "\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
