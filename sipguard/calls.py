@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sipguard.policy import CallAttempt, Decision
 from sipguard.sip.dialog import Dialog
@@ -246,7 +246,7 @@ class InstructIvr:
     """Command: tell the IVR what to do next on one of its legs."""
 
     call_id: str  # the SIP Call-ID of the IVR leg
-    action: str  # accept | retry | refuse (sipguard.ivr.port.IvrAction)
+    action: Literal["accept", "retry", "refuse"]  # as sipguard.ivr.port.IvrAction
 
 
 Command = ScreenAttempt | LogEvent | CheckPin | InstructIvr

@@ -21,6 +21,7 @@ import ipaddress
 import os
 import signal
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -30,8 +31,10 @@ from asyncio_dgram.aio import DatagramServer
 from asyncio_dgram.aio import Protocol as DgramProtocol
 
 from sipguard import logs
-from sipguard.calls import Command, LogEvent, ScreenAttempt
-from sipguard.controller import Controller
+from sipguard.calls import CheckPin, Command, InstructIvr, LogEvent, ScreenAttempt
+from sipguard.controller import Controller, IvrLink
+from sipguard.ivr.port import TOKEN_HEADER, IvrPort, IvrResult
+from sipguard.pins import PinGuard
 from sipguard.policyfile import LoadedPolicy
 from sipguard.screening import Charge, Screener, Screening, failed_closed, make_store
 from sipguard.settings import ListenAddress, Settings
@@ -124,6 +127,9 @@ class Service:
         # or reloaded far more often than PBX host names change).
         self._resolved: dict[str, str] = {}
         self._background: set[asyncio.Future[None]] = set()
+        # The PIN challenge: the IVR (started with the service when enabled) and the PINs.
+        self.ivr: IvrPort | None = None
+        self.pins = PinGuard(settings.pin, self.screener.store, self.log)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -137,10 +143,16 @@ class Service:
         self.endpoint = Endpoint([listener.local for listener in self.listeners],
                                  settings.timers, settings.max_message_size,
                                  server_name=settings.user_agent)
-        self.controller = Controller(self.endpoint, list(settings.peers), list(settings.trunks),
-                                     extension_header=settings.extension_header,
-                                     ring_timeout=settings.ring_timeout,
-                                     max_call_duration=settings.max_call_duration)
+        ivr_config = settings.ivr
+        self.controller = Controller(
+            self.endpoint, list(settings.peers), list(settings.trunks),
+            extension_header=settings.extension_header,
+            ring_timeout=settings.ring_timeout,
+            max_call_duration=settings.max_call_duration,
+            ivr=await self._start_ivr(),
+            pin_attempts=ivr_config.attempts_per_call,
+            # Every round of the IVR, then time for the refusal prompt.
+            challenge_timeout=ivr_config.overall_timeout * ivr_config.attempts_per_call + 30.0)
         readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
         self._install_signals()
         logs.lifecycle_logger().warning(
@@ -151,6 +163,7 @@ class Service:
             event_loop=type(self._loop).__module__.split(".")[0],
             policy=str(settings.policy_path),
             policy_version=self.screener.policy.version,
+            ivr=None if self.ivr is None else _listen_text(self.ivr.address),
         )
         for peer in settings.peers:
             if self.screener.policy.account(peer.name) is None:
@@ -167,6 +180,8 @@ class Service:
         for pending in waits:
             pending.cancel()
         await self._drain()
+        if self.ivr is not None:
+            await self.ivr.stop()
         watcher.cancel()
         renewer.cancel()
         for reader in readers:
@@ -187,6 +202,23 @@ class Service:
         logs.lifecycle_logger().warning("service.stopped", **self.stats())
         return 0
 
+    async def _start_ivr(self) -> IvrLink | None:
+        """Start the PIN IVR; without it, calls that need a PIN are refused (fail closed)."""
+        config = self.settings.ivr
+        if not config.enabled:
+            return None
+        try:
+            from sipguard.ivr.pjsua import PjsuaIvr  # noqa: PLC0415 - loads pjsua2 only when used
+
+            ivr = PjsuaIvr(config)
+            await ivr.start(self._on_ivr_result)
+        except Exception as error:  # pjsua2 missing or failing: the service still screens
+            self.log.error("ivr.unavailable", error=str(error),
+                           consequence="calls that need a PIN are refused")
+            return None
+        self.ivr = ivr
+        return IvrLink(ivr.address, ivr.token, TOKEN_HEADER)
+
     def stop(self) -> None:
         """Ask the service to drain and stop."""
         self._stop.set()
@@ -200,6 +232,7 @@ class Service:
             "transactions": endpoint.transaction_count if endpoint else 0,
             "dropped_datagrams": sum(listener.protocol.dropped for listener in self.listeners),
             "icmp_errors": self.icmp_errors,
+            "ivr_sessions": self.ivr.active_sessions if self.ivr is not None else 0,
         }
 
     def _install_signals(self) -> None:
@@ -324,6 +357,42 @@ class Service:
                 task.add_done_callback(self._background.discard)
             elif isinstance(command, LogEvent):
                 getattr(self.log, command.level)(command.event, **command.fields)
+            elif isinstance(command, CheckPin):
+                self._background_task(self._check_pin(command))
+            elif isinstance(command, InstructIvr) and self.ivr is not None:
+                self.ivr.instruct(command.call_id, command.action)
+
+    def _on_ivr_result(self, result: IvrResult) -> None:
+        """What the IVR collected on one leg (called on the loop's thread)."""
+        controller, loop = self.controller, self._loop
+        if controller is None or loop is None:
+            return
+        now = loop.time()
+        try:
+            self._run(controller.pin_entered(result.call_id, result.outcome, result.digits, now),
+                      now)
+        except Exception:
+            self.log.exception("sip.internal_error", during="ivr_result")
+        self._after_pump()
+
+    async def _check_pin(self, command: CheckPin) -> None:
+        """Check a PIN (scrypt off the loop, the lock in the store), then let the call go on."""
+        controller, loop = self.controller, self._loop
+        assert controller is not None and loop is not None
+        try:
+            check = await self.pins.check(command.account, command.extension, command.digits,
+                                          time.time())
+            outcome = check.outcome.value
+        except Exception:  # a bug in the check must refuse the call, not hang it
+            self.log.exception("pin.check_failed", account=command.account,
+                               extension=command.extension)
+            outcome = "store_unavailable"
+        try:
+            now = loop.time()
+            self._run(controller.pin_checked(command.call_key, outcome, now), now)
+        except Exception:
+            self.log.exception("sip.internal_error", during="pin_checked")
+        self._after_pump()
 
     async def _screen(self, command: ScreenAttempt) -> None:
         """Screen one attempt (the store may take a round trip), then let the call go on."""
