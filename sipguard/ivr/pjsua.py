@@ -363,10 +363,10 @@ class _Engine:
         session = call.session
         if session is not None:
             session.audio = None  # pjsua2 freed the call's AudioMedia
+            self.sessions.pop(session.call_id, None)  # not active when the result lands
             self.end_round(session, "hangup")
             self.release_media(session)
             session.ended = True
-            self.sessions.pop(session.call_id, None)
             call.session = None
             log.info("ivr.call_ended call_id=%s", session.call_id)
         # Outside pjsua2's callbacks here: dropping the last reference is safe.

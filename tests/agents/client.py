@@ -17,7 +17,8 @@ answer that much later), ``early_media`` (send 183 with SDP before the 200).
 Commands (methods): ``call(uri, headers)``, ``send_dtmf(digits, method)`` with
 method ``"rfc4733"`` (RTP telephone-events), ``"info"`` (SIP INFO
 application/dtmf-relay) or ``"info-dtmf"`` (one SIP INFO application/dtmf per
-digit), ``hangup()``, ``stats()``, ``quit()`` (also done by ``stop()``).
+digit), ``hangup()``, ``stats()``, ``record(path)`` (write the audio received in the
+current call to a WAV file, complete once the call ended: event ``recorded``), ``quit()`` (also done by ``stop()``).
 
 Events (dicts with an ``"event"`` key), read with ``wait_for(event, timeout, **match)``:
 
@@ -33,6 +34,8 @@ Events (dicts with an ``"event"`` key), read with ``wait_for(event, timeout, **m
 - ``disconnected`` ``{status, reason}``: the call ended (last SIP status and reason)
 - ``stats`` ``{rx_packets, tx_packets, remote_rtp, local_rtp}``: reply to ``stats()``
 - ``error`` ``{message}``: a command failed
+- ``recorded`` ``{path, complete}``: the call ended and the WAV of ``record(path)``
+  is complete (``complete`` false if it was still unreadable after 3 s)
 - ``stopped``: the agent shut pjsua2 down
 
 Every event is also kept in ``events`` (in order), so a test can look back;
@@ -121,6 +124,9 @@ class Agent:
     def stats(self, timeout: float = 5.0) -> Event:
         self.send("stats")
         return self.wait_for("stats", timeout)
+
+    def record(self, path: str) -> None:
+        self.send("record", path=path)
 
     def quit(self) -> None:
         self.send("quit")

@@ -23,6 +23,7 @@ import queue
 import sys
 import threading
 import time
+import wave
 from typing import Any
 
 import pjsua2 as pj
@@ -37,6 +38,7 @@ STATE_NAMES = {
     pj.PJSIP_INV_STATE_DISCONNECTED: "DISCONNECTED",
 }
 INFO_DTMF_GAP = 0.15  # seconds between two application/dtmf INFOs
+RECORD_CLOSE_TIMEOUT = 3.0  # seconds for pjmedia to finish a recording's WAV
 
 
 def emit(event: str, **fields: Any) -> None:
@@ -49,6 +51,8 @@ class AgentCall(pj.Call):  # type: ignore[misc]
         self.agent = agent
         self.audio: Any = None
         self.media_index = -1
+        self.recorder: Any = None
+        self.record_path = ""
 
     def onCallState(self, prm: Any) -> None:
         info = self.getInfo()
@@ -98,7 +102,7 @@ class Agent:
         self.args = args
         self.commands: queue.Queue[dict[str, Any] | None] = queue.Queue()
         self.call: AgentCall | None = None
-        self.dead: list[AgentCall] = []  # released from the main loop, never in a callback
+        self.dead: list[Any] = []  # released from the main loop, never in a callback
         self.timers: list[tuple[float, Any]] = []
         self.running = True
         self.ep = pj.Endpoint()
@@ -173,6 +177,24 @@ class Agent:
         if call is self.call:
             self.call = None
         self.dead.append(call)
+        if call.recorder is not None:
+            self.dead.append(call.recorder)
+            call.recorder = None
+            # pjmedia closes the file a little after the recorder is destroyed (the
+            # conference bridge removes ports asynchronously): wait for a whole WAV.
+            self.when_recorded(call.record_path, time.monotonic() + RECORD_CLOSE_TIMEOUT)
+
+    def when_recorded(self, path: str, deadline: float) -> None:
+        try:
+            with wave.open(path, "rb") as wav:
+                complete = wav.getnframes() > 0
+        except (OSError, EOFError, wave.Error):
+            complete = False
+        if complete or time.monotonic() >= deadline:
+            emit("recorded", path=path, complete=complete)
+        else:
+            self.timers.append((time.monotonic() + 0.05,
+                                lambda: self.when_recorded(path, deadline)))
 
     # --- commands
     def run_command(self, cmd: dict[str, Any]) -> None:
@@ -185,6 +207,8 @@ class Agent:
             elif name == "hangup":
                 if self.call is not None:
                     self.op(self.call.hangup, 603)
+            elif name == "record":
+                self.record(cmd["path"])
             elif name == "stats":
                 self.stats()
             elif name == "quit":
@@ -239,6 +263,17 @@ class Agent:
         except pj.Error as error:
             emit("error", message=error.info())
 
+    def record(self, path: str) -> None:
+        call = self.call
+        if call is None or call.audio is None:
+            emit("error", message="no call with active media to record")
+            return
+        recorder = pj.AudioMediaRecorder()
+        recorder.createRecorder(path)
+        call.audio.startTransmit(recorder)
+        call.recorder = recorder
+        call.record_path = path
+
     def stats(self) -> None:
         call = self.call
         if call is None or call.media_index < 0:
@@ -265,6 +300,7 @@ class Agent:
                     self.running = False
                     break
                 self.run_command(cmd)
+            self.dead.clear()  # commands may end calls too (callbacks run inside hangup)
             now = time.monotonic()
             due = [action for when, action in self.timers if when <= now]
             self.timers = [(when, action) for when, action in self.timers if when > now]

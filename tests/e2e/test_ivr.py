@@ -1,0 +1,259 @@
+"""The pjsua2 PIN IVR, called directly by a pjsua2 test user agent over loopback.
+
+PjsuaIvr runs inside this process on an asyncio loop in a helper thread (one pjsua2
+library per process: each test starts and stops its own IVR, which libDestroy then
+libCreate again allows); the caller is tests/agents/pjsua_agent.py in a subprocess.
+No skip: if pjsua2 cannot be imported these tests fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import queue
+import sys
+import threading
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
+import pytest
+
+from sipguard.ivr.pjsua import PjsuaIvr, prompt_seconds
+from sipguard.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
+
+pytestmark = pytest.mark.e2e
+
+
+def _load_agent_client() -> Any:
+    # By path: the repository root may not be on sys.path, and a ``tests`` package
+    # from site-packages (sippy ships one) may stand in for ours.
+    path = Path(__file__).resolve().parents[1] / "agents" / "client.py"
+    spec = importlib.util.spec_from_file_location("pjsua_agent_client", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pjsua_agent_client"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+Agent = _load_agent_client().Agent
+
+CALL_TIMEOUT = 5.0  # seconds for a call to be answered
+RESULT_SLACK = 3.0  # seconds beyond the configured timeouts a result may take
+TEST_CONFIG = IvrConfig(digit_timeout=3.0, overall_timeout=8.0, max_digits=12, max_sessions=4)
+
+
+class IvrRunner:
+    """An asyncio loop in a thread, with a PjsuaIvr started on it; results in a queue."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.results: queue.Queue[IvrResult] = queue.Queue()
+        self.ivr: PjsuaIvr | None = None
+
+    def run(self, coro: Any, timeout: float = 15.0) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+    def start(self, config: IvrConfig) -> PjsuaIvr:
+        ivr = PjsuaIvr(config)
+        self.run(ivr.start(self.results.put))
+        self.ivr = ivr
+        return ivr
+
+    def stop(self) -> None:
+        if self.ivr is not None:
+            self.run(self.ivr.stop())
+            self.ivr = None
+
+    def result(self, timeout: float) -> IvrResult:
+        try:
+            return self.results.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no IvrResult within {timeout} s") from None
+
+    def no_result(self, wait: float) -> None:
+        try:
+            result = self.results.get(timeout=wait)
+        except queue.Empty:
+            return
+        raise AssertionError(f"unexpected {result}")
+
+    def close(self) -> None:
+        self.stop()
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)
+        self.loop.close()
+
+
+@pytest.fixture(scope="module")
+def runner() -> Iterator[IvrRunner]:
+    runner = IvrRunner()
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+StartIvr = Callable[..., PjsuaIvr]
+
+
+@pytest.fixture
+def start_ivr(runner: IvrRunner) -> Iterator[StartIvr]:
+    def start(**overrides: Any) -> PjsuaIvr:
+        return runner.start(replace(TEST_CONFIG, **overrides))
+
+    try:
+        yield start
+    finally:
+        runner.stop()
+        while not runner.results.empty():
+            runner.results.get_nowait()
+
+
+@pytest.fixture
+def agent() -> Iterator[Any]:
+    with Agent() as agent:
+        yield agent
+
+
+def call_ivr(agent: Any, ivr: PjsuaIvr, token: str | None = None) -> None:
+    host, port = ivr.address
+    agent.call(f"sip:pin@{host}:{port}", {TOKEN_HEADER: ivr.token if token is None else token})
+
+
+def answered(agent: Any, ivr: PjsuaIvr) -> None:
+    call_ivr(agent, ivr)
+    agent.wait_for("state", CALL_TIMEOUT, state="CONFIRMED")
+    agent.wait_for("media", CALL_TIMEOUT)
+
+
+@pytest.mark.parametrize("method", ["rfc4733", "info", "info-dtmf"])
+def test_digits_are_collected(runner: IvrRunner, start_ivr: StartIvr, agent: Any,
+                              method: str) -> None:
+    ivr = start_ivr()
+    answered(agent, ivr)
+    agent.send_dtmf("4*1234567#", method=method)  # '*' clears what came before
+    result = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
+    assert result.outcome == "entered"
+    assert result.digits == "1234567"
+    assert result.call_id == agent.wait_for("calling", 1)["call_id"]
+    if method != "rfc4733":  # every INFO was answered 200 (pjsua alone says 500 to application/dtmf)
+        statuses = [agent.wait_for("response", 5, method="INFO")["status"] for _ in range(10)]
+        assert statuses == [200] * 10
+    assert ivr.active_sessions == 1
+    agent.hangup()
+    agent.wait_for("disconnected", CALL_TIMEOUT)
+    runner.no_result(0.5)  # the round already had its result
+
+
+def test_max_digits_ends_entry(runner: IvrRunner, start_ivr: StartIvr, agent: Any) -> None:
+    ivr = start_ivr(max_digits=6)
+    answered(agent, ivr)
+    agent.send_dtmf("12345678", method="info")
+    result = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
+    assert (result.outcome, result.digits) == ("entered", "123456")
+
+
+def test_no_digits_times_out(runner: IvrRunner, start_ivr: StartIvr, agent: Any) -> None:
+    ivr = start_ivr(overall_timeout=2.0)
+    answered(agent, ivr)
+    result = runner.result(2.0 + RESULT_SLACK)
+    assert (result.outcome, result.digits) == ("timeout", "")
+
+
+def test_inter_digit_timeout(runner: IvrRunner, start_ivr: StartIvr, agent: Any) -> None:
+    ivr = start_ivr(digit_timeout=1.0, overall_timeout=20.0)
+    answered(agent, ivr)
+    agent.send_dtmf("12", method="info")
+    result = runner.result(1.0 + RESULT_SLACK)
+    assert (result.outcome, result.digits) == ("timeout", "12")
+
+
+def test_wrong_token_is_refused_403(runner: IvrRunner, start_ivr: StartIvr, agent: Any) -> None:
+    ivr = start_ivr()
+    call_ivr(agent, ivr, token="not-the-token")
+    assert agent.wait_for("disconnected", CALL_TIMEOUT)["status"] == 403
+    host, port = ivr.address
+    agent.call(f"sip:pin@{host}:{port}")  # no token header at all
+    assert agent.wait_for("disconnected", CALL_TIMEOUT)["status"] == 403
+    assert ivr.active_sessions == 0
+    runner.no_result(0.5)
+
+
+def test_hangup_during_prompt(runner: IvrRunner, start_ivr: StartIvr, agent: Any) -> None:
+    ivr = start_ivr()
+    answered(agent, ivr)
+    agent.send_dtmf("12", method="info")
+    agent.wait_for("response", 5, method="INFO")
+    agent.hangup()
+    result = runner.result(RESULT_SLACK)
+    assert result.outcome == "hangup"
+    assert ivr.active_sessions == 0
+
+
+def test_refuse_plays_refusal_then_bye(runner: IvrRunner, start_ivr: StartIvr,
+                                       agent: Any) -> None:
+    ivr = start_ivr()
+    answered(agent, ivr)
+    agent.send_dtmf("000000#", method="info")
+    result = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
+    assert result.outcome == "entered"
+    refusal = prompt_seconds(TEST_CONFIG.prompt("refused"))
+    ivr.instruct(result.call_id, "refuse")
+    # The BYE comes from the IVR (status 200: the call was cleared normally by the far
+    # end), after the prompt has played.
+    disconnected = agent.wait_for("disconnected", refusal + RESULT_SLACK)
+    assert disconnected["status"] == 200
+    last = agent.events.index(disconnected)
+    assert not any(e["event"] == "response" and e["method"] == "BYE" for e in agent.events[:last])
+    runner.no_result(0.5)
+
+
+def test_retry_collects_again(runner: IvrRunner, start_ivr: StartIvr, agent: Any) -> None:
+    ivr = start_ivr()
+    answered(agent, ivr)
+    agent.send_dtmf("111111#", method="info")
+    first = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
+    assert (first.outcome, first.digits) == ("entered", "111111")
+    ivr.instruct(first.call_id, "retry")
+    agent.send_dtmf("222222#", method="rfc4733")
+    second = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
+    assert (second.outcome, second.digits, second.call_id) == ("entered", "222222",
+                                                                first.call_id)
+    ivr.instruct(second.call_id, "accept")  # connecting, then ringback until our BYE
+    runner.no_result(1.0)
+    assert ivr.active_sessions == 1
+    agent.hangup()
+    agent.wait_for("disconnected", CALL_TIMEOUT)
+    runner.no_result(0.5)
+
+
+def test_prompt_is_streamed(runner: IvrRunner, start_ivr: StartIvr, agent: Any,
+                            tmp_path: Path) -> None:
+    ivr = start_ivr()
+    answered(agent, ivr)
+    recording = tmp_path / "heard.wav"
+    agent.record(str(recording))
+    stats = _stats_after(agent, 1.5)
+    assert stats["rx_packets"] > 0
+    assert stats["remote_rtp"].startswith(TEST_CONFIG.media_host + ":")
+    agent.hangup()
+    assert agent.wait_for("recorded", CALL_TIMEOUT)["complete"]
+    with wave.open(str(recording), "rb") as wav:
+        frames = wav.readframes(wav.getnframes())
+    samples = memoryview(frames).cast("h")
+    loud = sum(1 for sample in samples if abs(sample) > 1000)
+    assert len(samples) > 4000  # half a second of audio at least
+    assert loud > len(samples) // 50, "the prompt was not heard"
+
+
+def _stats_after(agent: Any, seconds: float) -> dict[str, Any]:
+    threading.Event().wait(seconds)
+    stats: dict[str, Any] = agent.stats()
+    return stats
