@@ -257,3 +257,27 @@ def _stats_after(agent: Any, seconds: float) -> dict[str, Any]:
     threading.Event().wait(seconds)
     stats: dict[str, Any] = agent.stats()
     return stats
+
+
+def test_busy_beyond_max_sessions(runner: IvrRunner, start_ivr: StartIvr, agent: Any) -> None:
+    ivr = start_ivr(max_sessions=1)
+    assert ivr.capacity == 1
+    answered(agent, ivr)
+    with Agent() as second:
+        call_ivr(second, ivr)
+        assert second.wait_for("disconnected", CALL_TIMEOUT)["status"] == 486
+    assert ivr.active_sessions == 1
+
+
+def test_agent_uas_early_media_then_answer() -> None:
+    # The agent's UAS mode, as the end-to-end tests of the service use it for trunks.
+    with Agent(answer=True, ring_seconds=0.5, early_media=True) as uas, Agent() as uac:
+        uac.call(uas.uri)
+        assert uac.wait_for("state", CALL_TIMEOUT, state="EARLY")["status"] == 183
+        early = uac.wait_for("media", CALL_TIMEOUT)
+        assert uac.wait_for("state", CALL_TIMEOUT, state="CONFIRMED")["status"] == 200
+        stats = _stats_after(uac, 0.5)
+        assert stats["rx_packets"] > 0
+        assert stats["remote_rtp"] == early["remote_rtp"]
+        uac.hangup()
+        assert uas.wait_for("disconnected", CALL_TIMEOUT)["status"] == 200
