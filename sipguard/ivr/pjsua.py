@@ -579,7 +579,8 @@ class PjsuaIvr:
                 report(RuntimeError(f"the IVR could not start: {error.info()}"), ("", 0))
                 return
             except Exception as error:  # the prompts, ctypes, ...: say why
-                report(RuntimeError(f"the IVR could not start: {error!r}"), ("", 0))
+                report(RuntimeError(f"the IVR could not start: {type(error).__name__}: {error}"),
+                       ("", 0))
                 return
             report(None, engine.address)
             try:
