@@ -27,7 +27,8 @@ DEFAULT_CONFIG_PATHS = (Path("conf/sipguard.yaml"), Path("/etc/sipguard/sipguard
 DEFAULT_PIN_FILE = "../var/pins.yaml"  # relative to the configuration file
 PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
-            "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "prompts")
+            "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "answer_after",
+            "prompts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,7 +178,7 @@ def load_settings(path: Path) -> Settings:
         log_format=_choice(logging, "format", "auto", ("auto", "json", "console"),
                            problems, "logging"),
         pin=pin,
-        ivr=_load_ivr(data, path, pin, problems),
+        ivr=_load_ivr(data, path, pin, listen, problems),
     )
     problems.raise_if_any()
     return settings
@@ -324,12 +325,16 @@ def _ip_literal(section: dict[str, Any], key: str, default: str, problems: Probl
     return str(address)
 
 
-def _load_ivr(data: dict[str, Any], path: Path, pin: PinSettings,
+def _load_ivr(data: dict[str, Any], path: Path, pin: PinSettings, listen: list[ListenAddress],
               problems: Problems) -> IvrConfig:
     """The ``ivr`` section: the PIN IVR's addresses, timeouts, limits and prompts."""
     section = _section(data, "ivr", problems)
     _unknown_keys(section, "ivr", IVR_KEYS, problems)
     defaults = IvrConfig()
+    # The PBX sends its RTP to the IVR: by default to the address it sends SIP to.
+    media_default = next((address.host for address in listen
+                          if not ipaddress.ip_address(address.host).is_unspecified),
+                         defaults.media_host)
     enabled = section.get("enabled", defaults.enabled)
     if not isinstance(enabled, bool):
         problems.add(line_of(section, "enabled"), "ivr.enabled", "must be true or false")
@@ -343,7 +348,7 @@ def _load_ivr(data: dict[str, Any], path: Path, pin: PinSettings,
         enabled=enabled,
         sip_host=_ip_literal(section, "sip_host", defaults.sip_host, problems, loopback=True),
         sip_port=_integer(section, "sip_port", defaults.sip_port, problems, "ivr", 0, 65535),
-        media_host=_ip_literal(section, "media_host", defaults.media_host, problems,
+        media_host=_ip_literal(section, "media_host", media_default, problems,
                                loopback=False),
         rtp_port=_integer(section, "rtp_port", defaults.rtp_port, problems, "ivr", 0, 65535),
         digit_timeout=_number(section, "digit_timeout", defaults.digit_timeout, problems,
@@ -355,6 +360,8 @@ def _load_ivr(data: dict[str, Any], path: Path, pin: PinSettings,
                                    problems, "ivr", minimum=1, maximum=10),
         max_sessions=_integer(section, "max_sessions", defaults.max_sessions, problems, "ivr",
                               minimum=1),
+        answer_after=_number(section, "answer_after", defaults.answer_after, problems, "ivr",
+                             minimum=0.0),
         prompts=_load_prompts(section, path, problems),
     )
 

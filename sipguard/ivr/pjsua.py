@@ -196,6 +196,7 @@ class _Session:
     round_deadline: float = math.inf
     digit_deadline: float = math.inf
     hangup_at: float = math.inf
+    answer_at: float = math.inf  # when a ringing IVR answers (IvrConfig.answer_after)
     ended: bool = False
 
 
@@ -354,10 +355,19 @@ class _Engine:
         session = _Session(call=call, call_id=call_id)
         call.session = session
         self.sessions[call_id] = session
+        if self.config.answer_after > 0:
+            prm.statusCode = 180  # ring first; tick() answers
+            call.answer(prm)
+            session.answer_at = time.monotonic() + self.config.answer_after
+            return
+        self.answer_now(session)
+
+    def answer_now(self, session: _Session) -> None:
+        prm = pj.CallOpParam(True)
         prm.statusCode = 200
-        call.answer(prm)
+        session.call.answer(prm)
         session.round_deadline = time.monotonic() + self.config.overall_timeout
-        log.info("ivr.answered call_id=%s", call_id)
+        log.info("ivr.answered call_id=%s", session.call_id)
 
     def disconnected(self, call: _IvrCall) -> None:
         session = call.session
@@ -433,6 +443,13 @@ class _Engine:
 
     def tick(self, now: float) -> None:
         for session in list(self.sessions.values()):
+            if now >= session.answer_at:
+                session.answer_at = math.inf
+                try:
+                    self.answer_now(session)
+                except pj.Error as error:
+                    log.warning("ivr.answer_failed call_id=%s error=%s",
+                                session.call_id, error.info())
             if session.player is not None and now >= session.player_ends:
                 then = session.then
                 self.stop_player(session)

@@ -38,6 +38,7 @@ class IvrConfig:
     max_digits: int = 16
     attempts_per_call: int = 3  # wrong PINs a caller may retry within one call
     max_sessions: int = 32  # challenges at once; more get 486 Busy Here
+    answer_after: float = 0.0  # seconds the IVR rings (180) before it answers
     prompts: dict[str, Path] = field(default_factory=dict)  # name -> WAV, overriding the shipped
 
     def prompt(self, name: str) -> Path:
