@@ -460,6 +460,8 @@ def sipguard_config(
     sip: dict[str, float] | None = None,
     drain_grace: float = 2.0,
     store: dict[str, Any] | None = None,
+    pin: dict[str, Any] | None = None,
+    ivr: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A sipguard configuration for one test (the policy file sits beside it)."""
     config: dict[str, Any] = {
@@ -474,6 +476,10 @@ def sipguard_config(
         config["sip"] = dict(sip)
     if store:
         config["store"] = dict(store)
+    if pin:
+        config["pin"] = dict(pin)
+    if ivr:
+        config["ivr"] = dict(ivr)
     return config
 
 
