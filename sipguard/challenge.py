@@ -109,9 +109,15 @@ class ChallengeFlow(ControllerBase):
     # -- the IVR leg ------------------------------------------------------------------
 
     def _start_challenge(self, call: Call, now: float) -> list[Command]:
-        """Send the PBX's INVITE to the IVR."""
-        ivr = self.ivr
-        assert ivr is not None
+        """Send the PBX's INVITE to the least busy IVR (403 when every one is full)."""
+        free = [index for index, link in enumerate(self.ivrs)
+                if self._ivr_load.get(index, 0) < link.capacity]
+        if not free:
+            return self._pin_service_unavailable(call, now, "every PIN IVR is busy")
+        index = min(free, key=lambda candidate: self._ivr_load.get(candidate, 0))
+        ivr = self.ivrs[index]
+        self._ivr_load[index] = self._ivr_load.get(index, 0) + 1
+        call.ivr_link = index
         invite = call.pbx_invite.request
         call.original_invite = invite
         content_type = invite.headers.get("Content-Type") or "application/sdp"
@@ -165,20 +171,22 @@ class ChallengeFlow(ControllerBase):
             return []
         if status < 300:
             return self._on_ivr_answer(call, response, now)
-        commands: list[Command] = []
         if call.pbx_invite.final_status is None:
-            # Fail closed: a call that needs a PIN never goes out without one, and a
-            # 403 (not a 5xx) keeps the PBX from trying another route.
-            reason = "PIN service unavailable"
-            call.pin_outcome = "ivr_unavailable"
-            self._respond(call.pbx_invite, 403, now, to_tag=call.pbx.local_tag, headers=[
-                ("Reason", f"SIP;cause=403;text={quote(reason)}"),
-                ("Warning", f"399 sipguard {quote(reason)}")])
-            commands.append(LogEvent("call.rejected", "warning", {
-                **call.log_fields(), "status": 403, "reason": reason,
-                "ivr_status": status}))
+            return self._pin_service_unavailable(call, now, f"the PIN IVR answered {status}")
         self._finish(call)
-        return commands
+        return []
+
+    def _pin_service_unavailable(self, call: Call, now: float, detail: str) -> list[Command]:
+        """Fail closed: a call that needs a PIN never goes out without one, and a 403
+        (not a 5xx) keeps the PBX from trying another route."""
+        reason = "PIN service unavailable"
+        call.pin_outcome = "ivr_unavailable"
+        self._respond(call.pbx_invite, 403, now, to_tag=call.pbx.local_tag, headers=[
+            ("Reason", f"SIP;cause=403;text={quote(reason)}"),
+            ("Warning", f"399 sipguard {quote(reason)}")])
+        self._finish(call)
+        return [LogEvent("call.rejected", "warning", {
+            **call.log_fields(), "status": 403, "reason": reason, "detail": detail})]
 
     def _on_ivr_answer(self, call: Call, response: Response, now: float) -> list[Command]:
         ivr = call.ivr

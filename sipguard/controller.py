@@ -119,7 +119,7 @@ class Controller(ChallengeFlow):
         call.verdict = decision.verdict.value
         commands: list[Command] = [
             LogEvent("call.screened", "info", screened_fields(call, decision))]
-        if decision.verdict is Verdict.CHALLENGE and self.ivr is not None:
+        if decision.verdict is Verdict.CHALLENGE and self.ivrs:
             commands.extend(self._start_challenge(call, now))
             return commands
         if decision.verdict is not Verdict.FORWARD:
@@ -334,6 +334,7 @@ class Controller(ChallengeFlow):
         self._respond(transaction, 200, now)
         if side is Side.IVR:
             call.ivr_ended = True
+            self._release_ivr(call)
             if call.pin is not None and call.pin.value == "accepted":
                 return []  # the IVR left while the trunk is being called: the call goes on
         if call.state is CallState.ENDING or (side is Side.IVR and call.bridged):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import collections
 import heapq
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sipguard.calls import (
@@ -45,6 +46,7 @@ class IvrLink:
 
     address: Address
     token: str
+    capacity: int = 4  # challenges it holds at once
     header: str = "X-Sipguard-Ivr-Token"
 
 
@@ -60,7 +62,7 @@ class ControllerBase:
         extension_header: str = "X-Sipguard-Extension",
         ring_timeout: float = 180.0,
         max_call_duration: float = 4 * 3600.0,
-        ivr: IvrLink | None = None,
+        ivrs: Sequence[IvrLink] = (),
         pin_attempts: int = 3,
         challenge_timeout: float = 120.0,
     ) -> None:
@@ -83,9 +85,11 @@ class ControllerBase:
         # Controller deadlines: (when, sequence, call key). Stale entries are skipped.
         self._deadlines: list[tuple[float, int, int]] = []
         self._deadline_sequence = itertools.count()
-        # The PIN challenge: the IVR (None: calls that need a PIN are refused),
-        # wrong PINs allowed per call, and the longest a challenge may take.
-        self.ivr = ivr
+        # The PIN challenge: the IVRs (none: calls that need a PIN are refused) and
+        # how many challenges each holds, wrong PINs allowed per call, and the
+        # longest a challenge may take.
+        self.ivrs = list(ivrs)
+        self._ivr_load: dict[int, int] = {}
         self.pin_attempts = pin_attempts
         self.challenge_timeout = challenge_timeout
         self._by_ivr_call: dict[str, Call] = {}
@@ -235,6 +239,7 @@ class ControllerBase:
             if call.ivr_ended or not call.ivr_answered:
                 return False
             call.ivr_ended = True
+            self._release_ivr(call)
         if side is Side.TRUNK and call.trunk_answered and call.trunk_ack is None:
             # The PBX never ACKed, but the trunk's 2xx still needs one (RFC 3261
             # §13.2.2.4) before the BYE, or the trunk retransmits it and may
@@ -308,8 +313,15 @@ class ControllerBase:
             transaction, status, reason, to_tag=to_tag, headers=headers, body=body)
         self.endpoint.respond(transaction, response, now)
 
+    def _release_ivr(self, call: Call) -> None:
+        """The call no longer holds a place at its IVR."""
+        if call.ivr_link is not None:
+            self._ivr_load[call.ivr_link] = max(0, self._ivr_load.get(call.ivr_link, 0) - 1)
+            call.ivr_link = None
+
     def _finish(self, call: Call) -> None:
         """Forget a call and everything that routes to it."""
+        self._release_ivr(call)
         if self._calls.pop(call.key, None) is not None:
             ended = call.ended_at if call.ended_at is not None else self._clock
             answered = 0.0 if call.answered_at is None else max(0.0, ended - call.answered_at)

@@ -149,7 +149,7 @@ class Service:
             extension_header=settings.extension_header,
             ring_timeout=settings.ring_timeout,
             max_call_duration=settings.max_call_duration,
-            ivr=await self._start_ivr(),
+            ivrs=await self._start_ivr(),
             pin_attempts=ivr_config.attempts_per_call,
             # Every round of the IVR, then time for the refusal prompt.
             challenge_timeout=ivr_config.overall_timeout * ivr_config.attempts_per_call + 30.0)
@@ -202,11 +202,11 @@ class Service:
         logs.lifecycle_logger().warning("service.stopped", **self.stats())
         return 0
 
-    async def _start_ivr(self) -> IvrLink | None:
+    async def _start_ivr(self) -> list[IvrLink]:
         """Start the PIN IVR; without it, calls that need a PIN are refused (fail closed)."""
         config = self.settings.ivr
         if not config.enabled:
-            return None
+            return []
         try:
             from sipguard.ivr.pjsua import PjsuaIvr  # noqa: PLC0415 - loads pjsua2 only when used
 
@@ -215,9 +215,9 @@ class Service:
         except Exception as error:  # pjsua2 missing or failing: the service still screens
             self.log.error("ivr.unavailable", error=str(error),
                            consequence="calls that need a PIN are refused")
-            return None
+            return []
         self.ivr = ivr
-        return IvrLink(ivr.address, ivr.token, TOKEN_HEADER)
+        return [IvrLink(ivr.address, ivr.token, ivr.capacity, TOKEN_HEADER)]
 
     def stop(self) -> None:
         """Ask the service to drain and stop."""

@@ -57,7 +57,7 @@ class Harness:
         trunk_uri = parse_uri(f"sip:{TRUNK[0]}:{TRUNK[1]}")
         self.controller = Controller(
             self.endpoint, [peer], [Trunk("carrier", trunk_uri, TRUNK)],
-            ivr=IvrLink(IVR, IVR_TOKEN) if self.ivr else None)
+            ivrs=[IvrLink(IVR, IVR_TOKEN, capacity=2)] if self.ivr else ())
         self.logs: list[LogEvent] = []
         self.commands: list[Command] = []  # CheckPin and InstructIvr
         self.unparsed: list[bytes] = []

@@ -338,3 +338,26 @@ def test_without_an_ivr_a_pin_call_is_refused():
     forbidden = _one(sent, PBX, status=403)
     assert isinstance(forbidden, Response)
     assert "PIN required" in (forbidden.headers.get("Reason") or "")
+
+
+def test_a_full_ivr_refuses_more_challenges_without_asking_it():
+    harness = _harness()  # one IVR holding two challenges
+    for number, branch in (("call-1", "z9hG4bK-a"), ("call-2", "z9hG4bK-b")):
+        sent = harness.feed(invite(call_id=number, branch=branch), PBX)
+        assert isinstance(_one(sent, IVR, method="INVITE"), Request)
+    sent = harness.feed(invite(call_id="call-3", branch="z9hG4bK-c"), PBX)
+    assert only(sent, IVR) == []
+    forbidden = _one(sent, PBX, status=403)
+    assert isinstance(forbidden, Response)
+    assert "PIN service unavailable" in (forbidden.headers.get("Reason") or "")
+    assert harness.events("call.rejected")[-1].fields["detail"] == "every PIN IVR is busy"
+
+
+def test_a_place_at_the_ivr_is_given_back_when_the_call_leaves_it():
+    harness = _harness()
+    ivr_invite, ok = _challenged(harness)
+    harness.feed(_from_pbx("BYE", ok, "z9hG4bK-bye", 2), PBX)
+    for number, branch in (("call-2", "z9hG4bK-b"), ("call-3", "z9hG4bK-c")):
+        sent = harness.feed(invite(call_id=number, branch=branch), PBX)
+        assert isinstance(_one(sent, IVR, method="INVITE"), Request), number
+    assert ivr_invite.call_id
