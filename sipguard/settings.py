@@ -28,7 +28,7 @@ DEFAULT_PIN_FILE = "../var/pins.yaml"  # relative to the configuration file
 PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
             "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "answer_after",
-            "prompts")
+            "workers", "prompts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,6 +362,8 @@ def _load_ivr(data: dict[str, Any], path: Path, pin: PinSettings, listen: list[L
                               minimum=1),
         answer_after=_number(section, "answer_after", defaults.answer_after, problems, "ivr",
                              minimum=0.0),
+        workers=_integer(section, "workers", defaults.workers, problems, "ivr", minimum=1,
+                         maximum=64),
         prompts=_load_prompts(section, path, problems),
     )
 

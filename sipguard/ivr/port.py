@@ -39,6 +39,7 @@ class IvrConfig:
     attempts_per_call: int = 3  # wrong PINs a caller may retry within one call
     max_sessions: int = 32  # challenges at once; more get 486 Busy Here
     answer_after: float = 0.0  # seconds the IVR rings (180) before it answers
+    workers: int = 2  # IVR processes (one pjsua2 library each, 4 challenges each at most)
     prompts: dict[str, Path] = field(default_factory=dict)  # name -> WAV, overriding the shipped
 
     def prompt(self, name: str) -> Path:
