@@ -28,6 +28,7 @@ import heapq
 
 from sipguard.calls import (
     REQUEST_HEADERS_PASSED,
+    Body,
     Call,
     CallState,
     ClientContext,
@@ -253,6 +254,11 @@ class Controller(ChallengeFlow):
         call, side = found
         if side is Side.PBX and ack.cseq.number == call.pbx_invite.cseq_number:
             if call.ivr is not None:
+                if call.caller_sdp is None and ack.body:
+                    # A late offer: the PBX's answer to the IVR describes its media,
+                    # and is what the trunk will be offered.
+                    call.caller_sdp = Body(ack.body, ack.headers.get("Content-Type")
+                                           or "application/sdp")
                 self._ack_ivr(call, ack)
             else:
                 self._ack_trunk(call, ack)

@@ -361,3 +361,21 @@ def test_a_place_at_the_ivr_is_given_back_when_the_call_leaves_it():
         sent = harness.feed(invite(call_id=number, branch=branch), PBX)
         assert isinstance(_one(sent, IVR, method="INVITE"), Request), number
     assert ivr_invite.call_id
+
+
+def test_a_late_offer_gives_the_trunk_the_pbx_answer_from_its_ack():
+    harness = _harness()
+    no_sdp = invite().split(b"Content-Type")[0] + b"Content-Length: 0\r\n\r\n"
+    ivr_invite = _one(harness.feed(no_sdp, PBX), IVR, method="INVITE")
+    assert isinstance(ivr_invite, Request) and ivr_invite.body == b""
+    sent = harness.feed(response_to(ivr_invite, 200, "OK", to_tag="ivrtag",
+                                    contact=f"<sip:pin@{IVR[0]}:{IVR[1]}>", body=IVR_SDP), IVR)
+    ok = _one(sent, PBX, status=200)
+    assert isinstance(ok, Response)
+    assert only(sent, IVR) == []  # the ACK waits for the PBX's answer
+    answer = b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    sent = harness.feed(_from_pbx("ACK", ok, "z9hG4bK-ack1", 1, answer, "application/sdp"), PBX)
+    ack = _one(sent, IVR, method="ACK")
+    assert isinstance(ack, Request) and ack.body == answer
+    trunk_invite = _one(_enter(harness, ivr_invite, "246810", "accepted"), TRUNK, method="INVITE")
+    assert isinstance(trunk_invite, Request) and trunk_invite.body == answer
