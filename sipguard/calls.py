@@ -116,7 +116,7 @@ class Call:
     ivr_ack: bytes | None = None
     ivr_answered: bool = False
     ivr_ended: bool = False  # BYE sent to or received from the IVR
-    ivr_link: int | None = None  # which IVR holds the call (until its leg ends)
+    ivr_link: Address | None = None  # the IVR that holds the call (until its leg ends)
     pin: PinPhase | None = None
     pin_outcome: str | None = None  # accepted, wrong, locked, no_pin, timeout… (logs, CDRs)
     pin_attempts: int = 0

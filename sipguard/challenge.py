@@ -38,7 +38,7 @@ from sipguard.calls import (
     Side,
     contact_for,
 )
-from sipguard.legs import ControllerBase
+from sipguard.legs import ControllerBase, IvrLink
 from sipguard.sip.dialog import Dialog, without_tag
 from sipguard.sip.grammar import quote
 from sipguard.sip.headers import NameAddress
@@ -97,6 +97,31 @@ class ChallengeFlow(ControllerBase):
                                                body=call.caller_sdp or Body(b"", "")))
         return commands
 
+    def set_ivrs(self, links: list[IvrLink], now: float) -> list[Command]:
+        """The IVRs changed (a worker died or came back). Calls still collecting a PIN
+        at an IVR that is gone are ended: nothing would ever answer them."""
+        self._clock = now
+        self.ivrs = list(links)
+        alive = {link.address for link in links}
+        commands: list[Command] = []
+        for call in list(self._calls.values()):
+            if (call.ivr_link is not None and call.ivr_link not in alive
+                    and call.pin in (PinPhase.COLLECTING, PinPhase.CHECKING, PinPhase.REFUSED)
+                    and call.state is CallState.CHALLENGE):
+                call.pin_outcome = call.pin_outcome or "ivr_failed"
+                call.ivr_ended = True  # nobody is there to BYE
+                self._release_ivr(call)
+                if call.pbx_invite.final_status is None:
+                    commands.extend(self._pin_service_unavailable(call, now,
+                                                                  "the PIN IVR stopped"))
+                else:
+                    commands.extend(self._end_call(call, now, "sipguard",
+                                                   "the PIN IVR stopped"))
+        for address in [address for address in self._ivr_load if address not in alive]:
+            if not any(call.ivr_link == address for call in self._calls.values()):
+                del self._ivr_load[address]
+        return commands
+
     def _refuse_pin(self, call: Call, outcome: str, now: float) -> list[Command]:
         assert call.ivr is not None
         call.pin = PinPhase.REFUSED
@@ -110,14 +135,13 @@ class ChallengeFlow(ControllerBase):
 
     def _start_challenge(self, call: Call, now: float) -> list[Command]:
         """Send the PBX's INVITE to the least busy IVR (403 when every one is full)."""
-        free = [index for index, link in enumerate(self.ivrs)
-                if self._ivr_load.get(index, 0) < link.capacity]
+        free = [link for link in self.ivrs
+                if self._ivr_load.get(link.address, 0) < link.capacity]
         if not free:
             return self._pin_service_unavailable(call, now, "every PIN IVR is busy")
-        index = min(free, key=lambda candidate: self._ivr_load.get(candidate, 0))
-        ivr = self.ivrs[index]
-        self._ivr_load[index] = self._ivr_load.get(index, 0) + 1
-        call.ivr_link = index
+        ivr = min(free, key=lambda link: self._ivr_load.get(link.address, 0))
+        self._ivr_load[ivr.address] = self._ivr_load.get(ivr.address, 0) + 1
+        call.ivr_link = ivr.address
         invite = call.pbx_invite.request
         call.original_invite = invite
         content_type = invite.headers.get("Content-Type") or "application/sdp"

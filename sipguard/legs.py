@@ -89,7 +89,7 @@ class ControllerBase:
         # how many challenges each holds, wrong PINs allowed per call, and the
         # longest a challenge may take.
         self.ivrs = list(ivrs)
-        self._ivr_load: dict[int, int] = {}
+        self._ivr_load: dict[Address, int] = {}  # challenges each IVR holds, by its address
         self.pin_attempts = pin_attempts
         self.challenge_timeout = challenge_timeout
         self._by_ivr_call: dict[str, Call] = {}

@@ -33,7 +33,8 @@ from asyncio_dgram.aio import Protocol as DgramProtocol
 from sipguard import logs
 from sipguard.calls import CheckPin, Command, InstructIvr, LogEvent, ScreenAttempt
 from sipguard.controller import Controller, IvrLink
-from sipguard.ivr.port import TOKEN_HEADER, IvrPort, IvrResult
+from sipguard.ivr.pool import IvrPool
+from sipguard.ivr.port import TOKEN_HEADER, IvrResult
 from sipguard.pins import PinGuard
 from sipguard.policyfile import LoadedPolicy
 from sipguard.screening import Charge, Screener, Screening, failed_closed, make_store
@@ -128,7 +129,7 @@ class Service:
         self._resolved: dict[str, str] = {}
         self._background: set[asyncio.Future[None]] = set()
         # The PIN challenge: the IVR (started with the service when enabled) and the PINs.
-        self.ivr: IvrPort | None = None
+        self.ivr: IvrPool | None = None
         self.pins = PinGuard(settings.pin, self.screener.store, self.log)
 
     # -- lifecycle ---------------------------------------------------------------
@@ -163,7 +164,9 @@ class Service:
             event_loop=type(self._loop).__module__.split(".")[0],
             policy=str(settings.policy_path),
             policy_version=self.screener.policy.version,
-            ivr=None if self.ivr is None else _listen_text(self.ivr.address),
+            ivr=[] if self.ivr is None else [_listen_text(address)
+                                             for address, _, _ in self.ivr.links],
+            ivr_capacity=0 if self.ivr is None else self.ivr.capacity,
         )
         for peer in settings.peers:
             if self.screener.policy.account(peer.name) is None:
@@ -207,17 +210,38 @@ class Service:
         config = self.settings.ivr
         if not config.enabled:
             return []
+        pool = IvrPool(config, config.workers, log_level=self.settings.log_level)
         try:
-            from sipguard.ivr.pjsua import PjsuaIvr  # noqa: PLC0415 - loads pjsua2 only when used
-
-            ivr = PjsuaIvr(config)
-            await ivr.start(self._on_ivr_result)
+            await pool.start(self._on_ivr_result)
         except Exception as error:  # pjsua2 missing or failing: the service still screens
             self.log.error("ivr.unavailable", error=str(error),
                            consequence="calls that need a PIN are refused")
             return []
-        self.ivr = ivr
-        return [IvrLink(ivr.address, ivr.token, ivr.capacity, TOKEN_HEADER)]
+        pool.on_links_changed = self._ivr_links_changed
+        self.ivr = pool
+        return self._ivr_links()
+
+    def _ivr_links(self) -> list[IvrLink]:
+        pool = self.ivr
+        if pool is None:
+            return []
+        return [IvrLink(address, token, capacity, TOKEN_HEADER)
+                for address, token, capacity in pool.links]
+
+    def _ivr_links_changed(self) -> None:
+        """An IVR worker died or came back: calls at a dead one are ended."""
+        controller, loop = self.controller, self._loop
+        if controller is None or loop is None:
+            return
+        links = self._ivr_links()
+        self.log.warning("ivr.workers_changed", workers=len(links),
+                         capacity=sum(link.capacity for link in links))
+        now = loop.time()
+        try:
+            self._run(controller.set_ivrs(links, now), now)
+        except Exception:
+            self.log.exception("sip.internal_error", during="ivr_links_changed")
+        self._after_pump()
 
     def stop(self) -> None:
         """Ask the service to drain and stop."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sipguard.calls import CheckPin, InstructIvr
+from sipguard.controller import IvrLink
 from sipguard.policyfile import load_policy
 from sipguard.sip.message import Request, Response
 from sipguard.sip.sdp import origin_of
@@ -379,3 +380,27 @@ def test_a_late_offer_gives_the_trunk_the_pbx_answer_from_its_ack():
     assert isinstance(ack, Request) and ack.body == answer
     trunk_invite = _one(_enter(harness, ivr_invite, "246810", "accepted"), TRUNK, method="INVITE")
     assert isinstance(trunk_invite, Request) and trunk_invite.body == answer
+
+
+def test_calls_at_an_ivr_that_stopped_are_ended_and_new_ones_go_elsewhere():
+    harness = _harness()
+    ivr_invite, _ = _challenged(harness)
+    other = IvrLink(("127.0.0.6", 5200), "other-token", capacity=2)
+    sent = harness.run(harness.controller.set_ivrs([other], harness.now))
+    assert isinstance(_one(sent, PBX, method="BYE"), Request)
+    assert only(sent, IVR) == []  # nobody there to BYE
+    assert harness.events("call.ended")[-1].fields["reason"] == "the PIN IVR stopped"
+    sent = harness.feed(invite(call_id="call-2", branch="z9hG4bK-b"), PBX)
+    moved = _one(sent, other.address, method="INVITE")
+    assert isinstance(moved, Request)
+    assert moved.headers.get("X-Sipguard-Ivr-Token") == "other-token"
+    assert ivr_invite.call_id != moved.call_id
+
+
+def test_with_no_ivr_running_a_challenge_gets_403():
+    harness = _harness()
+    harness.controller.set_ivrs([], harness.now)
+    sent = harness.feed(invite(), PBX)
+    forbidden = _one(sent, PBX, status=403)
+    assert isinstance(forbidden, Response) and only(sent, IVR) == []
+    assert "PIN required" in (forbidden.headers.get("Reason") or "")
