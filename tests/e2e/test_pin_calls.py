@@ -10,6 +10,8 @@ straight from the caller to the trunk. No skip: without pjsua2 these tests fail.
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -282,3 +284,54 @@ def test_sipp_pin_scenarios_right_and_wrong(
                                                               count=2)]
     assert outcomes == ["accepted", "wrong"]
     assert uas.received("INVITE") == 1
+
+
+def _ivr_workers(sipguard: Sipguard) -> list[int]:
+    """The PIDs of sipguard's IVR worker processes (its children)."""
+    children = Path(f"/proc/{sipguard.process.pid}/task/{sipguard.process.pid}/children")
+    return [int(pid) for pid in children.read_text().split()]
+
+
+def test_a_worker_that_dies_mid_challenge_ends_its_call_and_is_replaced(
+        agents: Callable[..., Any], pin_sipguard: Callable[..., Sipguard]) -> None:
+    trunk = agents(answer=True)
+    sipguard = pin_sipguard(trunk.uri, ivr={"workers": 1})
+    workers = _ivr_workers(sipguard)
+    assert len(workers) == 1
+    caller = agents()
+    _in_ivr(caller, sipguard)
+    os.kill(workers[0], signal.SIGKILL)  # the one worker we started through sipguard
+    caller.wait_for("disconnected", CALL_TIMEOUT)
+    ended = sipguard.wait_for("call.ended", CALL_TIMEOUT)[0]
+    assert ended["reason"] == "the PIN IVR stopped"
+    # The pool starts a new worker; the next caller is served by it.
+    sipguard.wait_for("ivr.workers_changed", CALL_TIMEOUT,
+                      where=lambda event: event["workers"] == 1)
+    assert _ivr_workers(sipguard) != workers
+    _in_ivr(caller, sipguard)
+    caller.send_dtmf(PINS["2001"] + "#", "rfc4733")
+    sipguard.wait_for("call.bridged", CALL_TIMEOUT)
+    caller.hangup()
+    sipguard.wait_for("call.ended", CALL_TIMEOUT, count=2)
+
+
+def test_challenges_beyond_the_ivr_capacity_are_refused_with_403(
+        pin_sipguard: Callable[..., Sipguard], start_uas: Callable[..., Any],
+        start_uac: Callable[..., Any]) -> None:
+    uas = start_uas("uas_answer.xml")
+    sipguard = pin_sipguard(uas.uri, ivr={"workers": 1})
+    started = sipguard.events("service.started")[0]
+    assert started["ivr_capacity"] == 4  # the pjsua2 wheel's PJSUA_MAX_CALLS
+    digits = [arg for index, digit in enumerate(PINS["2001"], 1)
+              for arg in ("-set", f"d{index}", digit)]
+    # Six callers at once, each staying in the IVR for a while (uac_pin's 300 ms pause
+    # before the digits, then seven INFOs): four are served, two refused, none hangs.
+    run = start_uac("uac_pin.xml", _target(sipguard).split("@", 1)[1], service=PIN_NUMBER,
+                    calls=6, rate=100, extra=[*digits, "-l", "6"])
+    result = run.finish()
+    refused = sipguard.wait_for("call.rejected", CALL_TIMEOUT,
+                                where=lambda event: event["reason"] == "PIN service unavailable")
+    bridged = sipguard.events("call.bridged")
+    assert len(bridged) + len(refused) == 6, (len(bridged), len(refused))
+    assert len(bridged) == result.successful >= 4
+    assert all(event["detail"] == "every PIN IVR is busy" for event in refused)
