@@ -298,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds each caller stays in the IVR before its PIN")
     parser.add_argument("--calls", type=int, default=200)
     parser.add_argument("--rate", type=float, default=5.0)
+    parser.add_argument("--json", help="also write the results to this file")
     args = parser.parse_args(argv)
     worker_counts = [1] if args.quick else [int(n) for n in args.workers.split(",")]
     calls = 20 if args.quick else args.calls
@@ -327,6 +328,8 @@ def main(argv: list[str] | None = None) -> int:
     name = f"pin-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
     (RESULTS_DIR / name).write_text(json.dumps(results, indent=2))
     print(f"results: bench/results/{name}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -31,3 +31,22 @@ def test_quick_benchmark_places_calls_through_sipguard(tmp_path: Path):
     assert first["uac"]["SuccessfulCall"] == first["calls"] > 0
     assert sipguard["latency"]["latency_ms"]["trying"]["samples"] > 0
     assert sipguard["memory"]["stats_at_plateau"]["calls"] == sipguard["memory"]["calls"]
+
+
+def test_quick_pin_benchmark_serves_the_ivr_capacity_and_bridges_every_call(tmp_path: Path):
+    """bench/bench_pin.py --quick: one IVR worker serves 4 challenges at once and refuses the
+    rest with 403; every PIN call of the setup run is bridged and has a re-INVITE figure."""
+    output = tmp_path / "bench-pin.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_pin.py"), "--quick", "--hold", "2",
+         "--json", str(output)],
+        capture_output=True, text=True, timeout=240, cwd=REPO, stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(output.read_text())
+    (capacity,) = results["capacity"]
+    assert (capacity["bridged"], capacity["refused_403"], capacity["peak_ivr_sessions"]) == (
+        4, 4, 4)
+    setup = results["setup"]
+    assert setup["successful"] == setup["calls"] == 20
+    assert setup["reinvite_step_ms"]["p50"] is not None
