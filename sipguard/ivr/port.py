@@ -37,7 +37,7 @@ class IvrConfig:
     overall_timeout: float = 30.0  # seconds allowed for the whole PIN, prompt included
     max_digits: int = 16
     attempts_per_call: int = 3  # wrong PINs a caller may retry within one call
-    max_sessions: int = 32  # challenges at once; more get 486 Busy Here
+    max_sessions: int = 4  # challenges at once per IVR (the wheel allows 4); more get 486
     answer_after: float = 0.0  # seconds the IVR rings (180) before it answers
     workers: int = 2  # IVR processes (one pjsua2 library each, 4 challenges each at most)
     prompts: dict[str, Path] = field(default_factory=dict)  # name -> WAV, overriding the shipped
