@@ -125,8 +125,8 @@ class Call:
     original_invite: Request | None = None
     bridge: Bridge | None = None
     # ACK relay for INVITEs inside the dialog: (side the ACK comes from, its CSeq)
-    # -> the CSeq of the INVITE we sent on the other leg.
-    ack_map: dict[tuple[Side, int], int] = field(default_factory=dict)
+    # -> the leg we relayed the INVITE to and the CSeq it has there.
+    ack_map: dict[tuple[Side, int], tuple[Side, int]] = field(default_factory=dict)
     client_transactions: list[ClientTransaction] = field(default_factory=list)
     cancels_sent: set[Side] = field(default_factory=set)  # legs whose INVITE we CANCELled
 

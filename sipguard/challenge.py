@@ -61,7 +61,8 @@ class ChallengeFlow(ControllerBase):
         """The IVR finished a round on one of its legs: digits entered, a timeout, a hangup."""
         self._clock = now
         call = self._by_ivr_call.get(ivr_call_id)
-        if call is None or call.pin is not PinPhase.COLLECTING:
+        if (call is None or call.pin is not PinPhase.COLLECTING
+                or call.state is not CallState.CHALLENGE):
             return []
         if outcome == "hangup":
             return []  # the BYE (or CANCEL) that ended the leg ends the call
@@ -75,8 +76,9 @@ class ChallengeFlow(ControllerBase):
         """The outcome of a ``CheckPin``: accepted, wrong, locked, no_pin, store_unavailable."""
         self._clock = now
         call = self._calls.get(call_key)
-        if call is None or call.pin is not PinPhase.CHECKING or call.ivr is None:
-            return []
+        if (call is None or call.pin is not PinPhase.CHECKING or call.ivr is None
+                or call.state is not CallState.CHALLENGE):
+            return []  # the call ended (or is ending) while the PIN was checked
         if outcome == "wrong" and call.pin_attempts < self.pin_attempts:
             call.pin = PinPhase.COLLECTING
             return [InstructIvr(call.ivr.call_id, "retry"), LogEvent("call.pin_wrong", "info", {
@@ -197,7 +199,7 @@ class ChallengeFlow(ControllerBase):
             return self._on_ivr_answer(call, response, now)
         if call.pbx_invite.final_status is None:
             return self._pin_service_unavailable(call, now, f"the PIN IVR answered {status}")
-        self._finish(call)
+        self._finish_when_settled(call)
         return []
 
     def _pin_service_unavailable(self, call: Call, now: float, detail: str) -> list[Command]:
@@ -279,7 +281,7 @@ class ChallengeFlow(ControllerBase):
             commands.extend(self._sync_bridge(call, now))
             return commands
         if call.state is CallState.ENDING:
-            self._finish(call)  # our CANCEL was answered
+            self._finish_when_settled(call)  # our CANCEL was answered
             return []
         commands = [LogEvent("call.failed", "info", {
             **call.log_fields(), "status": status, "trunk": call.trunk_name,

@@ -263,12 +263,13 @@ class Controller(ChallengeFlow):
             else:
                 self._ack_trunk(call, ack)
             return []
-        partner = call.partner(side)
-        other = None if partner is None else call.dialog(partner)
-        if other is None or other.remote_tag is None:
+        relayed = call.ack_map.pop((side, ack.cseq.number), None)
+        if relayed is None:
             return []
-        other_cseq = call.ack_map.pop((side, ack.cseq.number), None)
-        if other_cseq is not None:
+        # The leg the INVITE went to, even if the call was bridged meanwhile.
+        target, other_cseq = relayed
+        other = call.dialog(target)
+        if other is not None and other.remote_tag is not None:
             request = other.create_request("ACK", cseq=other_cseq)
             copy_headers(ack, request.headers, ("Content-Type", "Content-Disposition"))
             request.body = ack.body
@@ -319,7 +320,7 @@ class Controller(ChallengeFlow):
         self._track(client, ClientContext(call, RelayKind.IN_DIALOG, partner, transaction,
                                           asking=side))
         if request.method == "INVITE":
-            call.ack_map[(side, request.cseq.number)] = relayed.cseq.number
+            call.ack_map[(side, request.cseq.number)] = (partner, relayed.cseq.number)
         return []
 
     def _rewrite_rack(self, call: Call, side: Side, relayed: Request) -> None:
@@ -382,7 +383,7 @@ class Controller(ChallengeFlow):
             return self._on_bridge_timeout(call, now)
         if context.kind is RelayKind.INITIAL_INVITE and call.ivr is not None:
             if call.state is CallState.ENDING:
-                self._finish(call)
+                self._finish_when_settled(call)
                 return []
             return self._end_call(call, now, "sipguard", "trunk did not answer (Timer B)")
         if context.kind in (RelayKind.INITIAL_INVITE, RelayKind.IVR_INVITE):
@@ -398,7 +399,7 @@ class Controller(ChallengeFlow):
             if context.server.final_status is None:
                 self._respond(context.server, 408, now)
         elif context.kind is RelayKind.BYE and call.state is CallState.ENDING:
-            self._finish(call)
+            self._finish_when_settled(call)
         return []
 
     def _on_ack_timeout(self, transaction: ServerTransaction, now: float) -> list[Command]:
@@ -433,7 +434,8 @@ class Controller(ChallengeFlow):
             self._relay_response(context, response, now)
         elif (context.kind is RelayKind.BYE and response.status_code >= 200
               and context.call.state is CallState.ENDING):
-            self._finish(context.call)  # (not the BYE that drops the IVR from a bridged call)
+            # (Not the BYE that drops the IVR from a bridged call.)
+            self._finish_when_settled(context.call)
         return []
 
     def _relay_response(self, context: ClientContext, response: Response, now: float) -> None:

@@ -180,6 +180,15 @@ class ControllerBase:
         copy_headers(invite, request.headers, REQUEST_HEADERS_PASSED)
         request.body = invite.body
         if body is not None:
+            # The PBX's INVITE was answered by the IVR: nothing relays the trunk's
+            # reliable provisionals to it, so the trunk leg does not offer 100rel.
+            for name in ("Supported", "Require"):
+                values = [item.strip() for value in request.headers.values(name)
+                          for item in value.split(",")
+                          if item.strip() and item.strip().lower() != "100rel"]
+                request.headers.remove(name)
+                if values:
+                    request.headers.add(name, ", ".join(values))
             request.headers.remove("Content-Type")
             if body.content:
                 request.headers.add("Content-Type", body.content_type)
@@ -235,6 +244,8 @@ class ControllerBase:
         dialog = call.dialog(side)
         if dialog is None or dialog.remote_tag is None:
             return False
+        if side is Side.TRUNK and not call.trunk_answered:
+            return False  # an unanswered INVITE is CANCELled, not BYEd
         if side is Side.IVR:
             if call.ivr_ended or not call.ivr_answered:
                 return False
@@ -318,6 +329,14 @@ class ControllerBase:
         if call.ivr_link is not None:
             self._ivr_load[call.ivr_link] = max(0, self._ivr_load.get(call.ivr_link, 0) - 1)
             call.ivr_link = None
+
+    def _finish_when_settled(self, call: Call) -> None:
+        """Finish an ending call unless an INVITE it sent still waits for its final
+        response: a trunk that answers after our CANCEL must still get ACK and BYE."""
+        for invite in (call.trunk_invite, call.ivr_invite):
+            if invite is not None and invite.final_status is None and not invite.is_terminated:
+                return
+        self._finish(call)
 
     def _finish(self, call: Call) -> None:
         """Forget a call and everything that routes to it."""

@@ -404,3 +404,62 @@ def test_with_no_ivr_running_a_challenge_gets_403():
     forbidden = _one(sent, PBX, status=403)
     assert isinstance(forbidden, Response) and only(sent, IVR) == []
     assert "PIN required" in (forbidden.headers.get("Reason") or "")
+
+
+def test_a_pin_checked_after_the_caller_hung_up_places_no_trunk_call():
+    harness = _harness()
+    ivr_invite, ok = _challenged(harness)
+    commands = harness.controller.pin_entered(ivr_invite.call_id, "entered", "246810",
+                                              harness.now)
+    (check,) = commands
+    assert isinstance(check, CheckPin)
+    harness.feed(_from_pbx("BYE", ok, "z9hG4bK-bye", 2), PBX)  # while scrypt runs
+    sent = harness.run(harness.controller.pin_checked(check.call_key, "accepted", harness.now))
+    assert only(sent, TRUNK) == []
+    assert InstructIvr(ivr_invite.call_id, "accept") not in harness.commands
+
+
+def test_the_trunk_leg_of_a_pin_call_does_not_offer_100rel():
+    harness = _harness()
+    sent = harness.feed(invite(extra="Supported: 100rel, timer\r\nRequire: 100rel\r\n"), PBX)
+    ivr_invite = _one(sent, IVR, method="INVITE")
+    assert isinstance(ivr_invite, Request)
+    harness.feed(response_to(ivr_invite, 200, "OK", to_tag="ivrtag",
+                             contact=f"<sip:pin@{IVR[0]}:{IVR[1]}>", body=IVR_SDP), IVR)
+    trunk_invite = _one(_enter(harness, ivr_invite, "246810", "accepted"), TRUNK, method="INVITE")
+    assert isinstance(trunk_invite, Request)
+    assert trunk_invite.headers.get("Supported") == "timer"
+    assert "Require" not in trunk_invite.headers
+
+
+def test_an_ending_call_waits_for_the_trunk_invite_and_cancels_it_after_its_provisional():
+    harness = _harness()
+    ivr_invite, ok = _challenged(harness)
+    trunk_invite = _one(_enter(harness, ivr_invite, "246810", "accepted"), TRUNK, method="INVITE")
+    assert isinstance(trunk_invite, Request)
+    sent = harness.feed(_from_pbx("BYE", ok, "z9hG4bK-bye", 2), PBX)
+    assert [m for m in only(sent, TRUNK) if isinstance(m, Request)] == []  # nothing to CANCEL yet
+    ivr_bye = _one(sent, IVR, method="BYE")
+    assert isinstance(ivr_bye, Request)
+    harness.feed(response_to(ivr_bye, 200, "OK", to_tag=None), IVR)
+    assert harness.controller.live_calls == 1  # the trunk INVITE is still out
+    sent = harness.feed(response_to(trunk_invite, 180, "Ringing"), TRUNK)
+    cancel = _one(sent, TRUNK, method="CANCEL")
+    assert isinstance(cancel, Request)
+    # The answer crosses the CANCEL: it is ACKed and BYEd, then the call is finished.
+    sent = harness.feed(response_to(trunk_invite, 200, "OK", body=TRUNK_SDP), TRUNK)
+    assert isinstance(_one(sent, TRUNK, method="ACK"), Request)
+    trunk_bye = _one(sent, TRUNK, method="BYE")
+    assert isinstance(trunk_bye, Request)
+    harness.feed(response_to(trunk_bye, 200, "OK"), TRUNK)
+    assert harness.controller.live_calls == 0
+
+
+def test_no_bye_goes_to_a_trunk_that_refused_after_ringing():
+    harness = _harness()
+    ivr_invite, _ = _challenged(harness)
+    trunk_invite = _one(_enter(harness, ivr_invite, "246810", "accepted"), TRUNK, method="INVITE")
+    assert isinstance(trunk_invite, Request)
+    harness.feed(response_to(trunk_invite, 180, "Ringing"), TRUNK)
+    sent = harness.feed(response_to(trunk_invite, 486, "Busy Here"), TRUNK)
+    assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["ACK"]
