@@ -117,6 +117,7 @@ class Call:
     ivr_answered: bool = False
     ivr_ended: bool = False  # BYE sent to or received from the IVR
     ivr_link: Address | None = None  # the IVR that holds the call (until its leg ends)
+    ivrs_tried: set[Address] = field(default_factory=set)
     pin: PinPhase | None = None
     pin_outcome: str | None = None  # accepted, wrong, locked, no_pin, timeout… (logs, CDRs)
     pin_attempts: int = 0
@@ -200,6 +201,8 @@ class Bridge:
     reinvite: ClientTransaction | None = None  # the re-INVITE in flight
     acked: ClientTransaction | None = None  # the last re-INVITE whose 2xx we ACKed
     ack: bytes | None = None  # that ACK, resent for retransmitted 2xx
+    retry_at: float | None = None  # when a re-INVITE refused with 491 is tried again
+    retries: int = 0
     answered: bool = False  # the trunk answered
     done: bool = False  # the PBX talks to the trunk; the IVR leg is being hung up
 

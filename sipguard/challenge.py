@@ -48,6 +48,9 @@ from sipguard.sip.transaction import ClientTransaction
 from sipguard.sip.uri import Uri
 
 REFUSAL_GRACE = 20.0  # seconds the IVR gets to play the refusal and hang up
+BRIDGE_RETRY_WAIT = 1.0  # seconds before a bridging re-INVITE refused with 491 is retried
+BRIDGE_RETRIES = 3
+IVR_BUSY = (480, 486, 503)  # an IVR answering these is tried no more for that call
 PIN_OUTCOMES = ("accepted", "wrong", "locked", "no_pin", "store_unavailable")
 
 
@@ -138,12 +141,14 @@ class ChallengeFlow(ControllerBase):
     def _start_challenge(self, call: Call, now: float) -> list[Command]:
         """Send the PBX's INVITE to the least busy IVR (403 when every one is full)."""
         free = [link for link in self.ivrs
-                if self._ivr_load.get(link.address, 0) < link.capacity]
+                if self._ivr_load.get(link.address, 0) < link.capacity
+                and link.address not in call.ivrs_tried]
         if not free:
             return self._pin_service_unavailable(call, now, "every PIN IVR is busy")
         ivr = min(free, key=lambda link: self._ivr_load.get(link.address, 0))
         self._ivr_load[ivr.address] = self._ivr_load.get(ivr.address, 0) + 1
         call.ivr_link = ivr.address
+        call.ivrs_tried.add(ivr.address)
         invite = call.pbx_invite.request
         call.original_invite = invite
         content_type = invite.headers.get("Content-Type") or "application/sdp"
@@ -198,9 +203,24 @@ class ChallengeFlow(ControllerBase):
         if status < 300:
             return self._on_ivr_answer(call, response, now)
         if call.pbx_invite.final_status is None:
+            if status in IVR_BUSY and not call.cancelled:
+                # Full (its last caller may still be leaving): another IVR may have room.
+                self._forget_ivr_leg(call)
+                return self._start_challenge(call, now)
             return self._pin_service_unavailable(call, now, f"the PIN IVR answered {status}")
         self._finish_when_settled(call)
         return []
+
+    def _forget_ivr_leg(self, call: Call) -> None:
+        """Drop an IVR leg that failed before it was answered."""
+        self._release_ivr(call)
+        if call.ivr is not None:
+            self._by_dialog.pop((Side.IVR, call.ivr.call_id, call.ivr.local_tag), None)
+            self._by_ivr_call.pop(call.ivr.call_id, None)
+        if call.ivr_invite is not None:
+            self._contexts.pop(call.ivr_invite, None)
+        call.ivr = None
+        call.ivr_invite = None
 
     def _pin_service_unavailable(self, call: Call, now: float, detail: str) -> list[Command]:
         """Fail closed: a call that needs a PIN never goes out without one, and a 403
@@ -292,7 +312,8 @@ class ChallengeFlow(ControllerBase):
     def _sync_bridge(self, call: Call, now: float) -> list[Command]:
         """Give the PBX the trunk's latest SDP; once it has the answer, drop the IVR."""
         bridge = call.bridge
-        if bridge is None or bridge.reinvite is not None or bridge.done:
+        if (bridge is None or bridge.reinvite is not None or bridge.done
+                or bridge.retry_at is not None):
             return []
         if call.state is CallState.ENDING:
             return []
@@ -340,6 +361,13 @@ class ChallengeFlow(ControllerBase):
         if transaction is not bridge.reinvite or call.state is CallState.ENDING:
             return []
         bridge.reinvite = None
+        if status == 491 and bridge.retries < BRIDGE_RETRIES:
+            # Glare with a re-INVITE of the PBX's own (RFC 3261 §14.1): the Call-ID is
+            # the PBX's, so we wait up to 2 s and try again.
+            bridge.retries += 1
+            self._set_bridge_retry(call, now + BRIDGE_RETRY_WAIT)
+            return [LogEvent("call.bridging_retried", "info", {
+                **call.log_fields(), "status": status, "retry": bridge.retries})]
         return self._end_call(call, now, "sipguard",
                               f"the PBX refused the trunk's media ({status})")
 

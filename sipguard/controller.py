@@ -157,7 +157,13 @@ class Controller(ChallengeFlow):
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, _, key = heapq.heappop(self._deadlines)
             call = self._calls.get(key)
-            if call is None or call.deadline != deadline:
+            if call is None:
+                continue
+            if call.bridge is not None and call.bridge.retry_at == deadline:
+                call.bridge.retry_at = None
+                commands.extend(self._sync_bridge(call, now))
+                continue
+            if call.deadline != deadline:
                 continue
             call.deadline = None
             if call.state is CallState.CONFIRMED:

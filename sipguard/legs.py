@@ -129,7 +129,7 @@ class ControllerBase:
         while self._deadlines:
             deadline, _, key = self._deadlines[0]
             call = self._calls.get(key)
-            if call is None or call.deadline != deadline:
+            if call is None or not _is_due_for(call, deadline):
                 heapq.heappop(self._deadlines)
                 continue
             return deadline
@@ -142,6 +142,12 @@ class ControllerBase:
 
     def _set_deadline(self, call: Call, when: float) -> None:
         call.deadline = when
+        heapq.heappush(self._deadlines, (when, next(self._deadline_sequence), call.key))
+
+    def _set_bridge_retry(self, call: Call, when: float) -> None:
+        """A bridging re-INVITE refused with 491 is tried again at ``when``."""
+        assert call.bridge is not None
+        call.bridge.retry_at = when
         heapq.heappush(self._deadlines, (when, next(self._deadline_sequence), call.key))
 
     # -- legs --------------------------------------------------------------------
@@ -355,3 +361,9 @@ class ControllerBase:
         for transaction in call.client_transactions:
             self._contexts.pop(transaction, None)
         call.client_transactions.clear()
+
+
+def _is_due_for(call: Call, deadline: float) -> bool:
+    """Whether a deadline in the heap is still wanted by the call (not superseded)."""
+    return call.deadline == deadline or (call.bridge is not None
+                                         and call.bridge.retry_at == deadline)

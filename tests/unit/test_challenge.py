@@ -463,3 +463,44 @@ def test_no_bye_goes_to_a_trunk_that_refused_after_ringing():
     harness.feed(response_to(trunk_invite, 180, "Ringing"), TRUNK)
     sent = harness.feed(response_to(trunk_invite, 486, "Busy Here"), TRUNK)
     assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["ACK"]
+
+
+def test_a_bridging_reinvite_refused_with_491_is_tried_again():
+    harness = _harness()
+    ivr_invite, _ = _challenged(harness)
+    trunk_invite = _one(_enter(harness, ivr_invite, "246810", "accepted"), TRUNK, method="INVITE")
+    assert isinstance(trunk_invite, Request)
+    sent = harness.feed(response_to(trunk_invite, 200, "OK", body=TRUNK_SDP), TRUNK)
+    first = _one(sent, PBX, method="INVITE")
+    assert isinstance(first, Request)
+    sent = harness.feed(response_to(first, 491, "Request Pending", to_tag=None), PBX)
+    assert [m for m in only(sent, PBX) if isinstance(m, Request) and m.method == "BYE"] == []
+    assert harness.controller.live_calls == 1
+    sent = harness.advance(1.05)
+    second = _one(sent, PBX, method="INVITE")
+    assert isinstance(second, Request) and second.cseq.number == first.cseq.number + 1
+    assert b"m=audio 7000" in second.body
+    sent = harness.feed(response_to(second, 200, "OK", to_tag=None, body=b"v=0\r\n",
+                                    contact="<sip:201@127.0.0.1:5070>"), PBX)
+    assert isinstance(_one(sent, IVR, method="BYE"), Request)
+    assert harness.events("call.bridged")
+
+
+def test_an_ivr_answering_486_sends_the_call_to_another_ivr():
+    harness = _harness()
+    other = IvrLink(("127.0.0.6", 5200), "other-token", capacity=2)
+    harness.controller.set_ivrs([*harness.controller.ivrs, other], harness.now)
+    first = _one(harness.feed(invite(), PBX), IVR, method="INVITE")
+    assert isinstance(first, Request)
+    sent = harness.feed(response_to(first, 486, "Busy Here", to_tag="ivrtag"), IVR)
+    assert [m for m in only(sent, PBX) if isinstance(m, Response)] == []
+    second = _one(sent, other.address, method="INVITE")
+    assert isinstance(second, Request) and second.call_id != first.call_id
+    assert second.headers.get("X-Sipguard-Ivr-Token") == "other-token"
+    sent = harness.feed(response_to(second, 200, "OK", to_tag="ivr2",
+                                    contact="<sip:pin@127.0.0.6:5200>", body=IVR_SDP),
+                        other.address)
+    assert isinstance(_one(sent, PBX, status=200), Response)
+    # A retransmitted 486 from the first IVR changes nothing.
+    assert only(harness.feed(response_to(first, 486, "Busy Here", to_tag="ivrtag"), IVR),
+                PBX) == []
