@@ -216,13 +216,21 @@ def _check_key(key: str) -> bool:
     return True
 
 
+def find_pin(pins: Mapping[str, str], account: str,
+             extension: str | None) -> tuple[str, str] | None:
+    """(key, hash) of a caller's PIN: ACCOUNT/EXTENSION, else EXTENSION, else ACCOUNT/*."""
+    keys = [f"{account}/{extension}", extension] if extension else []
+    for key in [*keys, f"{account}/*"]:
+        found = pins.get(key)
+        if found:
+            return key, found
+    return None
+
+
 def lookup_hash(pins: Mapping[str, str], account: str, extension: str | None) -> str | None:
     """The hash for a caller: ACCOUNT/EXTENSION, else EXTENSION, else ACCOUNT/*."""
-    if extension:
-        found = pins.get(f"{account}/{extension}") or pins.get(extension)
-        if found:
-            return found
-    return pins.get(f"{account}/*")
+    found = find_pin(pins, account, extension)
+    return None if found is None else found[1]
 
 
 def load_pin_file(path: Path) -> dict[str, str]:
@@ -347,39 +355,56 @@ class PinGuard:
                     now: float) -> PinCheck:
         """Check what the caller entered; ``now`` is the wall clock (shared by every node)."""
         await self._maybe_reload(now)
-        subject = subject_key(account, extension)
-        failures_key, lock_key = f"{subject}:failures", f"{subject}:lock"
         where = {"account": account, "extension": extension}
+        found = find_pin(self.pins, account, extension)
+        if found is None:
+            self.log.info("pin.none", **where)
+            return PinCheck(PinOutcome.NO_PIN)
+        # Failures and the lock belong to the PIN that was tried (an account-wide PIN
+        # is one secret, whichever extension guesses at it), not to the extension.
+        pin_key, stored = found
+        subject = f"pin:{pin_key}"
+        failures_key, lock_key = f"{subject}:failures", f"{subject}:lock"
+        where["pin_key"] = pin_key
+        max_failures = self.settings.max_failures
         try:
             lock = await self.store.get_mark(lock_key, now)
             if lock is not None:
                 value, left = lock
                 self.log.info("pin.still_locked", **where, locked_for=round(left, 1))
                 return PinCheck(PinOutcome.LOCKED, _int(value), left)
-            stored = lookup_hash(self.pins, account, extension)
-            if stored is None:
-                self.log.info("pin.none", **where)
-                return PinCheck(PinOutcome.NO_PIN)
+            # The attempt is counted before the hash is checked, so that attempts made
+            # at once (several calls, several nodes) cannot get past the limit together.
+            attempts = await self.store.count_event(failures_key, self.settings.failure_window,
+                                                    now)
+            if attempts > max_failures:
+                return await self._lock(lock_key, failures_key, attempts, where, now)
             if await asyncio.to_thread(verify_pin, digits, stored):
+                if await self.store.get_mark(lock_key, now) is not None:
+                    self.log.info("pin.still_locked", **where)  # locked meanwhile
+                    return PinCheck(PinOutcome.LOCKED, attempts)
                 self.log.info("pin.accepted", **where)
                 try:
                     await self.store.clear([failures_key])
                 except StoreUnavailableError as error:  # the lock was checked: accept anyway
                     self.log.warning("pin.store_unavailable", **where, error=str(error))
                 return PinCheck(PinOutcome.ACCEPTED)
-            failures = await self.store.count_event(failures_key, self.settings.failure_window,
-                                                    now)
-            self.log.info("pin.wrong", **where, failures=failures)
-            if failures < self.settings.max_failures:
-                return PinCheck(PinOutcome.WRONG, failures)
-            lock_seconds = self.settings.lock_seconds
-            await self.store.put_mark(lock_key, str(failures), lock_seconds, now)
-            await self.store.clear([failures_key])  # after the lock, a fresh set of tries
-            self.log.warning("pin.locked", **where, failures=failures, lock_seconds=lock_seconds)
-            return PinCheck(PinOutcome.LOCKED, failures, lock_seconds)
+            self.log.info("pin.wrong", **where, failures=attempts)
+            if attempts < max_failures:
+                return PinCheck(PinOutcome.WRONG, attempts)
+            return await self._lock(lock_key, failures_key, attempts, where, now)
         except StoreUnavailableError as error:
             self.log.warning("pin.store_unavailable", **where, error=str(error))
             return PinCheck(PinOutcome.STORE_UNAVAILABLE)
+
+
+    async def _lock(self, lock_key: str, failures_key: str, failures: int,
+                    where: dict[str, Any], now: float) -> PinCheck:
+        lock_seconds = self.settings.lock_seconds
+        await self.store.put_mark(lock_key, str(failures), lock_seconds, now)
+        await self.store.clear([failures_key])  # after the lock, a fresh set of tries
+        self.log.warning("pin.locked", **where, failures=failures, lock_seconds=lock_seconds)
+        return PinCheck(PinOutcome.LOCKED, failures, lock_seconds)
 
 
 def _safe_signature(path: Path) -> tuple[int, int, int] | None:

@@ -257,8 +257,9 @@ def test_right_pin_is_accepted_and_wrong_ones_counted(tmp_path: Path) -> None:
                                                  PinOutcome.WRONG, PinOutcome.ACCEPTED]
     assert [check.failures for check in seen] == [0, 1, 2, 0]
     wrong = [fields for _, event, fields in log.lines if event == "pin.wrong"]
-    assert wrong == [{"account": "asterisk-1", "extension": "2001", "failures": 1},
-                     {"account": "asterisk-1", "extension": "2001", "failures": 2}]
+    assert wrong == [
+        {"account": "asterisk-1", "extension": "2001", "pin_key": "2001", "failures": 1},
+        {"account": "asterisk-1", "extension": "2001", "pin_key": "2001", "failures": 2}]
 
 
 def test_three_wrong_lock_until_the_lock_expires_even_for_the_right_pin(tmp_path: Path) -> None:
@@ -275,21 +276,53 @@ def test_three_wrong_lock_until_the_lock_expires_even_for_the_right_pin(tmp_path
     assert seen[4].locked_for == pytest.approx(1.0)
     locked = [(level, fields) for level, event, fields in log.lines if event == "pin.locked"]
     assert locked == [("warning", {"account": "asterisk-1", "extension": "2001",
-                                   "failures": 3, "lock_seconds": 600.0})]
+                                   "pin_key": "2001", "failures": 3, "lock_seconds": 600.0})]
 
 
-def test_lock_is_per_account_and_extension(tmp_path: Path) -> None:
-    """A locked extension does not lock another one, nor the same one on another account."""
-    guard, _ = make_guard(tmp_path, {"2001": hash_pin(PIN), "2002": hash_pin(PIN)})
+def test_lock_is_per_pin(tmp_path: Path) -> None:
+    """The lock belongs to the PIN that was guessed at: another extension's PIN is not
+    locked, an account's own PIN for the extension is not, the same shared PIN is."""
+    guard, _ = make_guard(tmp_path, {"2001": hash_pin(PIN), "2002": hash_pin(PIN),
+                                     "asterisk-3/2001": hash_pin(PIN)})
 
     async def main() -> list[PinOutcome]:
         for second in range(3):
             await guard.check("asterisk-1", "2001", OTHER_PIN, NOW + second)
         return [(await guard.check(account, extension, PIN, NOW + 5)).outcome
                 for account, extension in (("asterisk-1", "2001"), ("asterisk-1", "2002"),
-                                           ("asterisk-2", "2001"))]
+                                           ("asterisk-2", "2001"), ("asterisk-3", "2001"))]
 
-    assert asyncio.run(main()) == [PinOutcome.LOCKED, PinOutcome.ACCEPTED, PinOutcome.ACCEPTED]
+    assert asyncio.run(main()) == [PinOutcome.LOCKED, PinOutcome.ACCEPTED, PinOutcome.LOCKED,
+                                   PinOutcome.ACCEPTED]
+
+
+def test_an_account_wide_pin_cannot_be_guessed_from_many_extensions(tmp_path: Path) -> None:
+    """Rotating the extension does not buy more guesses at the account's one PIN."""
+    guard, _ = make_guard(tmp_path, {"asterisk-1/*": hash_pin(PIN)})
+
+    async def main() -> list[PinOutcome]:
+        return [(await guard.check("asterisk-1", extension, digits, NOW + index)).outcome
+                for index, (extension, digits) in enumerate(
+                    [("3001", OTHER_PIN), ("3002", OTHER_PIN), ("3003", OTHER_PIN),
+                     ("3004", PIN)])]
+
+    assert asyncio.run(main()) == [PinOutcome.WRONG, PinOutcome.WRONG, PinOutcome.LOCKED,
+                                   PinOutcome.LOCKED]
+
+
+def test_attempts_at_once_cannot_get_past_the_limit(tmp_path: Path) -> None:
+    """Five guesses at the same moment: two are judged wrong, the rest find the PIN
+    locked; no more than max_failures hashes are ever compared."""
+    guard, _ = make_guard(tmp_path, {"2001": hash_pin(PIN)})
+
+    async def main() -> list[PinOutcome]:
+        checks = await asyncio.gather(*[guard.check("asterisk-1", "2001", OTHER_PIN, NOW)
+                                        for _ in range(5)])
+        return [check.outcome for check in checks]
+
+    outcomes = asyncio.run(main())
+    assert outcomes.count(PinOutcome.WRONG) == 2
+    assert outcomes.count(PinOutcome.LOCKED) == 3
 
 
 def test_accepted_pin_clears_the_failures(tmp_path: Path) -> None:
