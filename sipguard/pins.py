@@ -302,11 +302,6 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
 # --------------------------------------------------------------------------- the guard
 
 
-def subject_key(account: str, extension: str | None) -> str:
-    """The store key of whoever enters a PIN (its failures and lock hang off it)."""
-    return f"pin:{account}/{extension or ''}"
-
-
 class PinGuard:
     """Checks entered PINs against the PIN file, with lockout through the state store."""
 

@@ -28,7 +28,6 @@ from sipguard.pins import (
     lookup_hash,
     pin_key,
     save_pin_file,
-    subject_key,
     validate_pin,
     verify_pin,
 )
@@ -225,8 +224,6 @@ def test_pin_keys() -> None:
                                ("x y", "2001")):
         with pytest.raises(ValueError):
             pin_key(account, extension)
-    assert subject_key("asterisk-1", "2001") == "pin:asterisk-1/2001"
-    assert subject_key("asterisk-1", None) == "pin:asterisk-1/"
 
 
 # --------------------------------------------------------------------------- the guard
