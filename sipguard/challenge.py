@@ -69,10 +69,14 @@ class ChallengeFlow(ControllerBase):
             return []
         if outcome == "hangup":
             return []  # the BYE (or CANCEL) that ended the leg ends the call
-        if outcome != "entered" or not digits:
+        if outcome != "entered":
             return self._refuse_pin(call, "timeout", now)
-        call.pin = PinPhase.CHECKING
         call.pin_attempts += 1
+        if not digits:  # '#' alone: another try if there is one, nothing to check
+            if call.pin_attempts < self.pin_attempts:
+                return [InstructIvr(ivr_call_id, "retry")]
+            return self._refuse_pin(call, "no_digits", now)
+        call.pin = PinPhase.CHECKING
         return [CheckPin(call.key, call.attempt.account, call.attempt.extension, digits)]
 
     def pin_checked(self, call_key: int, outcome: str, now: float) -> list[Command]:

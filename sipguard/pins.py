@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -337,6 +338,12 @@ class PinGuard:
         self.pins, self._signature = pins, signature
         if log_success:
             self.log.info("pin.file_reloaded", path=str(path), pins=len(pins))
+        with contextlib.suppress(OSError):
+            mode = path.stat().st_mode & 0o777
+            if mode & 0o077:
+                # Hashes slow guessing down; they are still not for other users to read.
+                self.log.warning("pin.file_permissions", path=str(path), mode=oct(mode),
+                                 advice="chmod 600 (sipguard pin set writes it so)")
 
     async def _maybe_reload(self, now: float) -> None:
         """Look at the file's mtime at most once a second; re-read it when it changed."""

@@ -504,3 +504,16 @@ def test_an_ivr_answering_486_sends_the_call_to_another_ivr():
     # A retransmitted 486 from the first IVR changes nothing.
     assert only(harness.feed(response_to(first, 486, "Busy Here", to_tag="ivrtag"), IVR),
                 PBX) == []
+
+
+def test_a_hash_with_no_digits_is_another_try_not_a_check():
+    harness = _harness()
+    ivr_invite, _ = _challenged(harness)
+    call_id = ivr_invite.call_id
+    assert harness.controller.pin_entered(call_id, "entered", "", harness.now) == [
+        InstructIvr(call_id, "retry")]
+    assert harness.controller.pin_entered(call_id, "entered", "", harness.now) == [
+        InstructIvr(call_id, "retry")]
+    harness.run(harness.controller.pin_entered(call_id, "entered", "", harness.now))
+    assert harness.commands[-1] == InstructIvr(call_id, "refuse")
+    assert harness.events("call.pin_refused")[0].fields["pin"] == "no_digits"

@@ -425,3 +425,11 @@ def test_invalid_file_at_start_means_no_pins_and_is_logged(tmp_path: Path) -> No
     assert checks(guard, [(PIN, NOW)])[0].outcome is PinOutcome.NO_PIN
     assert "pin.file_invalid" in log.events()
     assert not guard.has_pin("asterisk-1", "2001")
+
+
+def test_a_pin_file_others_can_read_is_warned_about(tmp_path: Path) -> None:
+    guard, log = make_guard(tmp_path, {"2001": hash_pin(PIN)})
+    (tmp_path / "pins.yaml").chmod(0o644)
+    guard._reload()  # read it again, as a change of the file would
+    warned = [fields for level, event, fields in log.lines if event == "pin.file_permissions"]
+    assert warned and warned[-1]["mode"] == "0o644"
