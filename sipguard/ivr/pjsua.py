@@ -12,7 +12,15 @@ what must be answered inside them, like the INFO requests): the work is done by
 the loop after ``libHandleEvents`` returns, outside every callback, so no Call or
 player is ever released inside its own callback. Results go to the event loop with
 ``call_soon_threadsafe``. This thread logs with the stdlib ``logging`` module
-(logger ``sipguard.ivr``), never the digits.
+(logger ``sipguard.ivr``), never the digits nor anything about them (not even how
+many): pjsip's own log is capped at level 3 and its SIP message log is off, since
+level 4 prints whole messages (INFO bodies such as ``Signal=5``).
+
+Every pjsua2 callback catches and logs its exceptions (an exception escaping into
+pjsua2 could leave an INVITE unanswered, holding a call slot); an INVITE whose
+handling fails is still refused. An exception that escapes the loop itself is
+logged with its traceback and ends the thread; ``PjsuaIvr.on_failure`` then tells
+the owner, which should give the IVR up (the worker process exits non-zero).
 
 A session
 ---------
@@ -59,6 +67,7 @@ log = logging.getLogger("sipguard.ivr")
 START_TIMEOUT = 10.0  # seconds for the pjsua2 thread to come up
 STOP_TIMEOUT = 5.0  # seconds for calls to end and the thread to finish
 POLL_MS = 10  # libHandleEvents timeout
+PJSIP_LOG_LEVEL_MAX = 3  # level 4 logs whole SIP messages (DTMF INFO bodies): never above 3
 REFUSAL_TAIL = 0.3  # seconds of silence after the refusal prompt, before the BYE
 RINGBACK = (440, 480, 2000, 4000)  # Hz, Hz, ms on, ms off (North American ringback)
 DIGITS = frozenset("0123456789*#ABCDabcd")
@@ -114,6 +123,10 @@ class _Pjsip:
         self.set_log_level = lib.pj_log_set_level
         self.set_log_level.restype = None
         self.set_log_level.argtypes = [ctypes.c_int]
+        self.call_hangup = lib.pjsua_call_hangup
+        self.call_hangup.restype = ctypes.c_int
+        self.call_hangup.argtypes = [ctypes.c_int, ctypes.c_uint, ctypes.c_void_p,
+                                     ctypes.c_void_p]
 
     def respond(self, tsx: Any, rdata: Any, code: int) -> bool:
         """Answer a server transaction (inside the callback that reported it)."""
@@ -131,7 +144,10 @@ class _LogWriter(pj.LogWriter):  # type: ignore[misc]
     """pjsip's log lines, to the stdlib logger at debug level (any thread may write)."""
 
     def write(self, entry: Any) -> None:
-        log.debug("pjsip: %s", str(entry.msg).rstrip())
+        try:
+            log.debug("pjsip: %s", str(entry.msg).rstrip())
+        except Exception:
+            log.exception("ivr.callback_failed callback=LogWriter.write")
 
 
 class _IvrAccount(pj.Account):  # type: ignore[misc]
@@ -140,7 +156,11 @@ class _IvrAccount(pj.Account):  # type: ignore[misc]
         self.ivr = ivr
 
     def onIncomingCall(self, prm: Any) -> None:
-        self.ivr.incoming(self, prm)
+        try:
+            self.ivr.incoming(self, prm)
+        except Exception:
+            log.exception("ivr.callback_failed callback=onIncomingCall")
+            self.ivr.refuse_now(prm)
 
 
 class _IvrCall(pj.Call):  # type: ignore[misc]
@@ -152,17 +172,32 @@ class _IvrCall(pj.Call):  # type: ignore[misc]
         self.session: _Session | None = None
 
     def onCallState(self, prm: Any) -> None:
-        info = self.getInfo()
-        if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
-            self.engine.events.put(("disconnected", self, info.lastStatusCode))
+        try:
+            info = self.getInfo()
+            if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
+                self.engine.events.put(("disconnected", self, info.lastStatusCode))
+        except Exception:
+            log.exception("ivr.callback_failed callback=onCallState")
 
     def onCallMediaState(self, prm: Any) -> None:
-        self.engine.events.put(("media", self, None))
+        try:
+            self.engine.events.put(("media", self, None))
+        except Exception:
+            log.exception("ivr.callback_failed callback=onCallMediaState")
 
     def onDtmfDigit(self, prm: Any) -> None:
-        self.engine.events.put(("digit", self, str(prm.digit)))
+        try:
+            self.engine.events.put(("digit", self, str(prm.digit)))
+        except Exception:
+            log.exception("ivr.callback_failed callback=onDtmfDigit")
 
     def onCallTsxState(self, prm: Any) -> None:
+        try:
+            self.tsx_state(prm)
+        except Exception:
+            log.exception("ivr.callback_failed callback=onCallTsxState")
+
+    def tsx_state(self, prm: Any) -> None:
         event = prm.e
         if event.type != pj.PJSIP_EVENT_TSX_STATE:
             return
@@ -234,10 +269,13 @@ class _Engine:
         cfg.uaConfig.userAgent = "sipguard-ivr"
         cfg.medConfig.threadCnt = 0
         cfg.medConfig.noVad = True
-        cfg.logConfig.consoleLevel = 0
         self.writer = _LogWriter()
         cfg.logConfig.writer = self.writer
-        cfg.logConfig.level = 4 if log.isEnabledFor(logging.DEBUG) else 1
+        # pjsua hands the writer the lines up to consoleLevel (there is no console
+        # with a writer); level 4 and up would print whole SIP messages.
+        level = PJSIP_LOG_LEVEL_MAX if log.isEnabledFor(logging.DEBUG) else 1
+        cfg.logConfig.level = cfg.logConfig.consoleLevel = level
+        cfg.logConfig.msgLogging = 0  # whole SIP messages: DTMF INFO bodies
         cfg.logConfig.decor = 0
         self.ep.libInit(cfg)
         # The library keeps the smaller of what was asked and PJSUA_MAX_CALLS.
@@ -270,12 +308,23 @@ class _Engine:
         self.account = _IvrAccount(self)
         self.account.create(acfg)
 
-    def run(self) -> None:
-        while self.running:
-            self.ep.libHandleEvents(POLL_MS)
-            self.drain()
-            self.tick(time.monotonic())
+    def run(self) -> bool:
+        """The loop, until a "stop" command; False if it ended on an exception
+        (logged with its traceback here; the library is then shut down anyway)."""
+        try:
+            while self.running:
+                self.ep.libHandleEvents(POLL_MS)
+                self.drain()
+                self.tick(time.monotonic())
+        except Exception:
+            log.exception("ivr.loop_failed")
+            try:
+                self.shutdown()
+            except Exception:
+                log.exception("ivr.shutdown_failed")
+            return False
         self.shutdown()
+        return True
 
     def shutdown(self) -> None:
         self.running = False
@@ -301,11 +350,37 @@ class _Engine:
     # ------------------------------------------------------------ callbacks
 
     def incoming(self, account: Any, prm: Any) -> None:
-        """In pjsua2's callback: keep the Call object, then act from the loop."""
+        """In pjsua2's callback: keep the Call object, then act from the loop.
+
+        If no Call object could be made, pjsua2 answers 500 itself; once there is
+        one, the loop answers it (403 when the token could not be checked)."""
         call = _IvrCall(self, account, prm.callId)
         self.calls.append(call)
-        token = header_value(str(prm.rdata.wholeMsg), TOKEN_HEADER) or ""
-        self.events.put(("incoming", call, hmac.compare_digest(token, self.token)))
+        accepted = False
+        try:
+            accepted = self.token_matches(str(prm.rdata.wholeMsg))
+        except Exception:
+            log.exception("ivr.token_check_failed")
+        self.events.put(("incoming", call, accepted))
+
+    def token_matches(self, message: str) -> bool:
+        """Whether the INVITE carries the start token. Compared as bytes: SWIG
+        decodes with surrogateescape, and compare_digest refuses non-ASCII str."""
+        token = header_value(message, TOKEN_HEADER)
+        if token is None:
+            return False
+        return hmac.compare_digest(token.encode("utf-8", "surrogateescape"),
+                                   self.token.encode("utf-8"))
+
+    def refuse_now(self, prm: Any) -> None:
+        """Inside onIncomingCall, after a failure: answer 500 so that the INVITE
+        does not stay unanswered (pjsua ignores a hangup of a call already ended)."""
+        try:
+            status = self.pjsip.call_hangup(int(prm.callId), 500, None, None)
+            if status != 0:
+                log.warning("ivr.refuse_failed status=%d", status)
+        except Exception:
+            log.exception("ivr.refuse_failed")
 
     # ------------------------------------------------------------ the loop's work
 
@@ -330,7 +405,16 @@ class _Engine:
             else:
                 self.instruct(session, value)
         elif kind == "incoming":
-            self.answer(subject, accepted=value)
+            try:
+                self.answer(subject, accepted=value)
+            except Exception:
+                log.exception("ivr.answer_failed")
+                prm = pj.CallOpParam(True)
+                prm.statusCode = 500
+                with contextlib.suppress(Exception):
+                    subject.hangup(prm)
+        elif kind == "crash_for_test":
+            raise RuntimeError("crash_for_test: an injected failure of the IVR loop")
         elif kind == "disconnected":
             self.disconnected(subject)
         elif subject.session is not None and not subject.session.ended:
@@ -480,8 +564,7 @@ class _Engine:
         session.digit_deadline = session.round_deadline = math.inf
         digits, session.digits = session.digits, ""
         if outcome is not None:
-            log.info("ivr.collected call_id=%s outcome=%s length=%d",
-                     session.call_id, outcome, len(digits))
+            log.info("ivr.collected call_id=%s outcome=%s", session.call_id, outcome)
             self.post(IvrResult(call_id=session.call_id, outcome=outcome, digits=digits))
 
     def play(self, session: _Session, name: str, then: Callable[[], None] | None) -> None:
@@ -533,7 +616,10 @@ class _Engine:
 
 
 class PjsuaIvr:
-    """The PIN IVR on pjsua2 (see the module docstring); implements IvrPort."""
+    """The PIN IVR on pjsua2 (see the module docstring); implements IvrPort.
+
+    ``on_failure``, if set, is called on the event loop's thread when the pjsua2
+    thread ends without being asked to stop (the IVR then serves nothing)."""
 
     def __init__(self, config: IvrConfig) -> None:
         self._config = config
@@ -541,6 +627,8 @@ class PjsuaIvr:
         self._engine: _Engine | None = None
         self._thread: threading.Thread | None = None
         self._address = (config.sip_host, config.sip_port)
+        self.on_failure: Callable[[], None] | None = None
+        self._failed = False
 
     @property
     def address(self) -> tuple[str, int]:
@@ -554,6 +642,11 @@ class PjsuaIvr:
     def active_sessions(self) -> int:
         engine = self._engine
         return len(engine.sessions) if engine is not None and self._thread is not None else 0
+
+    @property
+    def failed(self) -> bool:
+        """Whether the pjsua2 thread ended without being asked to stop."""
+        return self._failed
 
     @property
     def capacity(self) -> int:
@@ -601,9 +694,19 @@ class PjsuaIvr:
                 return
             report(None, engine.address)
             try:
-                engine.run()
-            except Exception:
+                stopped = engine.run()
+            except BaseException:
                 log.exception("ivr.thread_failed")
+                stopped = False
+            if not stopped:
+                self._failed = True
+                log.error("ivr.thread_ended_unexpectedly")
+                with contextlib.suppress(RuntimeError):  # the loop is closed
+                    loop.call_soon_threadsafe(failed)
+
+        def failed() -> None:
+            if self.on_failure is not None:
+                self.on_failure()
 
         self._thread = threading.Thread(target=main, name="sipguard-ivr", daemon=True)
         self._thread.start()
@@ -620,6 +723,13 @@ class PjsuaIvr:
         engine = self._engine
         if engine is not None:
             engine.events.put(("instruct", call_id, action))
+
+    def crash_for_test(self) -> None:
+        """Make the pjsua2 loop raise (tests of the recovery; the worker only
+        forwards this when SIPGUARD_IVR_TEST_HOOKS=1)."""
+        engine = self._engine
+        if engine is not None:
+            engine.events.put(("crash_for_test", None, None))
 
     async def stop(self) -> None:
         await self._join()

@@ -22,10 +22,15 @@ stdout:
 stdin, after the first line:
 
 - ``{"instruct": {"call_id": .., "action": "accept" | "retry" | "refuse"}}``;
-- ``{"stop": true}``; end of file means the same (the parent died).
+- ``{"stop": true}``; end of file means the same (the parent died);
+- ``{"crash_for_test": true}``: make the pjsua2 loop raise, to test the recovery;
+  accepted only when the environment has ``SIPGUARD_IVR_TEST_HOOKS=1`` (else
+  logged and ignored).
 
 On stop the worker hangs up its calls, shuts pjsua2 down and exits 0 (SIGTERM
 does the same; SIGINT is ignored: the parent decides when its workers stop).
+If the pjsua2 thread ends on its own (an unexpected exception, logged with its
+traceback), the worker exits 1, so that the pool starts a new one.
 
 The digits travel over this pipe only. Logging (stdlib logger ``sipguard.ivr``,
 never the digits) goes to stderr, which the pool leaves connected to its own.
@@ -53,6 +58,7 @@ log = logging.getLogger("sipguard.ivr")
 
 SESSIONS_POLL = 0.5  # seconds between two looks at active_sessions
 ACTIONS: frozenset[str] = frozenset(get_args(IvrAction))
+TEST_HOOKS_ENV = "SIPGUARD_IVR_TEST_HOOKS"
 LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
               "error": logging.ERROR}
 
@@ -117,6 +123,8 @@ class Worker:
         self.commands = commands
         self.sessions = 0
         self.ivr: Any = None  # PjsuaIvr, imported when run (pjsua2 loads then)
+        self.failed = False  # the pjsua2 thread ended without being asked to
+        self.test_hooks = os.environ.get(TEST_HOOKS_ENV) == "1"
 
     async def run(self) -> int:
         from sipguard.ivr.pjsua import PjsuaIvr  # noqa: PLC0415 - pjsua2 loads here
@@ -126,6 +134,12 @@ class Worker:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signal.SIGTERM, stop.set)
         ivr = PjsuaIvr(self.config)
+
+        def on_failure() -> None:
+            self.failed = True
+            stop.set()
+
+        ivr.on_failure = on_failure
         try:
             await ivr.start(self.on_result)
         except Exception as error:
@@ -148,8 +162,12 @@ class Worker:
                 await poller
             await ivr.stop()
             self.report_sessions()
-            log.info("ivr.worker_stopped pid=%d", os.getpid())
-        return 0
+            self.failed = self.failed or ivr.failed
+            if self.failed:
+                log.error("ivr.worker_failed pid=%d reason=ivr_thread_ended", os.getpid())
+            else:
+                log.info("ivr.worker_stopped pid=%d", os.getpid())
+        return 1 if self.failed else 0
 
     def start_reader(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
         """Read the commands in a daemon thread (works for any kind of stdin)."""
@@ -183,6 +201,12 @@ class Worker:
                 self.ivr.instruct(call_id, action)
             else:
                 log.warning("ivr.worker_bad_command reason=bad_instruct")
+        elif message.get("crash_for_test"):
+            if self.test_hooks and self.ivr is not None:
+                log.warning("ivr.worker_crash_for_test")
+                self.ivr.crash_for_test()
+            else:
+                log.warning("ivr.worker_bad_command reason=test_hooks_disabled")
         else:
             log.warning("ivr.worker_bad_command reason=unknown")
 

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import logging
 import queue
+import secrets
+import socket
 import sys
 import threading
+import time
 import wave
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -184,6 +188,79 @@ def test_wrong_token_is_refused_403(runner: IvrRunner, start_ivr: StartIvr, agen
     assert agent.wait_for("disconnected", CALL_TIMEOUT)["status"] == 403
     assert ivr.active_sessions == 0
     runner.no_result(0.5)
+
+
+def _raw_invite(sock: socket.socket, ivr: PjsuaIvr, token: bytes) -> int:
+    """Send an INVITE carrying ``token`` (raw bytes) from ``sock``; the final status
+    (the ACK of a non-2xx final response is sent too). Every wait is bounded."""
+    host, port = ivr.address
+    local_port = sock.getsockname()[1]
+    branch = "z9hG4bK" + secrets.token_hex(8)
+    call_id = secrets.token_hex(8) + "@127.0.0.1"
+    sdp = (b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\n"
+           b"t=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n")
+    common = (f"Via: SIP/2.0/UDP 127.0.0.1:{local_port};branch={branch};rport\r\n"
+              f"From: <sip:raw@127.0.0.1:{local_port}>;tag=raw1\r\n"
+              f"Call-ID: {call_id}\r\nMax-Forwards: 70\r\n").encode()
+    invite = (f"INVITE sip:pin@{host}:{port} SIP/2.0\r\n".encode() + common
+              + f"To: <sip:pin@{host}:{port}>\r\nCSeq: 1 INVITE\r\n".encode()
+              + f"Contact: <sip:raw@127.0.0.1:{local_port}>\r\n".encode()
+              + TOKEN_HEADER.encode() + b": " + token + b"\r\n"
+              + b"Content-Type: application/sdp\r\n"
+              + f"Content-Length: {len(sdp)}\r\n\r\n".encode() + sdp)
+    sock.sendto(invite, (host, port))
+    deadline = time.monotonic() + CALL_TIMEOUT
+    while True:
+        sock.settimeout(max(0.01, deadline - time.monotonic()))
+        try:
+            data, _ = sock.recvfrom(65535)
+        except TimeoutError:
+            raise AssertionError(f"no final response within {CALL_TIMEOUT} s") from None
+        status = int(data.split(b" ", 2)[1])
+        if status >= 200:
+            break
+    to_header = next(line for line in data.split(b"\r\n") if line.lower().startswith(b"to:"))
+    ack = (f"ACK sip:pin@{host}:{port} SIP/2.0\r\n".encode() + common + to_header
+           + b"\r\nCSeq: 1 ACK\r\nContent-Length: 0\r\n\r\n")
+    sock.sendto(ack, (host, port))
+    return status
+
+
+def test_non_ascii_token_is_refused_403(runner: IvrRunner, start_ivr: StartIvr,
+                                        agent: Any) -> None:
+    # Non-ASCII text made hmac.compare_digest(str, str) raise inside onIncomingCall,
+    # which left the INVITE unanswered and its call slot taken.
+    ivr = start_ivr(max_sessions=1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        assert _raw_invite(sock, ivr, "t\u00f6k\u00e9n".encode()) == 403  # UTF-8, not ASCII
+        assert _raw_invite(sock, ivr, b"\xff\xfe" + ivr.token.encode()) == 403  # not UTF-8
+    assert ivr.active_sessions == 0
+    answered(agent, ivr)  # the only slot is free: a normal call is still served
+    agent.send_dtmf("2468#", method="info")
+    result = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
+    assert (result.outcome, result.digits) == ("entered", "2468")
+
+
+def test_debug_logs_carry_no_digits(runner: IvrRunner, start_ivr: StartIvr, agent: Any,
+                                    caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="sipguard.ivr")  # before start: pjsip's level
+    ivr = start_ivr()
+    answered(agent, ivr)
+    agent.send_dtmf("97", method="info-dtmf")
+    agent.send_dtmf("53", method="info")
+    for _ in range(4):
+        agent.wait_for("response", 5, method="INFO")
+    agent.send_dtmf("18#", method="rfc4733")
+    result = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
+    assert result.outcome == "entered"
+    assert sorted(result.digits) == sorted("975318")  # the agent may reorder the methods
+    agent.hangup()
+    agent.wait_for("disconnected", CALL_TIMEOUT)
+    text = "\n".join(record.getMessage() for record in caplog.records)
+    assert "pjsip: " in text  # pjsip's log reaches the logger at debug level
+    for leak in ("Signal", "dtmf", "INFO sip:", "SIP/2.0", "length=", "digit"):
+        assert leak.lower() not in text.lower(), leak
 
 
 def test_hangup_during_prompt(runner: IvrRunner, start_ivr: StartIvr, agent: Any) -> None:

@@ -9,10 +9,12 @@ are tests/agents/pjsua_agent.py subprocesses. Every wait is bounded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib.util
 import os
 import queue
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -25,6 +27,7 @@ import pytest
 
 from sipguard.ivr.pool import IvrPool, Link
 from sipguard.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
+from sipguard.ivr.worker import TEST_HOOKS_ENV, config_line
 
 pytestmark = pytest.mark.e2e
 
@@ -262,5 +265,78 @@ def test_a_worker_that_cannot_start_fails_the_pool(tmp_path: Path) -> None:
             runner.start()
         assert runner.call(lambda: runner.pool.pids) == []
         assert worker_children() == []
+    finally:
+        runner.close()
+
+
+def _worker(hooks: bool) -> subprocess.Popen[str]:
+    env = {k: v for k, v in os.environ.items() if k != TEST_HOOKS_ENV}
+    if hooks:
+        env[TEST_HOOKS_ENV] = "1"
+    process = subprocess.Popen([sys.executable, "-m", "sipguard.ivr.worker"],
+                               stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    assert process.stdin is not None and process.stdout is not None
+    process.stdin.write(config_line(TEST_CONFIG))
+    process.stdin.flush()
+    assert '"ready": true' in process.stdout.readline()
+    return process
+
+
+def _finish(process: subprocess.Popen[str], *commands: str) -> tuple[int, str]:
+    """Send ``commands`` (stdin left open: its EOF would stop the worker), then
+    wait (bounded) for the exit: (status, stderr)."""
+    assert process.stdin is not None and process.stderr is not None
+    try:
+        process.stdin.write("".join(c + "\n" for c in commands))
+        process.stdin.flush()
+        process.wait(10.0)
+        stderr = process.stderr.read()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5.0)
+        for stream in (process.stdin, process.stdout, process.stderr):
+            with contextlib.suppress(OSError):
+                stream.close()
+    return process.returncode, stderr
+
+
+def test_worker_exits_nonzero_when_its_pjsua_thread_fails() -> None:
+    # No stop command: the worker exits on its own once its pjsua2 thread failed.
+    status, stderr = _finish(_worker(hooks=True), '{"crash_for_test": true}')
+    assert status == 1
+    assert "ivr.loop_failed" in stderr and "Traceback" in stderr and "crash_for_test" in stderr
+    assert "ivr.worker_failed" in stderr
+
+
+def test_crash_hook_is_ignored_without_the_environment_variable() -> None:
+    status, stderr = _finish(_worker(hooks=False), '{"crash_for_test": true}',
+                             '{"stop": true}')
+    assert status == 0
+    assert "reason=test_hooks_disabled" in stderr and "Traceback" not in stderr
+
+
+def test_worker_whose_pjsua_thread_fails_is_restarted(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(TEST_HOOKS_ENV, "1")  # the workers inherit it
+    runner = PoolRunner(workers=1)
+    try:
+        runner.start()
+        before = runner.links()
+        pids = runner.call(lambda: runner.pool.pids)
+        worker = runner.pool._workers[0]  # the test hook's way in
+        runner.call(lambda: runner.pool._send(worker, {"crash_for_test": True}))
+        runner.until(lambda: not runner.pool.links, 5.0, "the failed worker left")
+        assert not alive(pids[0])
+        runner.until(lambda: len(runner.pool.links) == 1, 10.0, "the worker is back")
+        after = runner.links()
+        assert after[0][1] != before[0][1]
+        assert runner.call(lambda: runner.pool.pids) != pids
+        with Agent() as agent:
+            call_id = answered(agent, after[0])
+            agent.send_dtmf("555555#", method="rfc4733")
+            result = runner.result()
+            assert (result.call_id, result.digits) == (call_id, "555555")
     finally:
         runner.close()
