@@ -313,6 +313,8 @@ class PinGuard:
         self.pins: dict[str, str] = {}
         self._signature: tuple[int, int, int] | None = None
         self._looked_at: float | None = None
+        # PIN key -> [the lock its checks take in turn, how many hold or wait for it]
+        self._serial: dict[str, list[Any]] = {}
         self._reload(log_success=False)
 
     def has_pin(self, account: str, extension: str | None) -> bool:
@@ -365,40 +367,50 @@ class PinGuard:
         # Failures and the lock belong to the PIN that was tried (an account-wide PIN
         # is one secret, whichever extension guesses at it), not to the extension.
         pin_key, stored = found
+        where["pin_key"] = pin_key
+        # Checks of one PIN run one at a time on this node, so that guesses made at
+        # once find the lock the third wrong one set (calls placed at once with the
+        # right PIN just wait for each other, about one scrypt each).
+        serial = self._serial.setdefault(pin_key, [asyncio.Lock(), 0])
+        serial[1] += 1
+        try:
+            async with serial[0]:
+                return await self._check_serially(pin_key, stored, digits, where, now)
+        finally:
+            serial[1] -= 1
+            if serial[1] == 0:
+                del self._serial[pin_key]
+
+    async def _check_serially(self, pin_key: str, stored: str, digits: str,
+                              where: dict[str, Any], now: float) -> PinCheck:
         subject = f"pin:{pin_key}"
         failures_key, lock_key = f"{subject}:failures", f"{subject}:lock"
-        where["pin_key"] = pin_key
-        max_failures = self.settings.max_failures
         try:
             lock = await self.store.get_mark(lock_key, now)
             if lock is not None:
                 value, left = lock
                 self.log.info("pin.still_locked", **where, locked_for=round(left, 1))
                 return PinCheck(PinOutcome.LOCKED, _int(value), left)
-            # The attempt is counted before the hash is checked, so that attempts made
-            # at once (several calls, several nodes) cannot get past the limit together.
-            attempts = await self.store.count_event(failures_key, self.settings.failure_window,
-                                                    now)
-            if attempts > max_failures:
-                return await self._lock(lock_key, failures_key, attempts, where, now)
             if await asyncio.to_thread(verify_pin, digits, stored):
                 if await self.store.get_mark(lock_key, now) is not None:
-                    self.log.info("pin.still_locked", **where)  # locked meanwhile
-                    return PinCheck(PinOutcome.LOCKED, attempts)
+                    # Locked meanwhile by wrong guesses on another node.
+                    self.log.info("pin.still_locked", **where)
+                    return PinCheck(PinOutcome.LOCKED)
                 self.log.info("pin.accepted", **where)
                 try:
                     await self.store.clear([failures_key])
                 except StoreUnavailableError as error:  # the lock was checked: accept anyway
                     self.log.warning("pin.store_unavailable", **where, error=str(error))
                 return PinCheck(PinOutcome.ACCEPTED)
-            self.log.info("pin.wrong", **where, failures=attempts)
-            if attempts < max_failures:
-                return PinCheck(PinOutcome.WRONG, attempts)
-            return await self._lock(lock_key, failures_key, attempts, where, now)
+            failures = await self.store.count_event(failures_key, self.settings.failure_window,
+                                                    now)
+            self.log.info("pin.wrong", **where, failures=failures)
+            if failures < self.settings.max_failures:
+                return PinCheck(PinOutcome.WRONG, failures)
+            return await self._lock(lock_key, failures_key, failures, where, now)
         except StoreUnavailableError as error:
             self.log.warning("pin.store_unavailable", **where, error=str(error))
             return PinCheck(PinOutcome.STORE_UNAVAILABLE)
-
 
     async def _lock(self, lock_key: str, failures_key: str, failures: int,
                     where: dict[str, Any], now: float) -> PinCheck:

@@ -433,3 +433,15 @@ def test_a_pin_file_others_can_read_is_warned_about(tmp_path: Path) -> None:
     guard._reload()  # read it again, as a change of the file would
     warned = [fields for level, event, fields in log.lines if event == "pin.file_permissions"]
     assert warned and warned[-1]["mode"] == "0o644"
+
+
+def test_right_pins_entered_at_once_are_all_accepted(tmp_path: Path) -> None:
+    """Several calls with the account's right PIN at the same moment: none is locked out."""
+    guard, _ = make_guard(tmp_path, {"asterisk-1/*": hash_pin(PIN)})
+
+    async def main() -> list[PinOutcome]:
+        checks = await asyncio.gather(*[guard.check("asterisk-1", f"30{index:02d}", PIN, NOW)
+                                        for index in range(6)])
+        return [check.outcome for check in checks]
+
+    assert asyncio.run(main()) == [PinOutcome.ACCEPTED] * 6
