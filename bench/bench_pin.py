@@ -159,8 +159,10 @@ def scenario_with_hold(directory: Path, hold: float) -> Path:
 def start_trunk(directory: Path) -> tuple[subprocess.Popen[bytes], int]:
     port = free_udp_port()
     process = subprocess.Popen(
+        # In the foreground (no -bg, which forks away from the PID we stop).
         ["sipp", "-sf", str(FIXTURES / "uas_answer.xml"), "-i", HOST, "-p", str(port),
-         "-bg", "-nostdin", "-trace_err", "-error_file", str(directory / "uas.err")],
+         "-mp", str(free_udp_port()), "-cp", str(free_udp_port()),
+         "-nostdin", "-trace_err", "-error_file", str(directory / "uas.err")],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=directory)
     time.sleep(0.3)
     return process, port

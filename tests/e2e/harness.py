@@ -51,6 +51,28 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def free_media_ports(host: str = "127.0.0.1", count: int = 4) -> int:
+    """The first of ``count`` consecutive UDP ports that were all free a moment ago
+    (SIPp binds audio and video RTP and RTCP from its -mp port up)."""
+    for _ in range(50):
+        first = free_udp_port(host)
+        if first + count > 65535:
+            continue
+        probes: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                probe = socket.socket(family_of(host), socket.SOCK_DGRAM)
+                probes.append(probe)
+                probe.bind((host, port))
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+        return first
+    raise RuntimeError(f"no {count} consecutive free UDP ports on {host}")
+
+
 def host_port(host: str, port: int) -> str:
     """``host:port`` with IPv6 literals in brackets, as SIP URIs and SIPp want them."""
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -102,7 +124,7 @@ def sipp_common_args(host: str) -> list[str]:
         "-i", host,
         "-ci", "127.0.0.1",
         "-cp", str(free_udp_port()),  # control socket, 8888 by default
-        "-mp", str(free_udp_port(host)),  # media ports, 6000 by default
+        "-mp", str(free_media_ports(host)),  # media ports, 6000 by default
         "-nostdin",
     ]  # fmt: skip
 
