@@ -105,6 +105,10 @@ class StateStore(Protocol):
         """The mark's value and the seconds it has left at ``now``; None when absent or expired."""
         ...
 
+    async def list_marks(self, prefix: str, now: float) -> list[tuple[str, str, float]]:
+        """Every live mark whose key starts with ``prefix``: (key, value, seconds left)."""
+        ...
+
     async def close(self) -> None:
         """Release connections."""
         ...

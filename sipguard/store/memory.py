@@ -199,5 +199,10 @@ class MemoryStore:
             return None
         return value, expiry - now
 
+    async def list_marks(self, prefix: str, now: float) -> list[tuple[str, str, float]]:
+        """Every live mark whose key starts with ``prefix``."""
+        return [(key, value, expiry - now) for key, (value, expiry) in self._marks.items()
+                if key.startswith(prefix) and expiry > now]
+
     async def close(self) -> None:
         """Nothing to release."""

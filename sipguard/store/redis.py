@@ -295,18 +295,28 @@ class RedisStore:
 
     async def get_mark(self, key: str, now: float) -> tuple[str, float] | None:
         """The mark's value and its seconds left, or None."""
-        reply = await self._call(self._client.get(self.prefix + key))
-        if reply is None:
-            return None
-        text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
-        expiry_text, _, value = text.partition("|")
-        try:
-            expiry = float(expiry_text)
-        except ValueError:
-            return None
-        if expiry <= now:
-            return None
-        return value, expiry - now
+        return _read_mark(await self._call(self._client.get(self.prefix + key)), now)
+
+    async def list_marks(self, prefix: str, now: float) -> list[tuple[str, str, float]]:
+        """Every live mark under ``prefix`` (SCAN, then MGET in batches: no blocking KEYS)."""
+        keys: list[bytes | str] = []
+        cursor = 0
+        pattern = _glob_escape(self.prefix + prefix) + "*"
+        while True:
+            cursor, batch = await self._call(self._client.scan(cursor, match=pattern, count=1000))
+            keys.extend(batch)
+            if cursor == 0:
+                break
+        marks: list[tuple[str, str, float]] = []
+        for start in range(0, len(keys), 500):
+            chunk = keys[start:start + 500]
+            replies = await self._call(self._client.mget(chunk))
+            for key, reply in zip(chunk, replies, strict=True):
+                mark = _read_mark(reply, now)
+                if mark is not None:
+                    name = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+                    marks.append((name[len(self.prefix):], mark[0], mark[1]))
+        return marks
 
     async def ping(self) -> bool:
         """Whether the server answers now."""
@@ -318,3 +328,24 @@ class RedisStore:
     async def close(self) -> None:
         """Close the connection pool."""
         await self._client.aclose()
+
+
+def _read_mark(reply: Any, now: float) -> tuple[str, float] | None:
+    """A stored mark ("expiry|value") as (value, seconds left), None when gone or expired."""
+    if reply is None:
+        return None
+    text = reply.decode("utf-8", "replace") if isinstance(reply, bytes) else str(reply)
+    expiry_text, _, value = text.partition("|")
+    try:
+        expiry = float(expiry_text)
+    except ValueError:
+        return None
+    if expiry <= now:
+        return None
+    return value, expiry - now
+
+
+def _glob_escape(text: str) -> str:
+    """``text`` taken literally in a Redis MATCH pattern."""
+    return "".join(f"\\{character}" if character in "*?[]\\" else character
+                   for character in text)

@@ -637,3 +637,20 @@ def test_memory_store_forgets_idle_per_number_keys() -> None:
         return len(store._windows)
 
     assert asyncio.run(scenario()) == 1
+
+
+def test_marks_are_listed_by_prefix_while_they_live(store: StoreCase) -> None:
+    """list_marks gives every live mark under a prefix (not others, not expired ones)."""
+
+    async def scenario(s: StateStore) -> list[list[tuple[str, str, float]]]:
+        await s.put_mark("ban:127.0.0.2", "flood", 600.0, NOW)
+        await s.put_mark("ban:[::1]*", "scanner", 60.0, NOW)
+        await s.put_mark("ban:127.0.0.3", "auth", 10.0, NOW)
+        await s.put_mark("lock:pin:2001", "3", 600.0, NOW)
+        return [sorted(await s.list_marks("ban:", NOW + 20)), await s.list_marks("none:", NOW)]
+
+    listed, nothing = store.run(scenario)
+    assert [(key, value) for key, value, _ in listed] == [
+        ("ban:127.0.0.2", "flood"), ("ban:[::1]*", "scanner")]
+    assert listed[0][2] == pytest.approx(580.0) and listed[1][2] == pytest.approx(40.0)
+    assert nothing == []
