@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sipguard.calls import Network, Peer, Trunk
+from sipguard.edge.bans import BanSettings
+from sipguard.edge.filter import SCANNER_AGENTS
 from sipguard.ivr.port import PROMPT_NAMES, IvrConfig
 from sipguard.pins import MIN_PIN_LENGTH, PinSettings
 from sipguard.sip.dialog import uri_address
@@ -25,6 +27,10 @@ from sipguard.yamlfile import ConfigError, MarkedDict, Problems, line_of, load_m
 
 DEFAULT_CONFIG_PATHS = (Path("conf/sipguard.yaml"), Path("/etc/sipguard/sipguard.yaml"))
 DEFAULT_PIN_FILE = "../var/pins.yaml"  # relative to the configuration file
+DEFAULT_CONTROL_SOCKET = "../var/sipguard.sock"  # the CLI reaches the running service here
+EDGE_KEYS = ("rate", "burst", "max_sources", "scanner_agents", "unknown_sources", "findtime",
+             "maxretry", "bantime", "bantime_growth", "max_bantime", "blocklist",
+             "sync_seconds")
 PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
             "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "answer_after",
@@ -42,6 +48,20 @@ class ListenAddress:
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"{self.transport}:{host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class EdgeSettings:
+    """What is dropped before parsing, and how failures turn into bans (``edge``)."""
+
+    rate: float = 50.0  # requests a second from one source (peers and trunks: no limit)
+    burst: float = 100.0
+    max_sources: int = 100_000  # sources tracked at once (a flood cannot grow the table)
+    scanner_agents: tuple[str, ...] = SCANNER_AGENTS
+    unknown_sources: str = "reject"  # reject (403) or drop (no answer at all)
+    bans: BanSettings = field(default_factory=BanSettings)
+    blocklist: Path | None = None  # IPs/CIDRs, one a line (APIBAN's ipset format)
+    sync_seconds: float = 2.0  # how often each node takes the store's bans
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +90,8 @@ class Settings:
     log_format: str = "auto"
     pin: PinSettings = field(default_factory=lambda: PinSettings(Path("var/pins.yaml")))
     ivr: IvrConfig = field(default_factory=IvrConfig)
+    edge: EdgeSettings = field(default_factory=EdgeSettings)
+    control_socket: Path = Path("var/sipguard.sock")
 
 
 def find_config(explicit: str | None) -> Path:
@@ -110,7 +132,7 @@ def load_settings(path: Path) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): must be a mapping of settings"])
     known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging", "store", "pin",
-             "ivr"}
+             "ivr", "edge"}
     for key in data:
         if key not in known:
             known_list = ", ".join(sorted(known))
@@ -179,6 +201,9 @@ def load_settings(path: Path) -> Settings:
                            problems, "logging"),
         pin=pin,
         ivr=_load_ivr(data, path, pin, listen, problems),
+        edge=_load_edge(data, path, problems),
+        control_socket=(path.parent / str(service.get("control_socket",
+                                                      DEFAULT_CONTROL_SOCKET))).resolve(),
     )
     problems.raise_if_any()
     return settings
@@ -400,3 +425,47 @@ def _load_prompts(section: dict[str, Any], path: Path, problems: Problems) -> di
             continue
         prompts[name] = wav
     return prompts
+
+
+def _load_edge(data: dict[str, Any], path: Path, problems: Problems) -> EdgeSettings:
+    """The ``edge`` section: rate limit, scanners, unknown sources, bans, blocklist."""
+    section = _section(data, "edge", problems)
+    _unknown_keys(section, "edge", EDGE_KEYS, problems)
+    defaults, ban_defaults = EdgeSettings(), BanSettings()
+    agents = section.get("scanner_agents", list(defaults.scanner_agents))
+    if not isinstance(agents, list) or not all(isinstance(agent, str) and agent
+                                               for agent in agents):
+        problems.add(line_of(section, "scanner_agents"), "edge.scanner_agents",
+                     "must be a list of User-Agent substrings")
+        agents = list(defaults.scanner_agents)
+    blocklist: Path | None = None
+    if section.get("blocklist") is not None:
+        blocklist = (path.parent / str(section["blocklist"])).resolve()
+        if not blocklist.is_file():
+            problems.add(line_of(section, "blocklist"), "edge.blocklist",
+                         f"{blocklist} is not a readable file")
+    bans = BanSettings(
+        findtime=_number(section, "findtime", ban_defaults.findtime, problems, "edge",
+                         minimum=1.0),
+        maxretry=_integer(section, "maxretry", ban_defaults.maxretry, problems, "edge",
+                          minimum=1),
+        bantime=_number(section, "bantime", ban_defaults.bantime, problems, "edge",
+                        minimum=1.0),
+        growth=_number(section, "bantime_growth", ban_defaults.growth, problems, "edge",
+                       minimum=1.0),
+        max_bantime=_number(section, "max_bantime", ban_defaults.max_bantime, problems,
+                            "edge", minimum=1.0),
+    )
+    return EdgeSettings(
+        rate=_number(section, "rate", defaults.rate, problems, "edge", minimum=1.0),
+        burst=_number(section, "burst", defaults.burst, problems, "edge", minimum=1.0),
+        max_sources=_integer(section, "max_sources", defaults.max_sources, problems, "edge",
+                             minimum=16),
+        scanner_agents=tuple(agents),
+        unknown_sources=_choice(section, "unknown_sources", defaults.unknown_sources,
+                                ("reject", "drop"), problems, "edge"),
+        bans=bans,
+        blocklist=blocklist,
+        sync_seconds=_number(section, "sync_seconds", defaults.sync_seconds, problems, "edge",
+                             minimum=0.1),
+    )

@@ -195,3 +195,45 @@ def test_pin_and_ivr_errors_name_file_line_and_key(tmp_path: Path, section: str,
     with pytest.raises(ConfigError) as caught:
         load_settings(path)
     assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_edge_section_loads_and_defaults(tmp_path: Path):
+    (tmp_path / "apiban.txt").write_text("203.0.113.0/24\n")
+    settings = load_settings(_write(tmp_path, MINIMAL + """\
+edge:
+  rate: 20
+  burst: 40
+  scanner_agents: [friendly-scanner, my-own-scanner]
+  unknown_sources: drop
+  maxretry: 3
+  findtime: 60
+  bantime: 120
+  bantime_growth: 3
+  blocklist: apiban.txt
+service:
+  control_socket: run/sipguard.sock
+"""))
+    edge = settings.edge
+    assert (edge.rate, edge.burst, edge.unknown_sources) == (20.0, 40.0, "drop")
+    assert edge.scanner_agents == ("friendly-scanner", "my-own-scanner")
+    assert (edge.bans.maxretry, edge.bans.findtime, edge.bans.bantime, edge.bans.growth) == (
+        3, 60.0, 120.0, 3.0)
+    assert edge.blocklist == (tmp_path / "apiban.txt").resolve()
+    assert settings.control_socket == (tmp_path / "run" / "sipguard.sock").resolve()
+    default = load_settings(_write(tmp_path, MINIMAL))
+    assert default.edge.unknown_sources == "reject" and default.edge.blocklist is None
+    assert "friendly-scanner" in default.edge.scanner_agents
+    assert default.control_socket == (tmp_path.parent / "var" / "sipguard.sock").resolve()
+
+
+@pytest.mark.parametrize(("extra", "expected"), [
+    ("edge:\n  unknown_sources: ignore\n", "edge.unknown_sources: must be one of reject, drop"),
+    ("edge:\n  blocklist: missing.txt\n", "edge.blocklist:"),
+    ("edge:\n  scanner_agents: friendly\n", "edge.scanner_agents: must be a list"),
+    ("edge:\n  maxretry: 0\n", "edge.maxretry:"),
+    ("edge:\n  bantme: 5\n", "edge.bantme: unknown setting"),
+])
+def test_edge_errors_name_the_key(tmp_path: Path, extra: str, expected: str):
+    with pytest.raises(ConfigError) as raised:
+        load_settings(_write(tmp_path, MINIMAL + extra))
+    assert any(expected in problem for problem in raised.value.problems), raised.value.problems
