@@ -253,7 +253,15 @@ class InstructIvr:
     action: Literal["accept", "retry", "refuse"]  # as sipguard.ivr.port.IvrAction
 
 
-Command = ScreenAttempt | LogEvent | CheckPin | InstructIvr
+@dataclass(frozen=True, slots=True)
+class SourceFailure:
+    """Command: count a failure against a source address (towards a ban)."""
+
+    host: str
+    reason: str  # not a peer, malformed, denied destination, no such dialog…
+
+
+Command = ScreenAttempt | LogEvent | CheckPin | InstructIvr | SourceFailure
 
 
 # Headers copied from the PBX's INVITE to the trunk's (everything else is

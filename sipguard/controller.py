@@ -38,6 +38,7 @@ from sipguard.calls import (
     RelayKind,
     ScreenAttempt,
     Side,
+    SourceFailure,
     contact_for,
     copy_headers,
     decremented,
@@ -102,7 +103,7 @@ class Controller(ChallengeFlow):
             return [LogEvent("sip.message_discarded", "info", {
                 "reason": event.reason, "source": format_address(event.source),
                 "status": event.status_code,
-            })]
+            }), SourceFailure(event.source[0], "malformed message")]
         return []
 
     def screened(self, call_key: int, decision: Decision, now: float,
@@ -137,6 +138,8 @@ class Controller(ChallengeFlow):
                 **call.log_fields(), "category": category, "rule": decision.rule,
                 "reason": decision.reason, "status": 403,
                 "policy_version": decision.policy_version}))
+            if decision.verdict is Verdict.REJECT:  # (peers that are never banned are skipped)
+                commands.append(SourceFailure(call.attempt.source, f"denied: {category}"))
             self._finish(call)
             return commands
         if not self.trunks:
@@ -198,11 +201,13 @@ class Controller(ChallengeFlow):
             return self._on_in_dialog_request(request, transaction, now)
         peer = self._peer_for(source[0])
         if peer is None and source[0] not in self._trunk_hosts:
+            # The same answer whatever the request names: nothing to enumerate.
             self._respond(transaction, 403, now, to_tag=self._token(10))
             return [LogEvent("call.rejected" if request.method == "INVITE" else
                              "sip.request_refused", "info", {
                 "method": request.method, "source": format_address(source),
-                "call_id": request.call_id, "status": 403, "reason": "unknown source"})]
+                "call_id": request.call_id, "status": 403, "reason": "unknown source"}),
+                SourceFailure(source[0], f"{request.method} from an address that is no peer")]
         if request.method == "OPTIONS":
             self._respond(transaction, 200, now, to_tag=self._token(10), headers=[
                 ("Allow", ALLOWED_METHODS), ("Accept", "application/sdp"),
@@ -288,6 +293,9 @@ class Controller(ChallengeFlow):
         found = self._find_dialog(request)
         if found is None:
             self._respond(transaction, 481, now)
+            host = transaction.source[0]
+            if self._peer_for(host) is None and host not in self._trunk_hosts:
+                return [SourceFailure(host, f"{request.method} in no dialog from no peer")]
             return []
         call, side = found
         dialog = call.dialog(side)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sipguard.calls import SourceFailure
 from sipguard.sip.message import Request, Response
 from tests.unit.b2bua_harness import (
     PBX,
@@ -244,6 +245,27 @@ def test_unknown_source_gets_403():
     assert [m.status_code for m in only(sent, STRANGER) if isinstance(m, Response)] == [100, 403]
     assert harness.attempts == []
     assert harness.events("call.rejected")[0].fields["reason"] == "unknown source"
+    assert harness.commands == [
+        SourceFailure(STRANGER[0], "INVITE from an address that is no peer")]
+
+
+def test_unknown_sources_get_the_same_answer_whatever_user_they_name():
+    """Nothing to enumerate: every extension, real or not, gets the same 100 then 403."""
+    harness = Harness()
+    answers = []
+    for index, number in enumerate(("201", "202", "9999", "12125551234")):
+        sent = harness.feed(invite(number, call_id=f"enum-{index}", branch=f"z9hG4bK-e{index}",
+                                   source=STRANGER), STRANGER)
+        answers.append([(m.status_code, m.reason) for m in only(sent, STRANGER)
+                        if isinstance(m, Response)])
+    assert all(answer == answers[0] for answer in answers), answers
+    assert len(harness.commands) == 4
+
+
+def test_a_denied_destination_counts_against_its_source():
+    harness = Harness()
+    harness.feed(invite("19005551234"), PBX)
+    assert harness.commands == [SourceFailure(PBX[0], "denied: premium rate")]
 
 
 def test_options_is_answered_locally():
