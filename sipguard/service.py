@@ -31,8 +31,18 @@ from asyncio_dgram.aio import DatagramServer
 from asyncio_dgram.aio import Protocol as DgramProtocol
 
 from sipguard import logs
-from sipguard.calls import CheckPin, Command, InstructIvr, LogEvent, ScreenAttempt
+from sipguard.calls import (
+    CheckPin,
+    Command,
+    InstructIvr,
+    LogEvent,
+    ScreenAttempt,
+    SourceFailure,
+)
+from sipguard.control import ControlServer
 from sipguard.controller import Controller, IvrLink
+from sipguard.edge import Bans, EdgeFilter
+from sipguard.edge.guard import EdgeGuard, exempt_networks
 from sipguard.ivr.pool import IvrPool
 from sipguard.ivr.port import TOKEN_HEADER, IvrResult
 from sipguard.pins import PinGuard
@@ -131,6 +141,14 @@ class Service:
         # The PIN challenge: the IVR (started with the service when enabled) and the PINs.
         self.ivr: IvrPool | None = None
         self.pins = PinGuard(settings.pin, self.screener.store, self.log)
+        # The edge: drops before parsing, bans shared through the store.
+        edge = settings.edge
+        edge_filter = EdgeFilter(exempt_networks(list(settings.peers), list(settings.trunks)),
+                                 edge.rate, edge.burst, edge.max_sources, edge.scanner_agents)
+        self.edge = EdgeGuard(edge_filter, Bans(edge.bans, self.screener.store, edge_filter,
+                                                self.log),
+                              self.log, edge.blocklist, edge.unknown_sources, edge.sync_seconds)
+        self.control: ControlServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -174,6 +192,9 @@ class Service:
                                  consequence="calls from this peer are denied")
         watcher = asyncio.create_task(self._watch_policy())
         renewer = asyncio.create_task(self._renew_leases())
+        self.edge.load_blocklist()
+        edge_task = asyncio.create_task(self.edge.run(self._loop))
+        await self._start_control()
         self.started.set()
         waiter = asyncio.create_task(self._stop.wait())
         waits: list[asyncio.Future[Any]] = [waiter]
@@ -187,6 +208,10 @@ class Service:
             await self.ivr.stop()
         watcher.cancel()
         renewer.cancel()
+        edge_task.cancel()
+        if self.control is not None:
+            await self.control.stop()
+        await self.edge.settle()
         for reader in readers:
             reader.cancel()
         for listener in self.listeners:
@@ -243,11 +268,29 @@ class Service:
             self.log.exception("sip.internal_error", during="ivr_links_changed")
         self._after_pump()
 
+    async def _start_control(self) -> None:
+        """The control socket for `sipguard bans …` (the service runs on without it)."""
+        loop = self._loop
+        assert loop is not None
+
+        async def stats(_: dict[str, Any]) -> dict[str, Any]:
+            return {"stats": self.stats()}
+
+        handlers = {**self.edge.handlers(loop.time), "stats": stats}
+        server = ControlServer(self.settings.control_socket, handlers, self.log)
+        try:
+            await server.start()
+        except (OSError, RuntimeError) as error:
+            self.log.warning("control.unavailable", path=str(self.settings.control_socket),
+                             error=str(error))
+            return
+        self.control = server
+
     def stop(self) -> None:
         """Ask the service to drain and stop."""
         self._stop.set()
 
-    def stats(self) -> dict[str, int]:
+    def stats(self) -> dict[str, Any]:
         """Live counts for the stats log line and tests."""
         controller, endpoint = self.controller, self.endpoint
         return {
@@ -257,6 +300,7 @@ class Service:
             "dropped_datagrams": sum(listener.protocol.dropped for listener in self.listeners),
             "icmp_errors": self.icmp_errors,
             "ivr_sessions": self.ivr.active_sessions if self.ivr is not None else 0,
+            **self.edge.stats(),
         }
 
     def _install_signals(self) -> None:
@@ -279,6 +323,7 @@ class Service:
     def reload_policy(self) -> None:
         """Load the policy file again; keep the running policy when it is invalid."""
         self.screener.reload("SIGHUP")
+        self.edge.load_blocklist()
 
     async def _watch_policy(self) -> None:
         """Reload the policy when its file changes (checked every policy_poll seconds)."""
@@ -329,6 +374,8 @@ class Service:
         endpoint, controller, loop = self.endpoint, self.controller, self._loop
         assert endpoint is not None and controller is not None and loop is not None
         now = loop.time()
+        if self.edge.check(source[0], data, now) is not None:
+            return  # banned, blocklisted, flooding, a scanner: not worth parsing
         address = (source[0], source[1])
         try:
             events = endpoint.receive_datagram(data, address, local, now)
@@ -385,6 +432,8 @@ class Service:
                 self._background_task(self._check_pin(command))
             elif isinstance(command, InstructIvr) and self.ivr is not None:
                 self.ivr.instruct(command.call_id, command.action)
+            elif isinstance(command, SourceFailure):
+                self.edge.report(command.host, command.reason, now)
 
     def _on_ivr_result(self, result: IvrResult) -> None:
         """What the IVR collected on one leg (called on the loop's thread)."""

@@ -37,6 +37,7 @@ class Drop(enum.Enum):
     BLOCKLISTED = "blocklisted"
     FLOOD = "flood"
     SCANNER = "scanner"
+    UNKNOWN = "unknown_source"  # not a peer, with edge.unknown_sources: drop
 
 
 class EdgeFilter:
