@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sipguard import logs, pincli
+from sipguard import banscli, logs, pincli
 from sipguard.policy import CallAttempt, Decision, LimitKind, Policy, Verdict, clean, evaluate
 from sipguard.policy.limits import limit_checks
 from sipguard.policyfile import LoadedPolicy, load_policy_file
@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("--json", action="store_true", help="print the decision as JSON")
     explain.add_argument("number", help="the dialled number, as the PBX sends it")
     pincli.add_commands(commands, with_config)
+    banscli.add_commands(commands, with_config)
     return parser
 
 
@@ -61,6 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         return _check(arguments)
     if arguments.command == "pin":
         return pincli.run(arguments)
+    if arguments.command == "bans":
+        return banscli.run(arguments)
     return _explain(arguments)
 
 

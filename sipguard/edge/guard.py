@@ -56,8 +56,11 @@ class EdgeGuard:
     def check(self, host: str, data: bytes, now: float) -> Drop | None:
         """Whether to drop a datagram before parsing; floods and scanners count as failures."""
         drop = self.filter.check(host, data, now)
-        if drop is Drop.FLOOD or drop is Drop.SCANNER:
-            self.report(host, drop.value, now)
+        if drop is Drop.SCANNER:
+            # A scanner's own User-Agent is evidence enough: banned at once.
+            self.report(host, "a known scanner's User-Agent", now, at_once=True)
+        elif drop is Drop.FLOOD:
+            self.report(host, "flood", now)
         elif drop is None and self.drop_unknown and not self.filter.is_exempt(host):
             # Not a peer, and told to stay silent to strangers.
             self.filter.dropped[Drop.UNKNOWN] += 1
@@ -65,8 +68,9 @@ class EdgeGuard:
             return Drop.UNKNOWN
         return drop
 
-    def report(self, host: str, reason: str, now: float) -> None:
-        """Count a failure of ``host`` in the background (at most once a second per source)."""
+    def report(self, host: str, reason: str, now: float, at_once: bool = False) -> None:
+        """Count a failure of ``host`` in the background (at most once a second per source);
+        ``at_once`` bans it without waiting for maxretry failures."""
         if self.filter.is_exempt(host):
             return
         last = self._reported.get(host)
@@ -75,6 +79,10 @@ class EdgeGuard:
         if len(self._reported) >= REPORTED_SOURCES:
             self._reported.clear()
         self._reported[host] = now
+        if at_once:
+            if host not in self.filter.banned:
+                self._spawn(self.bans.ban(host, reason, time.time(), now))
+            return
         self._spawn(self.bans.failure(host, reason, time.time(), now))
 
     # -- by hand (CLI, control socket) -----------------------------------------------------
