@@ -484,6 +484,7 @@ def sipguard_config(
     store: dict[str, Any] | None = None,
     pin: dict[str, Any] | None = None,
     ivr: dict[str, Any] | None = None,
+    edge: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A sipguard configuration for one test (the policy file sits beside it)."""
     config: dict[str, Any] = {
@@ -491,8 +492,11 @@ def sipguard_config(
         "peers": [{"name": "asterisk-1", "addresses": list(peers)}],
         "trunks": [{"name": "carrier", "uri": trunk_uri}],
         "policy": "policy.yaml",
-        "service": {"drain_grace": drain_grace},
+        # Each instance its own control socket, beside its configuration.
+        "service": {"drain_grace": drain_grace, "control_socket": "control.sock"},
         "logging": {"level": "info", "format": "json"},
+        # The PIN IVR's worker processes start only for the tests that use them.
+        "ivr": {"enabled": False},
     }
     if sip:
         config["sip"] = dict(sip)
@@ -501,7 +505,9 @@ def sipguard_config(
     if pin:
         config["pin"] = dict(pin)
     if ivr:
-        config["ivr"] = dict(ivr)
+        config["ivr"] = {"enabled": True, **ivr}
+    if edge:
+        config["edge"] = dict(edge)
     return config
 
 
