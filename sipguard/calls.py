@@ -27,10 +27,12 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 @dataclass(frozen=True, slots=True)
 class Peer:
-    """A PBX allowed to send calls, known by its source networks."""
+    """A PBX allowed to send calls, known by its source networks (and, when it has
+    ``auth``, by digest authentication on every INVITE)."""
 
     name: str
     networks: tuple[Network, ...]
+    auth: PeerAuth | None = None
 
     def matches(self, host: str) -> bool:
         """Whether a source address belongs to this peer."""
@@ -39,6 +41,14 @@ class Peer:
         except ValueError:
             return False
         return any(address in network for network in self.networks)
+
+
+@dataclass(frozen=True, slots=True)
+class PeerAuth:
+    """A peer's digest credentials."""
+
+    username: str
+    password: str = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)

@@ -220,6 +220,8 @@ class Controller(ChallengeFlow):
                 "method": request.method, "source": format_address(source),
                 "call_id": request.call_id, "status": 405,
                 "reason": "only INVITE starts a call"})]
+        if peer is not None and peer.auth is not None:
+            return self._authenticate(request, transaction, now)
         if peer is None:
             # The trunk may ping us, but calls from it (inbound) are not ours to place.
             self._respond(transaction, 403, now, to_tag=self._token(10))
@@ -227,6 +229,28 @@ class Controller(ChallengeFlow):
                 "source": format_address(source), "call_id": request.call_id,
                 "status": 403, "reason": "not a peer (a trunk address)"})]
         return self._new_call(request, transaction, peer, now)
+
+    def _authenticate(self, request: Request, transaction: ServerTransaction,
+                      now: float) -> list[Command]:
+        """An INVITE from a peer known by its credentials: a call, or a 401 challenge."""
+        host = transaction.source[0]
+        if self.authenticator is None:
+            self._respond(transaction, 403, now, to_tag=self._token(10))
+            return [LogEvent("call.rejected", "error", {
+                "call_id": request.call_id, "status": 403,
+                "reason": "a peer has credentials but authentication is off"})]
+        outcome = self.authenticator.check(
+            request, [peer for peer in self.peers if peer.matches(host)], now)
+        if outcome.peer is not None:
+            return self._new_call(request, transaction, outcome.peer, now)
+        self._respond(transaction, 401, now, to_tag=self._token(10),
+                      headers=[("WWW-Authenticate", value) for value in outcome.challenges])
+        if outcome.failure is None:
+            return []  # the usual first round: the INVITE comes again with credentials
+        return [LogEvent("sip.auth_failed", "warning", {
+            "call_id": request.call_id, "source": format_address(transaction.source),
+            "username": outcome.username, "reason": outcome.failure}),
+            SourceFailure(host, f"authentication failed: {outcome.failure}")]
 
     def _new_call(
         self, request: Request, transaction: ServerTransaction, peer: Peer, now: float

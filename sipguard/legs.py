@@ -32,6 +32,7 @@ from sipguard.calls import (
     passed_headers,
     user_of,
 )
+from sipguard.peerauth import Authenticator
 from sipguard.sip.dialog import Dialog, without_tag
 from sipguard.sip.endpoint import Endpoint
 from sipguard.sip.headers import NameAddress
@@ -65,6 +66,7 @@ class ControllerBase:
         ivrs: Sequence[IvrLink] = (),
         pin_attempts: int = 3,
         challenge_timeout: float = 120.0,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.endpoint = endpoint
         self.peers = list(peers)
@@ -92,6 +94,8 @@ class ControllerBase:
         self._ivr_load: dict[Address, int] = {}  # challenges each IVR holds, by its address
         self.pin_attempts = pin_attempts
         self.challenge_timeout = challenge_timeout
+        # Digest authentication of the peers that have credentials.
+        self.authenticator = authenticator
         self._by_ivr_call: dict[str, Call] = {}
 
     # -- introspection -------------------------------------------------------

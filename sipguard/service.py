@@ -19,6 +19,7 @@ import contextlib
 import functools
 import ipaddress
 import os
+import secrets
 import signal
 import socket
 import time
@@ -45,6 +46,7 @@ from sipguard.edge import Bans, EdgeFilter
 from sipguard.edge.guard import EdgeGuard, exempt_networks
 from sipguard.ivr.pool import IvrPool
 from sipguard.ivr.port import TOKEN_HEADER, IvrResult
+from sipguard.peerauth import Authenticator
 from sipguard.pins import PinGuard
 from sipguard.policyfile import LoadedPolicy
 from sipguard.screening import Charge, Screener, Screening, failed_closed, make_store
@@ -171,7 +173,10 @@ class Service:
             ivrs=await self._start_ivr(),
             pin_attempts=ivr_config.attempts_per_call,
             # Every round of the IVR, then time for the refusal prompt.
-            challenge_timeout=ivr_config.overall_timeout * ivr_config.attempts_per_call + 30.0)
+            challenge_timeout=ivr_config.overall_timeout * ivr_config.attempts_per_call + 30.0,
+            authenticator=Authenticator(settings.realm, secrets.token_bytes(32),
+                                        self.endpoint.new_token,
+                                        algorithms=settings.auth_algorithms))
         readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
         self._install_signals()
         logs.lifecycle_logger().warning(

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sipguard.calls import Network, Peer, Trunk
+from sipguard.calls import Network, Peer, PeerAuth, Trunk
 from sipguard.edge.bans import BanSettings
 from sipguard.edge.filter import SCANNER_AGENTS
 from sipguard.ivr.port import PROMPT_NAMES, IvrConfig
@@ -76,6 +76,8 @@ class Settings:
     timers: TimerSettings = field(default_factory=TimerSettings)
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     user_agent: str = "sipguard"
+    realm: str = "sipguard"  # the digest realm peers with credentials authenticate in
+    auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     extension_header: str = "X-Sipguard-Extension"
     ring_timeout: float = 180.0
     max_call_duration: float = 14400.0
@@ -181,6 +183,8 @@ def load_settings(path: Path) -> Settings:
         max_message_size=int(_number(sip, "max_message_size", DEFAULT_MAX_MESSAGE_SIZE,
                                      problems, "sip", minimum=1024)),
         user_agent=str(sip.get("user_agent", "sipguard")),
+        realm=str(sip.get("realm", "sipguard")),
+        auth_algorithms=_algorithms(sip, problems),
         extension_header=str(sip.get("extension_header", "X-Sipguard-Extension")),
         ring_timeout=_number(sip, "ring_timeout", 180.0, problems, "sip", minimum=1.0),
         max_call_duration=_number(sip, "max_call_duration", 14400.0, problems, "sip",
@@ -261,8 +265,22 @@ def _load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
             except ValueError:
                 problems.add(line_of(addresses, position), f"{where}.addresses[{position}]",
                              f"{address!r} is not an IP address or network")
-        peers.append(Peer(item["name"], tuple(networks)))
+        peers.append(Peer(item["name"], tuple(networks), _peer_auth(item, where, problems)))
     return peers
+
+
+def _peer_auth(item: dict[str, Any], where: str, problems: Problems) -> PeerAuth | None:
+    """``peers[i].auth``: {username, password} for digest authentication on INVITE."""
+    auth = item.get("auth")
+    if auth is None:
+        return None
+    if (not isinstance(auth, dict) or not isinstance(auth.get("username"), str)
+            or not auth["username"] or not isinstance(auth.get("password"), str)
+            or len(auth["password"]) < 12):
+        problems.add(line_of(item, "auth"), f"{where}.auth",
+                     "must give a username and a password of at least 12 characters")
+        return None
+    return PeerAuth(auth["username"], auth["password"])
 
 
 def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
@@ -469,3 +487,14 @@ def _load_edge(data: dict[str, Any], path: Path, problems: Problems) -> EdgeSett
         sync_seconds=_number(section, "sync_seconds", defaults.sync_seconds, problems, "edge",
                              minimum=0.1),
     )
+
+
+def _algorithms(sip: dict[str, Any], problems: Problems) -> tuple[str, ...]:
+    """``sip.auth_algorithms``: the digest algorithms offered to peers, best first."""
+    value = sip.get("auth_algorithms", ["SHA-256", "MD5"])
+    if (not isinstance(value, list) or not value
+            or not all(item in ("SHA-256", "MD5") for item in value)):
+        problems.add(line_of(sip, "auth_algorithms"), "sip.auth_algorithms",
+                     "must list SHA-256 and/or MD5, best first")
+        return ("SHA-256", "MD5")
+    return tuple(dict.fromkeys(value))

@@ -30,7 +30,10 @@ def exempt_networks(peers: list[Peer], trunks: list[Trunk]) -> list[Network]:
     """What is never dropped or banned: every peer's networks and every trunk's address."""
     from ipaddress import ip_network  # noqa: PLC0415 - only here
 
-    networks: list[Network] = [network for peer in peers for network in peer.networks]
+    # A peer that authenticates is known by its password, not its address: its
+    # networks (often the whole internet) are not exempt.
+    networks: list[Network] = [network for peer in peers if peer.auth is None
+                               for network in peer.networks]
     networks += [ip_network(trunk.address[0]) for trunk in trunks]
     return networks
 

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sipguard.calls import Command, LogEvent, Peer, ScreenAttempt, Trunk
+from sipguard.calls import Command, LogEvent, Peer, PeerAuth, ScreenAttempt, Trunk
 from sipguard.controller import Controller, IvrLink
+from sipguard.peerauth import Authenticator
 from sipguard.policy import CallAttempt, Decision, Policy, evaluate
 from sipguard.policyfile import load_policy
 from sipguard.sip.endpoint import Datagram, Endpoint
@@ -26,6 +27,7 @@ TRUNK = ("127.0.0.2", 5080)
 STRANGER = ("127.0.0.9", 5090)
 IVR = ("127.0.0.5", 5100)
 IVR_TOKEN = "ivr-secret"
+PBX_PASSWORD = "correct horse battery"
 
 
 def _counter_tokens() -> Callable[[int], str]:
@@ -50,14 +52,17 @@ class Harness:
     now: float = 1000.0
     strict: bool = True
     ivr: bool = False  # a PIN IVR at IVR (commands for it land in ``commands``)
+    auth: bool = False  # the PBX peer authenticates (user "pbx", password PBX_PASSWORD)
 
     def __post_init__(self) -> None:
         self.endpoint = Endpoint([SIPGUARD], self.settings, token=_counter_tokens())
-        peer = Peer("asterisk-1", (ipaddress.ip_network("127.0.0.1/32"),))
+        peer = Peer("asterisk-1", (ipaddress.ip_network("127.0.0.1/32"),),
+                    PeerAuth("pbx", PBX_PASSWORD) if self.auth else None)
         trunk_uri = parse_uri(f"sip:{TRUNK[0]}:{TRUNK[1]}")
         self.controller = Controller(
             self.endpoint, [peer], [Trunk("carrier", trunk_uri, TRUNK)],
-            ivrs=[IvrLink(IVR, IVR_TOKEN, capacity=2)] if self.ivr else ())
+            ivrs=[IvrLink(IVR, IVR_TOKEN, capacity=2)] if self.ivr else (),
+            authenticator=Authenticator("sipguard", b"k" * 32, self.endpoint.new_token))
         self.logs: list[LogEvent] = []
         self.commands: list[Command] = []  # CheckPin and InstructIvr
         self.unparsed: list[bytes] = []

@@ -1,0 +1,92 @@
+"""Digest authentication of a peer on INVITE (RFC 3261 §22, RFC 8760), on a virtual clock."""
+
+from __future__ import annotations
+
+from sipguard.calls import SourceFailure
+from sipguard.sip.digest import authorization, best_challenge, parse_challenge
+from sipguard.sip.message import Request, Response
+from tests.unit.b2bua_harness import PBX, PBX_PASSWORD, TRUNK, Harness, invite, only
+
+
+def _challenged(harness: Harness, call_id: str = "call-1",
+                branch: str = "z9hG4bK-i1") -> Response:
+    sent = harness.feed(invite(call_id=call_id, branch=branch), PBX)
+    (unauthorized,) = [m for m in only(sent, PBX) if isinstance(m, Response)
+                       and m.status_code == 401]
+    assert isinstance(unauthorized, Response)
+    return unauthorized
+
+
+def _with_credentials(response: Response, call_id: str, branch: str, cseq: int,
+                      username: str = "pbx", password: str = PBX_PASSWORD,
+                      algorithm: str = "SHA-256", nc: int = 1) -> bytes:
+    challenges = [parse_challenge(value) for value in response.headers.values("WWW-Authenticate")]
+    (chosen,) = [item for item in challenges if item.algorithm == algorithm]
+    value = authorization(chosen, "INVITE", "sip:12125551234@127.0.0.1:5060", username,
+                          password, cnonce="c0ffee", nc=nc)
+    return invite(call_id=call_id, branch=branch, cseq=cseq,
+                  extra=f"Authorization: {value}\r\n")
+
+
+def test_an_invite_without_credentials_is_challenged_sha256_first():
+    harness = Harness(auth=True)
+    unauthorized = _challenged(harness)
+    offered = [parse_challenge(value).algorithm
+               for value in unauthorized.headers.values("WWW-Authenticate")]
+    assert offered == ["SHA-256", "MD5"]
+    assert best_challenge(unauthorized.headers.values("WWW-Authenticate")) is not None
+    assert harness.attempts == [] and harness.commands == []  # a first round is no failure
+
+
+def test_the_right_credentials_place_the_call_with_either_algorithm():
+    for algorithm in ("SHA-256", "MD5"):
+        harness = Harness(auth=True)
+        unauthorized = _challenged(harness)
+        sent = harness.feed(_with_credentials(unauthorized, "call-1", "z9hG4bK-i2", 2,
+                                              algorithm=algorithm), PBX)
+        assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["INVITE"]
+        (trunk_invite,) = only(sent, TRUNK)
+        assert isinstance(trunk_invite, Request) and "Authorization" not in trunk_invite.headers
+        assert harness.attempts[0].account == "asterisk-1"
+
+
+def test_wrong_password_wrong_user_and_replay_get_the_same_401_and_count():
+    harness = Harness(auth=True)
+    unauthorized = _challenged(harness)
+    attempts = [
+        _with_credentials(unauthorized, "call-2", "z9hG4bK-w1", 1, password="wrong password!"),
+        _with_credentials(unauthorized, "call-3", "z9hG4bK-w2", 1, username="admin"),
+    ]
+    answers = []
+    for attempt in attempts:
+        sent = harness.feed(attempt, PBX)
+        answers.append(sorted((m.status_code, len(m.headers.values("WWW-Authenticate")))
+                              for m in only(sent, PBX) if isinstance(m, Response)))
+    assert answers[0] == answers[1] == [(100, 0), (401, 2)]
+    assert harness.attempts == [] and only(sent, TRUNK) == []
+    assert [command.reason for command in harness.commands
+            if isinstance(command, SourceFailure)] == [
+        "authentication failed: wrong password",
+        "authentication failed: unknown user or realm"]
+    failed = harness.events("sip.auth_failed")
+    assert [event.fields["username"] for event in failed] == ["pbx", "admin"]
+    assert all(PBX_PASSWORD not in repr(event.fields) for event in failed)
+    # The right credentials once, then the very same Authorization again: a replay.
+    good = _with_credentials(unauthorized, "call-4", "z9hG4bK-g1", 1, nc=1)
+    assert only(harness.feed(good, PBX), TRUNK)
+    replay = good.replace(b"call-4", b"call-5").replace(b"z9hG4bK-g1", b"z9hG4bK-g2")
+    sent = harness.feed(replay, PBX)
+    assert only(sent, TRUNK) == []
+    assert harness.commands[-1] == SourceFailure("127.0.0.1",
+                                                 "authentication failed: replayed credentials")
+
+
+def test_a_stale_nonce_is_challenged_again_without_a_failure():
+    harness = Harness(auth=True)
+    unauthorized = _challenged(harness)
+    harness.advance(301.0)  # past the nonce lifetime
+    sent = harness.feed(_with_credentials(unauthorized, "call-6", "z9hG4bK-s1", 1), PBX)
+    (again,) = [m for m in only(sent, PBX) if isinstance(m, Response) and m.status_code == 401]
+    assert isinstance(again, Response)
+    assert all(parse_challenge(value).stale for value in again.headers.values("WWW-Authenticate"))
+    assert harness.commands == []
