@@ -26,6 +26,7 @@ from sipguard.sip.digest import (
 )
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.message import Request
+from sipguard.sip.uri import parse_uri
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class Authenticator:
                      and candidate.auth.username == username), None)
         if peer is None or peer.auth is None or credentials.realm != self.realm:
             return AuthOutcome(None, self._challenges(now), "unknown user or realm", username)
-        if credentials.uri.split(";", 1)[0] != str(request.uri).split(";", 1)[0]:
+        if not _same_target(credentials.uri, request):
             return AuthOutcome(None, self._challenges(now), "credentials for another URI",
                                username)
         state = self._nonces.check(credentials.nonce, now)
@@ -83,3 +84,14 @@ class Authenticator:
         nonce = self._nonces.issue(now, self._salt(12))
         return tuple(challenge(self.realm, nonce, algorithm, stale=stale)
                      for algorithm in self.algorithms)
+
+
+def _same_target(digest_uri: str, request: Request) -> bool:
+    """Whether the digest-uri names the request's target host (RFC 3261 §22.4 wants the
+    Request-URI; some UAs, SIPp among them, leave the user part out)."""
+    try:
+        uri = parse_uri(digest_uri)
+    except RemoteProtocolError:
+        return False
+    return uri.host.lower() == request.uri.host.lower() and (
+        uri.user is None or uri.user == request.uri.user)

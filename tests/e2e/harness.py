@@ -485,6 +485,7 @@ def sipguard_config(
     pin: dict[str, Any] | None = None,
     ivr: dict[str, Any] | None = None,
     edge: dict[str, Any] | None = None,
+    peer_auth: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A sipguard configuration for one test (the policy file sits beside it)."""
     config: dict[str, Any] = {
@@ -508,6 +509,8 @@ def sipguard_config(
         config["ivr"] = {"enabled": True, **ivr}
     if edge:
         config["edge"] = dict(edge)
+    if peer_auth:
+        config["peers"][0]["auth"] = dict(peer_auth)
     return config
 
 

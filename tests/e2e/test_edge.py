@@ -151,3 +151,31 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     raise AssertionError("no VmRSS")
+
+
+PASSWORD = "correct horse battery"
+
+
+def test_a_digest_peer_calls_and_a_wrong_password_is_refused_and_counted(
+        start_sipguard: Callable[..., Sipguard], start_uas: Callable[..., Any],
+        run_uac: Callable[..., Any]) -> None:
+    uas = start_uas("uas_answer.xml", host=PBX_HOST, extra=["-m", "10"])
+    sipguard = start_sipguard(uas.uri, peers=["127.0.0.0/8"],
+                              peer_auth={"username": "pbx", "password": PASSWORD},
+                              sip={"auth_algorithms": ["MD5"]},  # what SIPp 3.6 can answer
+                              edge={"maxretry": 2, "findtime": 60})
+    good = run_uac("uac_auth_call.xml", sipguard.target(), service=ALLOWED, host=STRANGER,
+                   extra=["-au", "pbx", "-ap", PASSWORD])
+    assert good.successful == 1, good.describe()
+    assert uas.received("INVITE") == 1
+    for attempt in range(2):
+        bad = run_uac("uac_auth_call.xml", sipguard.target(), service=ALLOWED, host=STRANGER,
+                      extra=["-au", "pbx", "-ap", "not the password"], timeout=5)
+        assert bad.successful == 0
+        failed = sipguard.wait_for("sip.auth_failed", 10.0, count=attempt + 1)
+        assert failed[-1]["reason"] == "wrong password" and failed[-1]["username"] == "pbx"
+        time.sleep(1.1)
+    assert "authentication failed" in _wait_for_ban(sipguard, STRANGER)["reason"]
+    assert uas.received("INVITE") == 1
+    text = sipguard.stdout_path.read_text() + sipguard.stderr_path.read_text()
+    assert PASSWORD not in text and "not the password" not in text
