@@ -58,6 +58,7 @@ class Trunk:
     name: str
     uri: Uri
     address: Address
+    auth: PeerAuth | None = None  # credentials for the carrier's 401/407
 
 
 class Side(enum.Enum):
@@ -108,6 +109,8 @@ class Call:
     trunk: Dialog | None = None
     trunk_invite: ClientTransaction | None = None
     trunk_name: str = ""
+    trunk_offer: Body | None = None  # the SDP the trunk leg offers, when not the PBX's
+    trunk_auth_tried: bool = False  # the trunk's 401/407 was answered with credentials
     # The verdict only: the decision's trace is logged once, not kept for the call's life.
     verdict: str | None = None
     cancelled: bool = False

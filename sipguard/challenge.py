@@ -304,6 +304,8 @@ class ChallengeFlow(ControllerBase):
                 **call.log_fields(), "status": status, "trunk": call.trunk_name})]
             commands.extend(self._sync_bridge(call, now))
             return commands
+        if self._retry_with_credentials(call, response, now):
+            return []
         if call.state is CallState.ENDING:
             self._finish_when_settled(call)  # our CANCEL was answered
             return []

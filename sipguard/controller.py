@@ -514,6 +514,8 @@ class Controller(ChallengeFlow):
             return []
         if status < 300:
             return self._on_trunk_answer(call, response, now)
+        if self._retry_with_credentials(call, response, now):
+            return []
         commands: list[Command] = []
         if call.pbx_invite.final_status is None:
             self._relay_to_pbx(call, response, now)

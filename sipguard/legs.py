@@ -34,6 +34,7 @@ from sipguard.calls import (
 )
 from sipguard.peerauth import Authenticator
 from sipguard.sip.dialog import Dialog, without_tag
+from sipguard.sip.digest import authorization, best_challenge
 from sipguard.sip.endpoint import Endpoint
 from sipguard.sip.headers import NameAddress
 from sipguard.sip.message import Message, Request, Response
@@ -184,8 +185,22 @@ class ControllerBase:
             remote_target=target,
             local_contact=contact_for(local),
         )
+        call.trunk = trunk_dialog
+        call.trunk_name = trunk.name
+        call.trunk_offer = body
+        call.state = CallState.CALLING
+        self._by_dialog[(Side.TRUNK, trunk_dialog.call_id, trunk_dialog.local_tag)] = call
+        self._send_trunk_invite(call, self._trunk_request(call, trunk_dialog, body),
+                                destination, now)
+        self._set_deadline(call, now + self.ring_timeout)
+        return [LogEvent("call.forwarded", "info", {
+            **call.log_fields(), "trunk": trunk.name, "trunk_call_id": trunk_dialog.call_id})]
+
+    def _trunk_request(self, call: Call, dialog: Dialog, body: Body | None) -> Request:
+        """The INVITE of the trunk leg (a new CSeq each time: a retry with credentials)."""
+        invite = call.original_invite or call.pbx_invite.request
         max_forwards = invite.max_forwards
-        request = trunk_dialog.create_request(
+        request = dialog.create_request(
             "INVITE", max_forwards=69 if max_forwards is None else max_forwards - 1)
         copy_headers(invite, request.headers, REQUEST_HEADERS_PASSED)
         request.body = invite.body
@@ -203,16 +218,37 @@ class ControllerBase:
             if body.content:
                 request.headers.add("Content-Type", body.content_type)
             request.body = body.content
-        call.trunk = trunk_dialog
-        call.trunk_name = trunk.name
-        call.state = CallState.CALLING
-        self._by_dialog[(Side.TRUNK, trunk_dialog.call_id, trunk_dialog.local_tag)] = call
+        return request
+
+    def _send_trunk_invite(self, call: Call, request: Request, destination: Address,
+                           now: float) -> None:
         transaction = self.endpoint.send_request(request, destination, now)
         call.trunk_invite = transaction
-        self._set_deadline(call, now + self.ring_timeout)
         self._track(transaction, ClientContext(call, RelayKind.INITIAL_INVITE, Side.TRUNK))
-        return [LogEvent("call.forwarded", "info", {
-            **call.log_fields(), "trunk": trunk.name, "trunk_call_id": trunk_dialog.call_id})]
+
+    def _retry_with_credentials(self, call: Call, response: Response, now: float) -> bool:
+        """Answer the trunk's 401/407 with the trunk's credentials (once). True if sent."""
+        trunk = next((item for item in self.trunks if item.name == call.trunk_name), None)
+        dialog = call.trunk
+        if (trunk is None or trunk.auth is None or dialog is None or call.trunk_auth_tried
+                or call.cancelled or call.state is CallState.ENDING
+                or response.status_code not in (401, 407)):
+            return False
+        header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
+        chosen = best_challenge(response.headers.values(header))
+        if chosen is None:
+            return False
+        call.trunk_auth_tried = True
+        dialog.remote_tag = None  # a 401 makes no dialog (RFC 3261 §12.1)
+        request = self._trunk_request(call, dialog, call.trunk_offer)
+        value = authorization(chosen, "INVITE", str(request.uri), trunk.auth.username,
+                              trunk.auth.password, cnonce=self._token(16), nc=1)
+        request.headers.add("Authorization" if response.status_code == 401
+                            else "Proxy-Authorization", value)
+        if call.trunk_invite is not None:
+            self._contexts.pop(call.trunk_invite, None)
+        self._send_trunk_invite(call, request, trunk.address, now)
+        return True
 
     def _track(self, transaction: ClientTransaction, context: ClientContext) -> None:
         self._contexts[transaction] = context

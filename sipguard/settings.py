@@ -269,16 +269,18 @@ def _load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
     return peers
 
 
-def _peer_auth(item: dict[str, Any], where: str, problems: Problems) -> PeerAuth | None:
-    """``peers[i].auth``: {username, password} for digest authentication on INVITE."""
+def _peer_auth(item: dict[str, Any], where: str, problems: Problems,
+               min_length: int = 12) -> PeerAuth | None:
+    """``peers[i].auth`` (what a peer proves itself with: at least 12 characters) or
+    ``trunks[i].auth`` (what the carrier asks of us): {username, password}."""
     auth = item.get("auth")
     if auth is None:
         return None
     if (not isinstance(auth, dict) or not isinstance(auth.get("username"), str)
             or not auth["username"] or not isinstance(auth.get("password"), str)
-            or len(auth["password"]) < 12):
+            or len(auth["password"]) < min_length):
         problems.add(line_of(item, "auth"), f"{where}.auth",
-                     "must give a username and a password of at least 12 characters")
+                     f"must give a username and a password of at least {min_length} characters")
         return None
     return PeerAuth(auth["username"], auth["password"])
 
@@ -303,7 +305,8 @@ def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
             problems.add(line_of(item, "uri"), f"{where}.uri",
                          "must be a sip: URI with an IP address, such as sip:192.0.2.10:5060")
             continue
-        trunks.append(Trunk(item["name"], uri, uri_address(uri)))
+        trunks.append(Trunk(item["name"], uri, uri_address(uri),
+                            _peer_auth(item, where, problems, min_length=1)))
     return trunks
 
 

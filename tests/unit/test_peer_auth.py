@@ -90,3 +90,34 @@ def test_a_stale_nonce_is_challenged_again_without_a_failure():
     assert isinstance(again, Response)
     assert all(parse_challenge(value).stale for value in again.headers.values("WWW-Authenticate"))
     assert harness.commands == []
+
+
+def test_the_trunks_401_is_answered_with_its_credentials_once():
+    from dataclasses import replace
+
+    from sipguard.calls import PeerAuth
+    from tests.unit.b2bua_harness import response_to
+
+    harness = Harness()
+    harness.controller.trunks = [replace(harness.controller.trunks[0],
+                                         auth=PeerAuth("acme", "s3cret"))]
+    sent = harness.feed(invite(), PBX)
+    (first,) = only(sent, TRUNK)
+    assert isinstance(first, Request)
+    challenge_value = ('Digest realm="carrier", nonce="abc123", algorithm=MD5, qop="auth"')
+    sent = harness.feed(response_to(first, 407, "Proxy Authentication Required",
+                                    extra=[("Proxy-Authenticate", challenge_value)]), TRUNK)
+    retried = [m for m in only(sent, TRUNK) if isinstance(m, Request) and m.method == "INVITE"]
+    assert len(retried) == 1
+    second = retried[0]
+    assert second.call_id == first.call_id and second.from_tag == first.from_tag
+    assert second.cseq.number == first.cseq.number + 1 and second.to_tag is None
+    assert second.body == first.body
+    value = second.headers.get("Proxy-Authorization") or ""
+    assert 'username="acme"' in value and 'realm="carrier"' in value
+    assert [m for m in only(sent, PBX) if isinstance(m, Response)] == []  # the PBX waits
+    # A second challenge is not answered again: the PBX gets it.
+    sent = harness.feed(response_to(second, 407, "Proxy Authentication Required",
+                                    extra=[("Proxy-Authenticate", challenge_value)]), TRUNK)
+    assert [m.status_code for m in only(sent, PBX) if isinstance(m, Response)] == [407]
+    assert harness.controller.live_calls == 0
