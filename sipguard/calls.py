@@ -59,6 +59,7 @@ class Trunk:
     uri: Uri
     address: Address
     auth: PeerAuth | None = None  # credentials for the carrier's 401/407
+    register: bool = False  # REGISTER with the carrier (with auth), refreshed before expiry
 
 
 class Side(enum.Enum):

@@ -156,7 +156,7 @@ class Controller(ChallengeFlow):
     def handle_timer(self, now: float) -> list[Command]:
         """Fire due controller timers: endless ringing and over-long calls are ended."""
         self._clock = now
-        commands: list[Command] = []
+        commands: list[Command] = list(self.registrations.handle_timer(now))
         while self._deadlines and self._deadlines[0][0] <= now:
             deadline, _, key = heapq.heappop(self._deadlines)
             call = self._calls.get(key)
@@ -415,7 +415,7 @@ class Controller(ChallengeFlow):
     def _on_timeout(self, transaction: ClientTransaction, now: float) -> list[Command]:
         context = self._contexts.pop(transaction, None)
         if context is None:
-            return []
+            return list(self.registrations.on_timeout(transaction, now))
         call = context.call
         if context.kind is RelayKind.BRIDGE:
             return self._on_bridge_timeout(call, now)
@@ -457,6 +457,8 @@ class Controller(ChallengeFlow):
     ) -> list[Command]:
         context = self._contexts.get(transaction)
         if context is None:
+            if self.registrations.owns(transaction):
+                return list(self.registrations.on_response(transaction, response, now))
             return []
         if context.kind is RelayKind.INITIAL_INVITE:
             if context.call.ivr is not None:

@@ -33,6 +33,7 @@ from sipguard.calls import (
     user_of,
 )
 from sipguard.peerauth import Authenticator
+from sipguard.registration import Registrations
 from sipguard.sip.dialog import Dialog, without_tag
 from sipguard.sip.digest import authorization, best_challenge
 from sipguard.sip.endpoint import Endpoint
@@ -68,6 +69,7 @@ class ControllerBase:
         pin_attempts: int = 3,
         challenge_timeout: float = 120.0,
         authenticator: Authenticator | None = None,
+        register_expires: int = 3600,
     ) -> None:
         self.endpoint = endpoint
         self.peers = list(peers)
@@ -97,6 +99,8 @@ class ControllerBase:
         self.challenge_timeout = challenge_timeout
         # Digest authentication of the peers that have credentials.
         self.authenticator = authenticator
+        # REGISTERs with the carriers that want them.
+        self.registrations = Registrations(endpoint, self.trunks, register_expires, self._token)
         self._by_ivr_call: dict[str, Call] = {}
 
     # -- introspection -------------------------------------------------------
@@ -131,14 +135,15 @@ class ControllerBase:
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` is next due, or None."""
+        registration = self.registrations.get_timer()
         while self._deadlines:
             deadline, _, key = self._deadlines[0]
             call = self._calls.get(key)
             if call is None or not _is_due_for(call, deadline):
                 heapq.heappop(self._deadlines)
                 continue
-            return deadline
-        return None
+            return deadline if registration is None else min(deadline, registration)
+        return registration
 
     def _longest(self, call: Call) -> float:
         if call.max_duration is None:

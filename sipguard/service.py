@@ -176,7 +176,8 @@ class Service:
             challenge_timeout=ivr_config.overall_timeout * ivr_config.attempts_per_call + 30.0,
             authenticator=Authenticator(settings.realm, secrets.token_bytes(32),
                                         self.endpoint.new_token,
-                                        algorithms=settings.auth_algorithms))
+                                        algorithms=settings.auth_algorithms),
+            register_expires=settings.register_expires)
         readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
         self._install_signals()
         logs.lifecycle_logger().warning(

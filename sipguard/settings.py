@@ -77,6 +77,7 @@ class Settings:
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     user_agent: str = "sipguard"
     realm: str = "sipguard"  # the digest realm peers with credentials authenticate in
+    register_expires: int = 3600  # seconds asked for when registering with a carrier
     auth_algorithms: tuple[str, ...] = ("SHA-256", "MD5")
     extension_header: str = "X-Sipguard-Extension"
     ring_timeout: float = 180.0
@@ -184,6 +185,7 @@ def load_settings(path: Path) -> Settings:
                                      problems, "sip", minimum=1024)),
         user_agent=str(sip.get("user_agent", "sipguard")),
         realm=str(sip.get("realm", "sipguard")),
+        register_expires=_integer(sip, "register_expires", 3600, problems, "sip", minimum=60),
         auth_algorithms=_algorithms(sip, problems),
         extension_header=str(sip.get("extension_header", "X-Sipguard-Extension")),
         ring_timeout=_number(sip, "ring_timeout", 180.0, problems, "sip", minimum=1.0),
@@ -305,8 +307,13 @@ def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
             problems.add(line_of(item, "uri"), f"{where}.uri",
                          "must be a sip: URI with an IP address, such as sip:192.0.2.10:5060")
             continue
-        trunks.append(Trunk(item["name"], uri, uri_address(uri),
-                            _peer_auth(item, where, problems, min_length=1)))
+        auth = _peer_auth(item, where, problems, min_length=1)
+        register = item.get("register", False)
+        if not isinstance(register, bool) or (register and auth is None):
+            problems.add(line_of(item, "register"), f"{where}.register",
+                         "must be true or false, and true needs auth (username, password)")
+            register = False
+        trunks.append(Trunk(item["name"], uri, uri_address(uri), auth, register))
     return trunks
 
 

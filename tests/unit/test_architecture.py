@@ -15,7 +15,8 @@ CLOCK_CALLS = (".now(", ".today(", ".utcnow(", "time.time(", "monotonic(")
 PURE_MODULES = sorted(
     [*PACKAGE.joinpath("sip").glob("*.py"), *PACKAGE.joinpath("policy").glob("*.py"),
      PACKAGE / "controller.py", PACKAGE / "calls.py",
-     PACKAGE / "legs.py", PACKAGE / "challenge.py", PACKAGE / "peerauth.py"]
+     PACKAGE / "legs.py", PACKAGE / "challenge.py", PACKAGE / "peerauth.py",
+     PACKAGE / "registration.py"]
 )
 
 

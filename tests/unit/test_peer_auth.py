@@ -121,3 +121,39 @@ def test_the_trunks_401_is_answered_with_its_credentials_once():
                                     extra=[("Proxy-Authenticate", challenge_value)]), TRUNK)
     assert [m.status_code for m in only(sent, PBX) if isinstance(m, Response)] == [407]
     assert harness.controller.live_calls == 0
+
+
+def test_a_trunk_that_registers_is_registered_then_refreshed_before_expiry():
+    from dataclasses import replace
+
+    from sipguard.calls import PeerAuth
+    from sipguard.registration import Registrations
+    from tests.unit.b2bua_harness import response_to
+
+    harness = Harness()
+    trunk = replace(harness.controller.trunks[0], auth=PeerAuth("acme", "s3cret"), register=True)
+    harness.controller.trunks = [trunk]
+    harness.controller.registrations = Registrations(harness.endpoint, [trunk], 300,
+                                                     harness.endpoint.new_token)
+    (register,) = only(harness.advance(0.0), TRUNK)
+    assert isinstance(register, Request) and register.method == "REGISTER"
+    assert register.headers.get("Expires") == "300" and "Authorization" not in register.headers
+    challenge_value = 'Digest realm="carrier", nonce="n1", algorithm=MD5, qop="auth"'
+    sent = harness.feed(response_to(register, 401, "Unauthorized", to_tag=None,
+                                    extra=[("WWW-Authenticate", challenge_value)]), TRUNK)
+    (again,) = only(sent, TRUNK)
+    assert isinstance(again, Request) and again.cseq.number == register.cseq.number + 1
+    assert again.call_id == register.call_id and 'username="acme"' in (
+        again.headers.get("Authorization") or "")
+    harness.feed(response_to(again, 200, "OK", to_tag=None,
+                             extra=[("Expires", "100")]), TRUNK)
+    assert harness.events("trunk.registered")[0].fields == {"trunk": "carrier", "expires": 100.0}
+    assert [m for m in only(harness.advance(79.0), TRUNK) if isinstance(m, Request)] == []
+    refresh = [m for m in only(harness.advance(2.0), TRUNK) if isinstance(m, Request)]
+    assert {(m.method, m.cseq.number) for m in refresh} == {("REGISTER", again.cseq.number + 1)}
+    # A refused registration is tried again a minute later.
+    harness.feed(response_to(refresh[0], 403, "Forbidden", to_tag=None), TRUNK)
+    assert harness.events("trunk.registration_failed")[0].fields["status"] == 403
+    retried = [m for m in only(harness.advance(61.0), TRUNK) if isinstance(m, Request)]
+    assert {(m.method, m.cseq.number) for m in retried} == {
+        ("REGISTER", refresh[0].cseq.number + 1)}
