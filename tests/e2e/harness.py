@@ -486,6 +486,7 @@ def sipguard_config(
     ivr: dict[str, Any] | None = None,
     edge: dict[str, Any] | None = None,
     peer_auth: dict[str, str] | None = None,
+    trunk_auth: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """A sipguard configuration for one test (the policy file sits beside it)."""
     config: dict[str, Any] = {
@@ -511,6 +512,8 @@ def sipguard_config(
         config["edge"] = dict(edge)
     if peer_auth:
         config["peers"][0]["auth"] = dict(peer_auth)
+    if trunk_auth:
+        config["trunks"][0]["auth"] = dict(trunk_auth)
     return config
 
 

@@ -179,3 +179,16 @@ def test_a_digest_peer_calls_and_a_wrong_password_is_refused_and_counted(
     assert uas.received("INVITE") == 1
     text = sipguard.stdout_path.read_text() + sipguard.stderr_path.read_text()
     assert PASSWORD not in text and "not the password" not in text
+
+
+def test_the_carriers_challenge_is_answered_with_the_trunk_credentials(
+        start_sipguard: Callable[..., Sipguard], start_uas: Callable[..., Any],
+        run_uac: Callable[..., Any]) -> None:
+    uas = start_uas("uas_auth_answer.xml")  # it expects acme / s3cret-carrier
+    config_trunk = {"username": "acme", "password": "s3cret-carrier"}
+    sipguard = start_sipguard(uas.uri, trunk_auth=config_trunk)
+    result = run_uac("uac_call_bye.xml", sipguard.target(), service=ALLOWED)
+    assert result.successful == 1, result.describe()
+    assert uas.received("INVITE") == 2  # challenged, then with credentials
+    ended = sipguard.wait_for("call.ended", 10.0)[0]
+    assert ended["ended_by"] == "pbx"
