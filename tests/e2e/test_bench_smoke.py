@@ -50,3 +50,22 @@ def test_quick_pin_benchmark_serves_the_ivr_capacity_and_bridges_every_call(tmp_
     setup = results["setup"]
     assert setup["successful"] == setup["calls"] == 20
     assert setup["reinvite_step_ms"]["p50"] is not None
+
+
+def test_quick_edge_benchmark_keeps_the_pbx_calls_and_bans_the_flood(tmp_path: Path):
+    """bench/bench_edge.py --quick: every PBX call placed during the flood succeeds, the
+    flood is dropped before parsing and its source ends up banned."""
+    output = tmp_path / "bench-edge.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_edge.py"), "--quick",
+         "--json", str(output)],
+        capture_output=True, text=True, timeout=240, cwd=REPO, stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(output.read_text())
+    during = results["during_flood"]
+    assert during["pbx"]["successful"] == during["pbx"]["calls"] > 0, during
+    assert during["pbx"]["failed"] == 0, during
+    assert during["edge"]["flood_source_banned"], during["edge"]
+    assert during["edge"]["dropped_total"] > 0, during["edge"]
+    assert results["flood_alone"]["edge"]["flood_source_banned"], results["flood_alone"]
