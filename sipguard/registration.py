@@ -22,6 +22,7 @@ from sipguard.sip.uri import Uri
 
 REFRESH_AT = 0.8  # of the granted expiry
 RETRY_SECONDS = 60.0
+MIN_BINDING = 60.0  # a shorter grant is refreshed no sooner than this (no REGISTER storms)
 
 
 @dataclass(slots=True)
@@ -74,7 +75,7 @@ class Registrations:
         binding.pending = None
         name = binding.trunk.name
         if response.status_code < 300:
-            granted = _granted(response, self.expires)
+            granted = max(_granted(response, self.expires), MIN_BINDING)
             binding.registered_until = now + granted
             binding.due = now + granted * REFRESH_AT
             return [LogEvent("trunk.registered", "info", {"trunk": name, "expires": granted})]

@@ -43,7 +43,7 @@ from sipguard.calls import (
 from sipguard.control import ControlServer
 from sipguard.controller import Controller, IvrLink
 from sipguard.edge import Bans, EdgeFilter
-from sipguard.edge.guard import EdgeGuard, exempt_networks
+from sipguard.edge.guard import EdgeGuard, exempt_networks, known_networks
 from sipguard.ivr.pool import IvrPool
 from sipguard.ivr.port import TOKEN_HEADER, IvrResult
 from sipguard.peerauth import Authenticator
@@ -149,7 +149,9 @@ class Service:
                                  edge.rate, edge.burst, edge.max_sources, edge.scanner_agents)
         self.edge = EdgeGuard(edge_filter, Bans(edge.bans, self.screener.store, edge_filter,
                                                 self.log),
-                              self.log, edge.blocklist, edge.unknown_sources, edge.sync_seconds)
+                              self.log, edge.blocklist, edge.unknown_sources, edge.sync_seconds,
+                              known_networks(list(settings.peers), list(settings.trunks),
+                                             (settings.ivr.sip_host,)))
         self.control: ControlServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------
@@ -178,6 +180,7 @@ class Service:
                                         self.endpoint.new_token,
                                         algorithms=settings.auth_algorithms),
             register_expires=settings.register_expires)
+        self._after_pump()  # arms the controller's first timers (trunk registrations)
         readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
         self._install_signals()
         logs.lifecycle_logger().warning(
@@ -380,10 +383,10 @@ class Service:
         endpoint, controller, loop = self.endpoint, self.controller, self._loop
         assert endpoint is not None and controller is not None and loop is not None
         now = loop.time()
-        if self.edge.check(source[0], data, now) is not None:
-            return  # banned, blocklisted, flooding, a scanner: not worth parsing
         address = (source[0], source[1])
         try:
+            if self.edge.check(source[0], data, now) is not None:
+                return  # banned, blocklisted, flooding, a scanner: not worth parsing
             events = endpoint.receive_datagram(data, address, local, now)
             for event in events:
                 self._run(controller.handle(event, now), now)

@@ -98,7 +98,7 @@ class Bans:
             seconds = min(self.settings.bantime * self.settings.growth ** (offences - 1),
                           self.settings.max_bantime)
         record = json.dumps({"reason": reason, "offences": offences, "by": by})
-        self.edge.ban(host, monotonic + seconds)  # this node at once, whatever the store says
+        self.edge.ban(host, monotonic + seconds, monotonic)  # this node now, whatever the store
         try:
             await self.store.put_mark(BAN_PREFIX + host, record, seconds, wall)
             await self.store.clear([f"edge:fail:{host}"])

@@ -115,11 +115,18 @@ class EdgeFilter:
 
     # -- the tables the service keeps in step ---------------------------------------------
 
-    def ban(self, host: str, until: float) -> None:
+    def ban(self, host: str, until: float, now: float) -> None:
         """Drop everything from ``host`` until ``until``."""
         if len(self._bans) >= self.max_sources and host not in self._bans:
-            self._forget_expired(until)
+            self._forget_expired(now)
+            if len(self._bans) >= self.max_sources:  # still full: the soonest to end goes
+                del self._bans[min(self._bans, key=self._bans.__getitem__)]
         self._bans[host] = until
+
+    def is_banned(self, host: str, now: float) -> bool:
+        """Whether ``host`` is banned at ``now``."""
+        until = self._bans.get(host)
+        return until is not None and until > now
 
     def unban(self, host: str) -> None:
         """Lift a ban now."""

@@ -26,6 +26,18 @@ REPORT_EVERY = 1.0  # seconds: a source's failures are counted at most this ofte
 REPORTED_SOURCES = 10_000  # sources remembered for that (then the table starts again)
 
 
+def known_networks(peers: list[Peer], trunks: list[Trunk],
+                   extra_hosts: tuple[str, ...] = ()) -> list[Network]:
+    """Every peer's networks (those that authenticate too), the trunks and ``extra_hosts``
+    (the IVR): sources that are never silently dropped as strangers."""
+    from ipaddress import ip_network  # noqa: PLC0415 - only here
+
+    networks: list[Network] = [network for peer in peers for network in peer.networks]
+    networks += [ip_network(host) for host in (*(trunk.address[0] for trunk in trunks),
+                                               *extra_hosts)]
+    return networks
+
+
 def exempt_networks(peers: list[Peer], trunks: list[Trunk]) -> list[Network]:
     """What is never dropped or banned: every peer's networks and every trunk's address."""
     from ipaddress import ip_network  # noqa: PLC0415 - only here
@@ -43,8 +55,12 @@ class EdgeGuard:
 
     def __init__(self, edge: EdgeFilter, bans: Bans, log: Any,
                  blocklist: Path | None = None, unknown_sources: str = "reject",
-                 sync_seconds: float = 2.0) -> None:
+                 sync_seconds: float = 2.0, known: list[Network] | None = None) -> None:
         self.filter = edge
+        # Sources within some peer's networks (one that authenticates included): never
+        # dropped as strangers, never banned at once, and banned only for failing to
+        # authenticate (anything else from them may be spoofed, or a busy PBX).
+        self._known = EdgeFilter(known or [])
         self.bans = bans
         self.log = log
         self.blocklist = blocklist
@@ -64,7 +80,7 @@ class EdgeGuard:
             self.report(host, "a known scanner's User-Agent", now, at_once=True)
         elif drop is Drop.FLOOD:
             self.report(host, "flood", now)
-        elif drop is None and self.drop_unknown and not self.filter.is_exempt(host):
+        elif drop is None and self.drop_unknown and not self._known.is_exempt(host):
             # Not a peer, and told to stay silent to strangers.
             self.filter.dropped[Drop.UNKNOWN] += 1
             self.report(host, "not a peer", now)
@@ -76,6 +92,8 @@ class EdgeGuard:
         ``at_once`` bans it without waiting for maxretry failures."""
         if self.filter.is_exempt(host):
             return
+        if self._known.is_exempt(host) and not reason.startswith("authentication failed"):
+            return
         last = self._reported.get(host)
         if last is not None and now - last < REPORT_EVERY:
             return
@@ -83,7 +101,7 @@ class EdgeGuard:
             self._reported.clear()
         self._reported[host] = now
         if at_once:
-            if host not in self.filter.banned:
+            if not self.filter.is_banned(host, now):
                 self._spawn(self.bans.ban(host, reason, time.time(), now))
             return
         self._spawn(self.bans.failure(host, reason, time.time(), now))
@@ -108,6 +126,8 @@ class EdgeGuard:
 
         async def added(request: dict[str, Any]) -> dict[str, Any]:
             seconds = request.get("seconds")
+            if seconds is not None and not 0 < float(seconds) <= 10 * 365 * 86400:
+                raise ValueError("seconds must be a number above 0 (at most ten years)")
             ban = await self.ban(str(request["address"]),
                                  None if seconds is None else float(seconds),
                                  str(request.get("reason") or "added by hand"),

@@ -8,7 +8,8 @@ from typing import Any
 
 from sipguard.store.base import CounterRequest
 
-SWEEP_EVERY = 1024  # takes between sweeps of idle keys
+SWEEP_EVERY = 1024  # takes (or events counted) between sweeps of idle keys
+EVENT_KEYS = 100_000  # event logs kept before idle ones are swept
 
 
 class MemoryStore:
@@ -27,6 +28,8 @@ class MemoryStore:
         self._reserved: dict[tuple[str, str], tuple[float, float]] = {}  # (key, call) -> (t, x)
         self._streaks: dict[str, tuple[str, int, float]] = {}  # key -> number, run, expiry
         self._events: dict[str, collections.deque[float]] = {}
+        self._event_window: dict[str, float] = {}  # each event key's window, for the sweep
+        self._event_counts = 0
         self._marks: dict[str, tuple[str, float]] = {}  # key -> value, expiry
 
     def _count(self, request: CounterRequest, now: float) -> int:
@@ -162,12 +165,18 @@ class MemoryStore:
     async def count_event(self, key: str, window: float, now: float) -> int:
         """Count one event on a sliding window; return the events within it."""
         times = self._events.setdefault(key, collections.deque())
+        self._event_window[key] = window
         while times and times[0] <= now - window:
             times.popleft()
         times.append(now)
-        if len(self._events) > 100000:  # forget keys whose events all left their window
-            for stale in [k for k, t in self._events.items() if t[-1] <= now - window]:
+        self._event_counts += 1
+        if len(self._events) > EVENT_KEYS and self._event_counts % SWEEP_EVERY == 0:
+            # Forget keys whose events all left their own window (not the caller's:
+            # a long-lived key, such as a count of earlier bans, keeps its history).
+            for stale in [k for k, t in self._events.items()
+                          if not t or t[-1] <= now - self._event_window.get(k, 0.0)]:
                 del self._events[stale]
+                self._event_window.pop(stale, None)
         return len(times)
 
     async def clear(self, keys: Sequence[str]) -> None:
@@ -175,7 +184,7 @@ class MemoryStore:
         for key in keys:
             tables: tuple[dict[str, Any], ...] = (
                 self._windows, self._window_of, self._leases, self._spend, self._streaks,
-                self._events, self._marks)
+                self._events, self._event_window, self._marks)
             for table in tables:
                 table.pop(key, None)
             for reserved in [pair for pair in self._reserved if pair[0] == key]:

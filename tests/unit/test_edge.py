@@ -57,7 +57,7 @@ def test_source_table_is_bounded() -> None:
 
 def test_bans_expire_and_blocklisted_networks_are_dropped() -> None:
     edge = EdgeFilter([PEER])
-    edge.ban("127.0.0.9", NOW + 10)
+    edge.ban("127.0.0.9", NOW + 10, NOW)
     assert edge.check("127.0.0.9", PLAIN, NOW + 5) is Drop.BANNED
     assert edge.check("127.0.0.9", PLAIN, NOW + 11) is None
     networks, bad = parse_blocklist("# APIBAN\n203.0.113.0/24\n198.51.100.7\n"
@@ -116,3 +116,30 @@ def test_sync_takes_other_nodes_bans_and_drops_lifted_ones() -> None:
         assert there.banned == {}
 
     asyncio.run(main())
+
+
+def test_sources_in_a_peer_network_are_banned_only_for_failing_to_authenticate() -> None:
+    """A spoofed scanner packet, denied calls or a burst from an authenticating peer's
+    network ban nothing; failed authentications do. Strangers are banned at once as
+    scanners, and dropped silently with unknown_sources: drop."""
+    from sipguard.edge.guard import EdgeGuard
+
+    wide = ipaddress.ip_network("10.0.0.0/8")  # a peer that authenticates, from anywhere in it
+    edge = EdgeFilter([PEER])
+    bans = Bans(BanSettings(maxretry=2, findtime=60), MemoryStore(), edge, Log())
+    guard = EdgeGuard(edge, bans, Log(), unknown_sources="drop", known=[PEER, wide])
+
+    async def main() -> dict[str, float]:
+        assert guard.check("10.1.1.1", SCANNER, 1.0) is Drop.SCANNER
+        guard.report("10.1.1.1", "denied: premium rate", 2.0)
+        assert guard.check("10.1.1.1", PLAIN, 3.0) is None  # known: not dropped as unknown
+        assert guard.check("198.51.100.1", PLAIN, 3.0) is Drop.UNKNOWN
+        assert guard.check("198.51.100.2", SCANNER, 3.0) is Drop.SCANNER
+        await guard.settle()
+        assert "10.1.1.1" not in edge.banned and "198.51.100.2" in edge.banned
+        guard.report("10.1.1.1", "authentication failed: wrong password", 10.0)
+        guard.report("10.1.1.1", "authentication failed: wrong password", 12.0)
+        await guard.settle()
+        return edge.banned
+
+    assert "10.1.1.1" in asyncio.run(main())
