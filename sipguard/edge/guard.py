@@ -88,14 +88,17 @@ class EdgeGuard:
         return drop
 
     def report(self, host: str, reason: str, now: float, at_once: bool = False) -> None:
-        """Count a failure of ``host`` in the background (at most once a second per source);
-        ``at_once`` bans it without waiting for maxretry failures."""
+        """Count a failure of ``host`` in the background; ``at_once`` bans it without
+        waiting for maxretry failures. Every failed authentication counts (each is a
+        guess); other failures count at most once a second per source (a flood's
+        thousands of drops are one failure a second, not a store write each)."""
         if self.filter.is_exempt(host):
             return
-        if self._known.is_exempt(host) and not reason.startswith("authentication failed"):
+        authentication = reason.startswith("authentication failed")
+        if self._known.is_exempt(host) and not authentication:
             return
         last = self._reported.get(host)
-        if last is not None and now - last < REPORT_EVERY:
+        if not authentication and last is not None and now - last < REPORT_EVERY:
             return
         if len(self._reported) >= REPORTED_SOURCES:
             self._reported.clear()
