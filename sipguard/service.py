@@ -151,7 +151,8 @@ class Service:
                                                 self.log),
                               self.log, edge.blocklist, edge.unknown_sources, edge.sync_seconds,
                               known_networks(list(settings.peers), list(settings.trunks),
-                                             (settings.ivr.sip_host,)))
+                                             (settings.ivr.sip_host,) if settings.ivr.enabled
+                                             else ()))
         self.control: ControlServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------
