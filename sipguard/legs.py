@@ -270,25 +270,24 @@ class ControllerBase:
 
     def _ack_trunk(self, call: Call, ack_from_pbx: Request | None = None) -> None:
         """ACK the trunk's 2xx, with the PBX's ACK body when it has one (late offer)."""
-        trunk = call.trunk
-        if trunk is None or call.trunk_invite is None or call.trunk_ack is not None:
-            return
-        request = trunk.create_request("ACK", cseq=call.trunk_invite.cseq_number)
-        if ack_from_pbx is not None:
-            copy_headers(ack_from_pbx, request.headers, ("Content-Type", "Content-Disposition"))
-            request.body = ack_from_pbx.body
-        call.trunk_ack = self.endpoint.send_ack(request, trunk.next_hop())
+        if call.trunk_ack is None:
+            call.trunk_ack = self._ack_2xx(call.trunk, call.trunk_invite, ack_from_pbx)
 
     def _ack_ivr(self, call: Call, ack_from_pbx: Request | None = None) -> None:
         """ACK the IVR's 2xx (with the PBX's ACK body when the PBX made a late offer)."""
-        ivr = call.ivr
-        if ivr is None or call.ivr_invite is None or call.ivr_ack is not None:
-            return
-        request = ivr.create_request("ACK", cseq=call.ivr_invite.cseq_number)
+        if call.ivr_ack is None:
+            call.ivr_ack = self._ack_2xx(call.ivr, call.ivr_invite, ack_from_pbx)
+
+    def _ack_2xx(self, dialog: Dialog | None, invite: ClientTransaction | None,
+                 ack_from_pbx: Request | None) -> bytes | None:
+        """The ACK of a leg's INVITE 2xx, sent (RFC 3261 §13.2.2.4); None when none is due."""
+        if dialog is None or invite is None:
+            return None
+        request = dialog.create_request("ACK", cseq=invite.cseq_number)
         if ack_from_pbx is not None:
             copy_headers(ack_from_pbx, request.headers, ("Content-Type", "Content-Disposition"))
             request.body = ack_from_pbx.body
-        call.ivr_ack = self.endpoint.send_ack(request, ivr.next_hop())
+        return self.endpoint.send_ack(request, dialog.next_hop())
 
     def _send_bye(self, call: Call, side: Side, now: float) -> bool:
         """BYE one leg; return False when that leg has no dialog to end."""

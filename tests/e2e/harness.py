@@ -665,3 +665,17 @@ def udp_invite_transaction(
                     sock.sendto(ack_for(invite, text).encode(), target)
                 break
         return responses
+
+
+def load_agent_client() -> Any:
+    """tests/agents/client.py (the pjsua2 test agent's driver), loaded by its path: a
+    ``tests`` package from site-packages (sippy ships one) may shadow ours."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "agents" / "client.py"
+    spec = importlib.util.spec_from_file_location("pjsua_agent_client", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["pjsua_agent_client"] = module
+    spec.loader.exec_module(module)
+    return module

@@ -9,12 +9,10 @@ No skip: if pjsua2 cannot be imported these tests fail.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import logging
 import queue
 import secrets
 import socket
-import sys
 import threading
 import time
 import wave
@@ -25,6 +23,7 @@ from typing import Any
 
 import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
+from harness import load_agent_client
 
 from sipguard.ivr.pjsua import PjsuaIvr, prompt_seconds
 from sipguard.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
@@ -32,19 +31,9 @@ from sipguard.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
 pytestmark = pytest.mark.e2e
 
 
-def _load_agent_client() -> Any:
-    # By path: the repository root may not be on sys.path, and a ``tests`` package
-    # from site-packages (sippy ships one) may stand in for ours.
-    path = Path(__file__).resolve().parents[1] / "agents" / "client.py"
-    spec = importlib.util.spec_from_file_location("pjsua_agent_client", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pjsua_agent_client"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-Agent = _load_agent_client().Agent
+Agent = load_agent_client().Agent
 
 CALL_TIMEOUT = 5.0  # seconds for a call to be answered
 RESULT_SLACK = 3.0  # seconds beyond the configured timeouts a result may take

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import os
 import queue
 import signal
@@ -24,6 +23,7 @@ from typing import Any
 
 import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
+from harness import load_agent_client
 
 from sipguard.ivr.pool import IvrPool, Link
 from sipguard.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
@@ -32,18 +32,9 @@ from sipguard.ivr.worker import TEST_HOOKS_ENV, config_line
 pytestmark = pytest.mark.e2e
 
 
-def _load_agent_client() -> Any:
-    # By path, as in test_ivr.py (a ``tests`` package from site-packages may shadow ours).
-    path = Path(__file__).resolve().parents[1] / "agents" / "client.py"
-    spec = importlib.util.spec_from_file_location("pjsua_agent_client", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pjsua_agent_client"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-Agent = _load_agent_client().Agent
+Agent = load_agent_client().Agent
 
 CALL_TIMEOUT = 5.0
 RESULT_TIMEOUT = 8.0

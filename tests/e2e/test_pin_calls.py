@@ -9,10 +9,8 @@ straight from the caller to the trunk. No skip: without pjsua2 these tests fail.
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from typing import Any
 
 import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
-from harness import Sipguard
+from harness import Sipguard, load_agent_client
 
 from sipguard.pins import hash_pin, save_pin_file
 
@@ -33,17 +31,9 @@ WRONG = "975318"
 CALL_TIMEOUT = 10.0  # seconds for the IVR to answer, the trunk to ring, and so on
 
 
-def _load_agent_client() -> Any:
-    path = Path(__file__).resolve().parents[1] / "agents" / "client.py"
-    spec = importlib.util.spec_from_file_location("pjsua_agent_client", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pjsua_agent_client"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
-Agent = _load_agent_client().Agent
+Agent = load_agent_client().Agent
 
 
 @pytest.fixture
