@@ -34,7 +34,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -58,6 +57,7 @@ from bench_calls import (  # noqa: E402
     stat_time,
     stop_process,
 )
+from sipguard_process import SipguardProcess  # noqa: E402
 
 FIXTURES = REPO_DIR / "tests" / "sip_fixtures"
 POLICY = REPO_DIR / "tests" / "policies" / "basic.yaml"
@@ -67,7 +67,6 @@ PBX_HOST = "127.0.0.5"  # the peer, and the trunk's address
 STRANGER = "127.0.0.2"  # the flood's source
 DIALLED = "12125551234"  # allowed by the basic policy
 FLOOD_RATE = 20000
-START_TIMEOUT = 30.0
 POLL_SECONDS = 0.2
 
 
@@ -78,15 +77,13 @@ def free_udp_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-class Service:
-    """A sipguard process whose JSON log lines are collected as they come."""
+class Service(SipguardProcess):
+    """sipguard (IVR off) taking calls from the PBX at PBX_HOST only."""
 
     def __init__(self, directory: Path, trunk_port: int) -> None:
         shutil.copy(POLICY, directory / "policy.yaml")
-        self.directory = directory
         self.port = free_udp_port(SIPGUARD_HOST)
-        self.config_path = directory / "sipguard.yaml"
-        config = {
+        super().__init__(directory, {
             "listen": [f"udp:{SIPGUARD_HOST}:{self.port}"],
             "peers": [{"name": "asterisk-1", "addresses": [f"{PBX_HOST}/32"]}],
             "trunks": [{"name": "carrier", "uri": f"sip:{PBX_HOST}:{trunk_port}"}],
@@ -95,51 +92,7 @@ class Service:
             "service": {"drain_grace": 1.0,
                         "control_socket": str(directory / "control.sock")},
             "logging": {"level": "info", "format": "json"},
-        }
-        self.config_path.write_text(json.dumps(config))
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self.stderr = (directory / "sipguard.stderr.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sipguard", "run", "--config", str(self.config_path)],
-            stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL,
-            cwd=directory)
-        self.pid = self.process.pid
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.wait("service.started", START_TIMEOUT):
-            self.stop()
-            raise RuntimeError(f"sipguard did not start; see {directory}/sipguard.stderr.log")
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            with self._lock:
-                self.events.append(event)
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [event for event in self.events if event.get("event") == name]
-
-    def wait(self, name: str, timeout: float, count: int = 1) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.named(name)) >= count:
-                return True
-            if self.process.poll() is not None:
-                return False
-            time.sleep(0.05)
-        return False
-
-    def stats(self) -> dict[str, Any] | None:
-        before = len(self.named("service.stats"))
-        self.process.send_signal(signal.SIGUSR1)
-        if not self.wait("service.stats", 5.0, before + 1):
-            return None
-        return self.named("service.stats")[-1]
+        })
 
     def bans(self) -> list[dict[str, Any]] | None:
         listed = subprocess.run(
@@ -150,11 +103,6 @@ class Service:
         if listed.returncode != 0:
             return None
         return list(json.loads(listed.stdout))
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.stderr.close()
-
 
 class Sipp:
     """A SIPp run in the foreground (its own PID), bounded by -m, -timeout and a kill."""

@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ sys.path.insert(0, str(REPO_DIR))
 sys.path.insert(0, str(BENCH_DIR))
 
 from bench_calls import free_udp_port, percentile, stop_process  # noqa: E402
+from sipguard_process import SipguardProcess  # noqa: E402
 
 from sipguard.pins import hash_pin, save_pin_file, verify_pin  # noqa: E402
 
@@ -53,79 +53,30 @@ RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
 DIALLED = "12125551234"
 PIN = "246810"
-START_TIMEOUT = 30.0
 
 
-class Service:
-    """A sipguard process whose JSON log lines are collected as they come."""
+class Service(SipguardProcess):
+    """sipguard with the PIN policy, a PIN for extension 2001 and ``workers`` IVR workers."""
 
     def __init__(self, directory: Path, workers: int, trunk_port: int) -> None:
         save_pin_file(directory / "pins.yaml", {"2001": hash_pin(PIN)})
         shutil.copy(PIN_POLICY, directory / "policy.yaml")
         self.port = free_udp_port()
-        config = {
+        super().__init__(directory, {
             "listen": [f"udp:{HOST}:{self.port}"],
             "peers": [{"name": "asterisk-1", "addresses": [f"{HOST}/32"]}],
             "trunks": [{"name": "carrier", "uri": f"sip:{HOST}:{trunk_port}"}],
             "policy": "policy.yaml",
             "pin": {"file": "pins.yaml"},
             "ivr": {"workers": workers, "overall_timeout": 60.0, "digit_timeout": 10.0},
-            "service": {"drain_grace": 1.0},
+            "service": {"drain_grace": 1.0, "control_socket": str(directory / "control.sock")},
             "logging": {"level": "info", "format": "json"},
-        }
-        (directory / "sipguard.yaml").write_text(json.dumps(config))
-        self.events: list[dict[str, Any]] = []
-        self._lock = threading.Lock()
-        self.stderr = (directory / "stderr.log").open("wb")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "sipguard", "run", "--config",
-             str(directory / "sipguard.yaml")],
-            stdout=subprocess.PIPE, stderr=self.stderr, stdin=subprocess.DEVNULL,
-            cwd=directory)
-        threading.Thread(target=self._read, daemon=True).start()
-        if not self.wait("service.started", START_TIMEOUT):
-            self.stop()
-            raise RuntimeError(f"sipguard did not start; see {directory / 'stderr.log'}")
-
-    def _read(self) -> None:
-        assert self.process.stdout is not None
-        for raw in self.process.stdout:
-            try:
-                event = json.loads(raw)
-            except ValueError:
-                continue
-            with self._lock:
-                self.events.append(event)
-
-    def named(self, name: str) -> list[dict[str, Any]]:
-        with self._lock:
-            return [event for event in self.events if event.get("event") == name]
-
-    def wait(self, name: str, timeout: float, count: int = 1) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if len(self.named(name)) >= count:
-                return True
-            if self.process.poll() is not None:
-                return False
-            time.sleep(0.05)
-        return False
-
-    def stats(self) -> dict[str, Any] | None:
-        before = len(self.named("service.stats"))
-        self.process.send_signal(signal.SIGUSR1)
-        if not self.wait("service.stats", 2.0, before + 1):
-            return None
-        return self.named("service.stats")[-1]
+        })
 
     def worker_pids(self) -> list[int]:
         result = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.process.pid)],
                                 capture_output=True, text=True, check=False)
         return [int(pid) for pid in result.stdout.split()]
-
-    def stop(self) -> None:
-        stop_process(self.process)
-        self.stderr.close()
 
 
 def rss_kib(pid: int) -> int:
