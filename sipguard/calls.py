@@ -49,6 +49,9 @@ class PeerAuth:
 
     username: str
     password: str = field(repr=False)
+    # Accept a digest-uri without the user part (some UAs, SIPp among them, send the
+    # registrar-style URI); by default it must name the Request-URI, user included.
+    relaxed_uri: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,7 +65,7 @@ class Authenticator:
                      and candidate.auth.username == username), None)
         if peer is None or peer.auth is None or credentials.realm != self.realm:
             return AuthOutcome(None, self._challenges(now), "unknown user or realm", username)
-        if not _same_target(credentials.uri, request):
+        if not _same_target(credentials.uri, request, peer.auth.relaxed_uri):
             return AuthOutcome(None, self._challenges(now), "credentials for another URI",
                                username)
         state = self._nonces.check(credentials.nonce, now)
@@ -86,12 +86,14 @@ class Authenticator:
                      for algorithm in self.algorithms)
 
 
-def _same_target(digest_uri: str, request: Request) -> bool:
-    """Whether the digest-uri names the request's target host (RFC 3261 §22.4 wants the
-    Request-URI; some UAs, SIPp among them, leave the user part out)."""
+def _same_target(digest_uri: str, request: Request, relaxed: bool) -> bool:
+    """Whether the digest-uri names the request's target (RFC 3261 §22.4: the
+    Request-URI, so that credentials for one number cannot place a call to another);
+    ``relaxed`` lets a digest-uri without a user part through, for UAs that send one."""
     try:
         uri = parse_uri(digest_uri)
     except RemoteProtocolError:
         return False
-    return uri.host.lower() == request.uri.host.lower() and (
-        uri.user is None or uri.user == request.uri.user)
+    if uri.host.lower() != request.uri.host.lower():
+        return False
+    return uri.user == request.uri.user or (relaxed and uri.user is None)

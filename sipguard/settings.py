@@ -284,7 +284,12 @@ def _peer_auth(item: dict[str, Any], where: str, problems: Problems,
         problems.add(line_of(item, "auth"), f"{where}.auth",
                      f"must give a username and a password of at least {min_length} characters")
         return None
-    return PeerAuth(auth["username"], auth["password"])
+    relaxed = auth.get("relaxed_uri", False)
+    if not isinstance(relaxed, bool):
+        problems.add(line_of(auth, "relaxed_uri"), f"{where}.auth.relaxed_uri",
+                     "must be true or false")
+        relaxed = False
+    return PeerAuth(auth["username"], auth["password"], relaxed)
 
 
 def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:

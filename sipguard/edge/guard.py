@@ -22,6 +22,8 @@ from sipguard.control import Handler
 from sipguard.edge.bans import Ban, Bans
 from sipguard.edge.filter import Drop, EdgeFilter, parse_blocklist
 
+# A blocklist file as read: its mtime, its networks, and the lines that were none.
+LoadedBlocklist = tuple[float, list[Network], list[tuple[int, str]]]
 REPORT_EVERY = 1.0  # seconds: a source's failures are counted at most this often
 REPORTED_SOURCES = 10_000  # sources remembered for that (then the table starts again)
 
@@ -149,18 +151,31 @@ class EdgeGuard:
 
     def load_blocklist(self) -> bool:
         """Read the blocklist file when it changed; a bad line is logged, the rest used."""
+        return self._apply_blocklist(self._read_blocklist())
+
+    async def refresh_blocklist(self) -> bool:
+        """As load_blocklist, reading and parsing off the event loop (a feed can be big)."""
+        return self._apply_blocklist(await asyncio.to_thread(self._read_blocklist))
+
+    def _read_blocklist(self) -> LoadedBlocklist | None:
         path = self.blocklist
         if path is None:
-            return False
+            return None
         try:
             mtime = path.stat().st_mtime
             if mtime == self._blocklist_mtime:
-                return False
+                return None
             text = path.read_text(errors="replace")
         except OSError as error:
             self.log.error("edge.blocklist_unreadable", path=str(path), error=str(error))
+            return None
+        return (mtime, *parse_blocklist(text))
+
+    def _apply_blocklist(self, loaded: LoadedBlocklist | None) -> bool:
+        path = self.blocklist
+        if loaded is None or path is None:
             return False
-        networks, bad = parse_blocklist(text)
+        mtime, networks, bad = loaded
         self._blocklist_mtime = mtime
         self.filter.set_blocklist(networks)
         for number, line in bad[:20]:
@@ -174,7 +189,7 @@ class EdgeGuard:
         while True:
             with contextlib.suppress(Exception):
                 await self.bans.sync(time.time(), loop.time())
-            self.load_blocklist()
+            await self.refresh_blocklist()
             await asyncio.sleep(self.sync_seconds)
 
     def stats(self) -> dict[str, Any]:

@@ -143,3 +143,24 @@ def test_sources_in_a_peer_network_are_banned_only_for_failing_to_authenticate()
         return edge.banned
 
     assert "10.1.1.1" in asyncio.run(main())
+
+
+def test_the_blocklist_file_is_loaded_and_reloaded_when_it_changes(tmp_path: Any) -> None:
+    import os
+
+    from sipguard.edge.guard import EdgeGuard
+
+    path = tmp_path / "apiban.txt"
+    path.write_text("203.0.113.0/24\nnot an address\n")
+    edge = EdgeFilter([PEER])
+    log = Log()
+    guard = EdgeGuard(edge, Bans(BanSettings(), MemoryStore(), edge, log), log, blocklist=path)
+    assert guard.load_blocklist() and not guard.load_blocklist()  # unchanged: not read again
+    assert edge.check("203.0.113.9", PLAIN, NOW) is Drop.BLOCKLISTED
+    assert [fields["line"] for _, event, fields in log.lines
+            if event == "edge.blocklist_line_skipped"] == ["not an address"]
+    path.write_text("198.51.100.0/24\n")
+    os.utime(path, (1, 1))  # a new mtime, whatever the clock's resolution
+    assert asyncio.run(guard.refresh_blocklist())
+    assert edge.check("203.0.113.10", PLAIN, NOW) is None
+    assert edge.check("198.51.100.4", PLAIN, NOW) is Drop.BLOCKLISTED

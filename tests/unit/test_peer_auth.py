@@ -157,3 +157,23 @@ def test_a_trunk_that_registers_is_registered_then_refreshed_before_expiry():
     retried = [m for m in only(harness.advance(61.0), TRUNK) if isinstance(m, Request)]
     assert {(m.method, m.cseq.number) for m in retried} == {
         ("REGISTER", refresh[0].cseq.number + 1)}
+
+
+def test_credentials_for_another_number_are_refused():
+    """The digest-uri names the Request-URI: credentials computed for one number do not
+    place a call to another (and a user-less digest-uri needs relaxed_uri)."""
+    harness = Harness(auth=True)
+    unauthorized = _challenged(harness)
+    challenges = [parse_challenge(v) for v in unauthorized.headers.values("WWW-Authenticate")]
+    value = authorization(challenges[0], "INVITE", "sip:12125550000@127.0.0.1:5060", "pbx",
+                          PBX_PASSWORD, cnonce="c0ffee", nc=1)
+    sent = harness.feed(invite(call_id="call-7", branch="z9hG4bK-o1", cseq=2,
+                               extra=f"Authorization: {value}\r\n"), PBX)
+    assert only(sent, TRUNK) == []
+    assert harness.commands[-1] == SourceFailure(
+        "127.0.0.1", "authentication failed: credentials for another URI")
+    userless = authorization(challenges[0], "INVITE", "sip:127.0.0.1:5060", "pbx",
+                             PBX_PASSWORD, cnonce="c0ffee", nc=1)
+    sent = harness.feed(invite(call_id="call-8", branch="z9hG4bK-o2", cseq=2,
+                               extra=f"Authorization: {userless}\r\n"), PBX)
+    assert only(sent, TRUNK) == []
