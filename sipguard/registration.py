@@ -10,7 +10,7 @@ controller: it sends through the endpoint and is driven by ``now``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sipguard.calls import LogEvent, Trunk, contact_for
 from sipguard.sip.digest import Challenge, authorization, best_challenge
@@ -37,7 +37,8 @@ class Binding:
     pending: ClientTransaction | None = None
     challenged: bool = False  # the pending REGISTER carries credentials
     registered_until: float | None = None
-    attempts: list[str] = field(default_factory=list)
+    expires: int = 3600  # asked for (raised to a registrar's Min-Expires after a 423)
+    contact: str = ""  # ours, to find our binding among the registrar's Contacts
 
 
 class Registrations:
@@ -48,7 +49,7 @@ class Registrations:
         self.endpoint = endpoint
         self.expires = expires
         self._token = token
-        self.bindings = [Binding(trunk, f"{token(20)}@sipguard", token(10))
+        self.bindings = [Binding(trunk, f"{token(20)}@sipguard", token(10), expires=expires)
                          for trunk in trunks if trunk.register and trunk.auth is not None]
         self._by_transaction: dict[ClientTransaction, Binding] = {}
 
@@ -75,7 +76,7 @@ class Registrations:
         binding.pending = None
         name = binding.trunk.name
         if response.status_code < 300:
-            granted = max(_granted(response, self.expires), MIN_BINDING)
+            granted = max(_granted(response, binding.contact, binding.expires), MIN_BINDING)
             binding.registered_until = now + granted
             binding.due = now + granted * REFRESH_AT
             return [LogEvent("trunk.registered", "info", {"trunk": name, "expires": granted})]
@@ -85,6 +86,11 @@ class Registrations:
             if chosen is not None:
                 self._send(binding, now, (response.status_code, chosen))
                 return []
+        minimum = (response.headers.get("Min-Expires") or "").strip()
+        if response.status_code == 423 and minimum.isdigit() and int(minimum) > binding.expires:
+            binding.expires = int(minimum)  # Interval Too Brief (RFC 3261 §10.3): ask again
+            self._send(binding, now)
+            return []
         binding.due = now + RETRY_SECONDS
         return [LogEvent("trunk.registration_failed", "warning", {
             "trunk": name, "status": response.status_code, "reason": response.reason,
@@ -114,8 +120,9 @@ class Registrations:
         headers.add("To", f"<{aor}>")
         headers.add("Call-ID", binding.call_id)
         headers.add("CSeq", f"{binding.cseq} REGISTER")
-        headers.add("Contact", contact_for(local))
-        headers.add("Expires", str(self.expires))
+        binding.contact = contact_for(local)
+        headers.add("Contact", binding.contact)
+        headers.add("Expires", str(binding.expires))
         binding.challenged = challenge is not None
         if challenge is not None:
             status, chosen = challenge
@@ -128,13 +135,18 @@ class Registrations:
         self._by_transaction[transaction] = binding
 
 
-def _granted(response: Response, asked: int) -> float:
-    """The binding's lifetime the registrar granted: the Contact's expires, else Expires."""
+def _granted(response: Response, contact: str, asked: int) -> float:
+    """The lifetime the registrar granted our binding: our Contact's expires (other
+    Contacts are other devices' bindings of the same account), else Expires."""
+    ours = contact.strip("<>")
     for value in response.headers.values("Contact"):
-        for part in value.split(";")[1:]:
-            name, _, number = part.strip().partition("=")
-            if name.lower() == "expires" and number.strip().isdigit():
-                return float(number)
+        for entry in value.split(","):
+            if ours not in entry:
+                continue
+            for part in entry.split(">", 1)[-1].split(";")[1:]:
+                name, _, number = part.strip().partition("=")
+                if name.lower() == "expires" and number.strip().isdigit():
+                    return float(number)
     expires = response.headers.get("Expires")
     if expires is not None and expires.strip().isdigit():
         return float(expires)

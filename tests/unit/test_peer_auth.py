@@ -177,3 +177,29 @@ def test_credentials_for_another_number_are_refused():
     sent = harness.feed(invite(call_id="call-8", branch="z9hG4bK-o2", cseq=2,
                                extra=f"Authorization: {userless}\r\n"), PBX)
     assert only(sent, TRUNK) == []
+
+
+def test_registration_honours_min_expires_and_reads_its_own_binding():
+    from dataclasses import replace
+
+    from sipguard.calls import PeerAuth
+    from sipguard.registration import Registrations
+    from tests.unit.b2bua_harness import response_to
+
+    harness = Harness()
+    trunk = replace(harness.controller.trunks[0], auth=PeerAuth("acme", "s3cret"), register=True)
+    harness.controller.trunks = [trunk]
+    harness.controller.registrations = Registrations(harness.endpoint, [trunk], 300,
+                                                     harness.endpoint.new_token)
+    (register,) = only(harness.advance(0.0), TRUNK)
+    assert isinstance(register, Request)
+    sent = harness.feed(response_to(register, 423, "Interval Too Brief", to_tag=None,
+                                    extra=[("Min-Expires", "900")]), TRUNK)
+    (again,) = only(sent, TRUNK)
+    assert isinstance(again, Request) and again.headers.get("Expires") == "900"
+    ours = again.headers.get("Contact") or ""
+    contacts = [("Contact", "<sip:other-phone@198.51.100.9:5060>;expires=30"),
+                ("Contact", f"{ours};expires=800")]
+    harness.feed(response_to(again, 200, "OK", to_tag=None, contact=None, extra=contacts),
+                 TRUNK)
+    assert harness.events("trunk.registered")[0].fields["expires"] == 800.0
