@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime as dt
 import json
 import os
 import platform
@@ -57,11 +56,10 @@ from bench_calls import (  # noqa: E402
     stat_time,
     stop_process,
 )
-from sipguard_process import SipguardProcess  # noqa: E402
+from sipguard_process import SipguardProcess, write_results  # noqa: E402
 
 FIXTURES = REPO_DIR / "tests" / "sip_fixtures"
 POLICY = REPO_DIR / "tests" / "policies" / "basic.yaml"
-RESULTS_DIR = BENCH_DIR / "results"
 SIPGUARD_HOST = "127.0.0.1"
 PBX_HOST = "127.0.0.5"  # the peer, and the trunk's address
 STRANGER = "127.0.0.2"  # the flood's source
@@ -351,13 +349,7 @@ def main(argv: list[str] | None = None) -> int:
         results[name] = run(kind, args.calls, args.rate, args.flood, args.flood_rate,
                             args.flood_timeout)
         print_run(labels[name], results[name])
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    name = f"edge-{stamp}{'-quick' if args.quick else ''}.json"
-    (RESULTS_DIR / name).write_text(json.dumps(results, indent=2))
-    print(f"results: bench/results/{name}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    write_results("edge-quick" if args.quick else "edge", results, args.json)
     return 0
 
 

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import json
 import os
 import platform
 import shutil
@@ -43,13 +42,12 @@ sys.path.insert(0, str(REPO_DIR))
 sys.path.insert(0, str(BENCH_DIR))
 
 from bench_calls import free_udp_port, percentile, stop_process  # noqa: E402
-from sipguard_process import SipguardProcess  # noqa: E402
+from sipguard_process import SipguardProcess, write_results  # noqa: E402
 
 from sipguard.pins import hash_pin, save_pin_file, verify_pin  # noqa: E402
 
 FIXTURES = REPO_DIR / "tests" / "sip_fixtures"
 PIN_POLICY = REPO_DIR / "tests" / "policies" / "pin.yaml"
-RESULTS_DIR = BENCH_DIR / "results"
 HOST = "127.0.0.1"
 DIALLED = "12125551234"
 PIN = "246810"
@@ -277,12 +275,7 @@ def main(argv: list[str] | None = None) -> int:
           f"p99 {setup['reinvite_step_ms']['p99']} ms; PIN '#' -> media on the trunk "
           f"p50 {setup['pin_key_to_trunk_media_ms']['p50']} ms, "
           f"p99 {setup['pin_key_to_trunk_media_ms']['p99']} ms")
-    RESULTS_DIR.mkdir(exist_ok=True)
-    name = f"pin-{dt.datetime.now(dt.UTC).strftime('%Y%m%dT%H%M%SZ')}.json"
-    (RESULTS_DIR / name).write_text(json.dumps(results, indent=2))
-    print(f"results: bench/results/{name}")
-    if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    write_results("pin", results, args.json)
     return 0
 
 

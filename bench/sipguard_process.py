@@ -72,3 +72,15 @@ class SipguardProcess:
     def stop(self) -> None:
         stop_process(self.process)
         self.stderr.close()
+
+
+def write_results(name: str, results: dict[str, Any], also: str | None) -> None:
+    """Results as JSON in bench/results/NAME-<time>.json (and in ``also`` when given)."""
+    directory = Path(__file__).resolve().parent / "results"
+    directory.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    path = directory / f"{name}-{stamp}.json"
+    path.write_text(json.dumps(results, indent=2))
+    print(f"results: bench/results/{path.name}")
+    if also:
+        Path(also).write_text(json.dumps(results, indent=2))

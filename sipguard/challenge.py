@@ -197,8 +197,7 @@ class ChallengeFlow(ControllerBase):
         if status == 100:
             return []
         if status < 200:
-            if response.to_tag and ivr.remote_tag is None:
-                ivr.confirm(response)
+            ivr.take_provisional(response)
             if call.cancelled:
                 self._try_cancel(call, Side.IVR, now)
             elif call.pbx_invite.final_status is None:
@@ -245,9 +244,7 @@ class ChallengeFlow(ControllerBase):
             if call.ivr_ack is not None:  # the 2xx retransmitted
                 self.endpoint.resend(call.ivr_ack, ivr.next_hop())
             return []
-        if ivr.remote_tag is None or ivr.remote_tag != response.to_tag:
-            ivr.remote_tag = None
-        ivr.confirm(response)
+        ivr.take_answer(response)
         call.ivr_answered = True
         if call.cancelled or call.pbx_invite.final_status is not None:
             # The answer crossed our CANCEL: ACK it, then BYE.
@@ -272,8 +269,7 @@ class ChallengeFlow(ControllerBase):
         if status == 100:
             return []
         if status < 200:
-            if response.to_tag and trunk.remote_tag is None:
-                trunk.confirm(response)
+            trunk.take_provisional(response)
             if call.state is CallState.ENDING:
                 self._try_cancel_trunk(call, now)
                 return []
@@ -286,9 +282,7 @@ class ChallengeFlow(ControllerBase):
             if call.trunk_ack is not None:
                 self.endpoint.resend(call.trunk_ack, trunk.next_hop())
                 return []
-            if trunk.remote_tag is None or trunk.remote_tag != response.to_tag:
-                trunk.remote_tag = None
-            trunk.confirm(response)
+            trunk.take_answer(response)
             call.trunk_answered = True
             self._ack_trunk(call)  # our INVITE carried the offer: nothing to wait for
             if call.state is CallState.ENDING:

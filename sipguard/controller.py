@@ -505,8 +505,7 @@ class Controller(ChallengeFlow):
         if status == 100:
             return []
         if status < 200:
-            if response.to_tag and trunk.remote_tag is None:
-                trunk.confirm(response)
+            trunk.take_provisional(response)
             if call.cancelled:
                 self._try_cancel_trunk(call, now)
                 return []
@@ -535,9 +534,7 @@ class Controller(ChallengeFlow):
             return []
         if call.state is CallState.CONFIRMED:
             return []  # waiting for the PBX's ACK
-        if trunk.remote_tag is None or trunk.remote_tag != response.to_tag:
-            trunk.remote_tag = None
-        trunk.confirm(response)
+        trunk.take_answer(response)
         call.trunk_answered = True
         if call.cancelled or call.pbx_invite.final_status is not None:
             # The answer crossed our CANCEL (RFC 3261 §9.1): ACK it, then BYE.

@@ -87,6 +87,18 @@ class Dialog:
             self.route_set = checked_routes(reversed(response.headers.values("Record-Route")))
         self.refresh_target(response.contact)
 
+    def take_provisional(self, response: Response) -> None:
+        """A 1xx of our INVITE: the first with a tag makes the dialog early."""
+        if response.to_tag and self.remote_tag is None:
+            self.confirm(response)
+
+    def take_answer(self, response: Response) -> None:
+        """The 2xx of our INVITE confirms the dialog; a 2xx from another fork than the
+        early dialog's takes its tag (RFC 3261 §13.2.2.4)."""
+        if self.remote_tag != response.to_tag:
+            self.remote_tag = None
+        self.confirm(response)
+
     def refresh_target(self, contact: NameAddress | None) -> None:
         """A target refresh request or response changed the remote target (§12.2)."""
         if contact is not None and contact.uri.is_sip:

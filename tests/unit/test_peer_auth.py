@@ -124,17 +124,9 @@ def test_the_trunks_401_is_answered_with_its_credentials_once():
 
 
 def test_a_trunk_that_registers_is_registered_then_refreshed_before_expiry():
-    from dataclasses import replace
-
-    from sipguard.calls import PeerAuth
-    from sipguard.registration import Registrations
     from tests.unit.b2bua_harness import response_to
 
-    harness = Harness()
-    trunk = replace(harness.controller.trunks[0], auth=PeerAuth("acme", "s3cret"), register=True)
-    harness.controller.trunks = [trunk]
-    harness.controller.registrations = Registrations(harness.endpoint, [trunk], 300,
-                                                     harness.endpoint.new_token)
+    harness = _registering_harness()
     (register,) = only(harness.advance(0.0), TRUNK)
     assert isinstance(register, Request) and register.method == "REGISTER"
     assert register.headers.get("Expires") == "300" and "Authorization" not in register.headers
@@ -180,17 +172,9 @@ def test_credentials_for_another_number_are_refused():
 
 
 def test_registration_honours_min_expires_and_reads_its_own_binding():
-    from dataclasses import replace
-
-    from sipguard.calls import PeerAuth
-    from sipguard.registration import Registrations
     from tests.unit.b2bua_harness import response_to
 
-    harness = Harness()
-    trunk = replace(harness.controller.trunks[0], auth=PeerAuth("acme", "s3cret"), register=True)
-    harness.controller.trunks = [trunk]
-    harness.controller.registrations = Registrations(harness.endpoint, [trunk], 300,
-                                                     harness.endpoint.new_token)
+    harness = _registering_harness()
     (register,) = only(harness.advance(0.0), TRUNK)
     assert isinstance(register, Request)
     sent = harness.feed(response_to(register, 423, "Interval Too Brief", to_tag=None,
@@ -203,3 +187,18 @@ def test_registration_honours_min_expires_and_reads_its_own_binding():
     harness.feed(response_to(again, 200, "OK", to_tag=None, contact=None, extra=contacts),
                  TRUNK)
     assert harness.events("trunk.registered")[0].fields["expires"] == 800.0
+
+
+def _registering_harness() -> Harness:
+    """A harness whose trunk registers (acme / s3cret), asking for 300 s."""
+    from dataclasses import replace
+
+    from sipguard.calls import PeerAuth
+    from sipguard.registration import Registrations
+
+    harness = Harness()
+    trunk = replace(harness.controller.trunks[0], auth=PeerAuth("acme", "s3cret"), register=True)
+    harness.controller.trunks = [trunk]
+    harness.controller.registrations = Registrations(harness.endpoint, [trunk], 300,
+                                                     harness.endpoint.new_token)
+    return harness
