@@ -19,7 +19,8 @@ from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.headers import Headers, NameAddress, parse_name_address
 from sipguard.sip.message import Message, Request, Response
 from sipguard.sip.sdp import SdpOrigin
-from sipguard.sip.transaction import Address, ClientTransaction, ServerTransaction
+from sipguard.sip.transaction import ClientTransaction, ServerTransaction
+from sipguard.sip.transport import Address, Hop, Local, as_local, transport_parameter
 from sipguard.sip.uri import Uri
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -60,9 +61,10 @@ class Trunk:
 
     name: str
     uri: Uri
-    address: Address
+    address: Hop  # host, port and the transport the URI names
     auth: PeerAuth | None = None  # credentials for the carrier's 401/407
     register: bool = False  # REGISTER with the carrier (with auth), refreshed before expiry
+    tls_name: str | None = None  # the name the carrier's TLS certificate is for (SNI too)
 
 
 class Side(enum.Enum):
@@ -391,7 +393,8 @@ def extension_of(request: Request, header: str) -> str | None:
     return user_of(request.from_address) or None
 
 
-def contact_for(local: Address) -> str:
-    """Our Contact for a leg whose messages leave from ``local``."""
-    host = f"[{local[0]}]" if ":" in local[0] else local[0]
-    return f"<sip:sipguard@{host}:{local[1]}>"
+def contact_for(local: Local | Address) -> str:
+    """Our Contact for a leg whose messages leave from ``local`` (with its transport)."""
+    local = as_local(local)
+    host = f"[{local.host}]" if ":" in local.host else local.host
+    return f"<sip:sipguard@{host}:{local.port}{transport_parameter(local.transport)}>"

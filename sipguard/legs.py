@@ -39,7 +39,8 @@ from sipguard.sip.digest import authorization, best_challenge
 from sipguard.sip.endpoint import Endpoint
 from sipguard.sip.headers import NameAddress
 from sipguard.sip.message import Message, Request, Response
-from sipguard.sip.transaction import Address, ClientTransaction, ServerTransaction
+from sipguard.sip.transaction import ClientTransaction, ServerTransaction
+from sipguard.sip.transport import Address, Hop
 from sipguard.sip.uri import Uri
 
 
@@ -175,8 +176,8 @@ class ControllerBase:
         destination = trunk.address
         local = self.endpoint.local_for(destination)
         dialled = invite.uri.user or user_of(invite.to_address)
-        target = Uri(scheme="sip", user=dialled, host=trunk.uri.host, port=trunk.uri.port,
-                     parameters=trunk.uri.parameters)
+        target = Uri(scheme=trunk.uri.scheme, user=dialled, host=trunk.uri.host,
+                     port=trunk.uri.port, parameters=trunk.uri.parameters)
         to_address = NameAddress(None, target, ())
         from_address = without_tag(invite.from_address)
         trunk_dialog = Dialog(
@@ -225,7 +226,7 @@ class ControllerBase:
             request.body = body.content
         return request
 
-    def _send_trunk_invite(self, call: Call, request: Request, destination: Address,
+    def _send_trunk_invite(self, call: Call, request: Request, destination: Hop,
                            now: float) -> None:
         transaction = self.endpoint.send_request(request, destination, now)
         call.trunk_invite = transaction

@@ -1,15 +1,18 @@
 """The service: sockets and timers around the sans-IO endpoint and controller.
 
-This is the pump of ../shared/DESIGN.md. Each received datagram goes into
-``Endpoint.receive_datagram``; the events go to the controller; its
-commands are carried out (screening, logging); what the endpoint wants
-sent is sent; the single timer is re-armed for the endpoint's next
-deadline. The per-datagram path creates no task and no extra queue entry.
+This is the pump of ../shared/DESIGN.md. Each received datagram (or message
+framed from a TCP/TLS stream) goes into ``Endpoint.receive_datagram``; the
+events go to the controller; its commands are carried out (screening,
+logging); what the endpoint wants sent is sent, on the UDP socket or the
+stream connection of its local address; the single timer is re-armed for
+the endpoint's next deadline. The per-datagram path creates no task and no
+extra queue entry.
 
-Received datagrams wait in a bounded queue: when it is full, new ones are
-dropped and counted rather than letting memory grow without limit under a
-flood. ICMP errors (a trunk that is down answers "port unreachable") are
-logged and the socket keeps serving.
+The transports themselves live in ``sipguard/transports/``: UDP sockets with
+a bounded receive queue, and TCP/TLS listeners whose connections call back
+into :class:`Service` (``stream_admit``, ``stream_message``, ``stream_closed``).
+ICMP errors (a trunk that is down answers "port unreachable") are logged and
+the socket keeps serving.
 """
 
 from __future__ import annotations
@@ -28,8 +31,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import asyncio_dgram
-from asyncio_dgram.aio import DatagramServer
-from asyncio_dgram.aio import Protocol as DgramProtocol
 
 from sipguard import logs
 from sipguard.calls import (
@@ -43,6 +44,7 @@ from sipguard.calls import (
 from sipguard.control import ControlServer
 from sipguard.controller import Controller, IvrLink
 from sipguard.edge import Bans, EdgeFilter
+from sipguard.edge.filter import Drop
 from sipguard.edge.guard import EdgeGuard, exempt_networks, known_networks
 from sipguard.ivr.pool import IvrPool
 from sipguard.ivr.port import TOKEN_HEADER, IvrResult
@@ -50,61 +52,16 @@ from sipguard.peerauth import Authenticator
 from sipguard.pins import PinGuard
 from sipguard.policyfile import LoadedPolicy
 from sipguard.screening import Charge, Screener, Screening, failed_closed, make_store
-from sipguard.settings import ListenAddress, Settings
+from sipguard.settings import Settings
 from sipguard.sip.endpoint import Datagram, Endpoint
-from sipguard.sip.transaction import Address
-
-
-class BoundedProtocol(DgramProtocol):
-    """asyncio-dgram's protocol with a cap on datagrams waiting to be read."""
-
-    def __init__(self, queue: asyncio.Queue[Any], errors: asyncio.Queue[Any],
-                 drained: asyncio.Event, limit: int) -> None:
-        super().__init__(queue, errors, drained)
-        self._queue = queue
-        self._limit = limit
-        self.dropped = 0
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        if self._queue.qsize() >= self._limit:
-            self.dropped += 1
-            return
-        self._queue.put_nowait((data, addr))
-
-
-class Listener:
-    """One bound UDP socket: the asyncio-dgram stream, its queue and transport."""
-
-    def __init__(self, stream: DatagramServer, transport: asyncio.DatagramTransport,
-                 queue: asyncio.Queue[Any], protocol: BoundedProtocol, local: Address) -> None:
-        self.stream = stream
-        self.transport = transport
-        self.queue = queue
-        self.protocol = protocol
-        self.local = local
-
-
-async def bind_listener(address: ListenAddress, limit: int) -> Listener:
-    """Bind one UDP listen address with a bounded receive queue."""
-    loop = asyncio.get_running_loop()
-    family = socket.AF_INET6 if ":" in address.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_DGRAM)
-    if family == socket.AF_INET6:
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
-    sock.bind((address.host, address.port))
-    sock.setblocking(False)
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    errors: asyncio.Queue[Any] = asyncio.Queue()
-    drained = asyncio.Event()
-    protocol = BoundedProtocol(queue, errors, drained, limit)
-    transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
-    # asyncio-dgram's stub names the transport parameter DatagramProtocol by mistake.
-    stream = DatagramServer(transport, queue, errors, drained)  # type: ignore[arg-type]
-    bound = sock.getsockname()
-    return Listener(stream, transport, queue, protocol, (bound[0], bound[1]))
-
+from sipguard.sip.transport import UDP, Address, Local
+from sipguard.transports import (
+    StreamTransport,
+    UdpListener,
+    bind_udp,
+    client_context,
+    server_context,
+)
 
 ShutdownTrigger = Callable[[], Awaitable[None]]
 RELEASE_BATCH_SECONDS = 0.02  # finished calls' leases go to the store together
@@ -126,8 +83,10 @@ class Service:
         self._release_handle: asyncio.TimerHandle | None = None
         # Unique per process start: a restarted container reuses its host name and pid.
         self._node = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.listeners: list[Listener] = []
-        self._by_local: dict[Address, Listener] = {}
+        self.listeners: list[UdpListener] = []
+        self._by_local: dict[Local, UdpListener] = {}
+        self.streams: list[StreamTransport] = []
+        self._streams_by_local: dict[Local, StreamTransport] = {}
         self.endpoint: Endpoint | None = None
         self.controller: Controller | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -161,10 +120,9 @@ class Service:
         """Serve until SIGTERM/SIGINT (or ``shutdown_trigger``), then drain and stop."""
         self._loop = asyncio.get_running_loop()
         settings = self.settings
-        for address in settings.listen:
-            self.listeners.append(await bind_listener(address, settings.receive_queue))
-        self._by_local = {listener.local: listener for listener in self.listeners}
-        self.endpoint = Endpoint([listener.local for listener in self.listeners],
+        await self._bind()
+        self.endpoint = Endpoint([*(listener.local for listener in self.listeners),
+                                  *(stream.local for stream in self.streams)],
                                  settings.timers, settings.max_message_size,
                                  server_name=settings.user_agent)
         ivr_config = settings.ivr
@@ -186,13 +144,13 @@ class Service:
         self._install_signals()
         logs.lifecycle_logger().warning(
             "service.started",
-            listen=[_listen_text(listener.local) for listener in self.listeners],
+            listen=[str(local) for local in self.endpoint.local_addresses],
             peers=[peer.name for peer in settings.peers],
             trunks=[trunk.name for trunk in settings.trunks],
             event_loop=type(self._loop).__module__.split(".")[0],
             policy=str(settings.policy_path),
             policy_version=self.screener.policy.version,
-            ivr=[] if self.ivr is None else [_listen_text(address)
+            ivr=[] if self.ivr is None else [str(Local(*address))
                                              for address, _, _ in self.ivr.links],
             ivr_capacity=0 if self.ivr is None else self.ivr.capacity,
         )
@@ -226,6 +184,8 @@ class Service:
             reader.cancel()
         for listener in self.listeners:
             listener.transport.close()
+        for stream in self.streams:
+            await stream.stop()
         if self._timer is not None:
             self._timer.cancel()
         if self._release_handle is not None:
@@ -239,6 +199,30 @@ class Service:
         await self.screener.store.close()
         logs.lifecycle_logger().warning("service.stopped", **self.stats())
         return 0
+
+    async def _bind(self) -> None:
+        """Bind every listen address: UDP sockets, TCP and TLS listeners."""
+        settings = self.settings
+        tls = settings.tls
+        wants_tls = any(address.transport == "tls" for address in settings.listen)
+        server_tls = server_context(tls) if wants_tls else None
+        client_tls = client_context(tls) if wants_tls else None
+        server_names = {trunk.address.address: trunk.tls_name for trunk in settings.trunks
+                        if trunk.tls_name}
+        for address in settings.listen:
+            if address.transport == "udp":
+                self.listeners.append(
+                    await bind_udp(address.host, address.port, settings.receive_queue))
+                continue
+            is_tls = address.transport == "tls"
+            stream = StreamTransport(address.host, address.port, address.sip_transport,
+                                     settings.streams, settings.max_message_size, self,
+                                     self.log, server_tls if is_tls else None,
+                                     client_tls if is_tls else None, server_names)
+            await stream.start()
+            self.streams.append(stream)
+        self._by_local = {listener.local: listener for listener in self.listeners}
+        self._streams_by_local = {stream.local: stream for stream in self.streams}
 
     async def _start_ivr(self) -> list[IvrLink]:
         """Start the PIN IVR; without it, calls that need a PIN are refused (fail closed)."""
@@ -308,6 +292,7 @@ class Service:
             "dialogs": controller.dialog_count if controller else 0,
             "transactions": endpoint.transaction_count if endpoint else 0,
             "dropped_datagrams": sum(listener.protocol.dropped for listener in self.listeners),
+            "streams": {str(stream.local): stream.stats() for stream in self.streams},
             "icmp_errors": self.icmp_errors,
             "ivr_sessions": self.ivr.active_sessions if self.ivr is not None else 0,
             **self.edge.stats(),
@@ -360,7 +345,7 @@ class Service:
 
     # -- the pump ------------------------------------------------------------------
 
-    async def _read(self, listener: Listener) -> None:
+    async def _read(self, listener: UdpListener) -> None:
         queue = listener.queue
         while True:
             try:
@@ -371,7 +356,7 @@ class Service:
                 # An ICMP error (port unreachable from a dead trunk) surfaces here.
                 self.icmp_errors += 1
                 self.log.warning("transport.icmp_error", error=str(error),
-                                 local=_listen_text(listener.local))
+                                 local=str(listener.local))
                 continue
             self._receive(data, source, listener.local)
             while not queue.empty():
@@ -380,20 +365,51 @@ class Service:
                     return
                 self._receive(data, source, listener.local)
 
-    def _receive(self, data: bytes, source: Any, local: Address) -> None:
+    def _receive(self, data: bytes, source: Any, local: Local,
+                 too_large: bool = False) -> Drop | None:
         endpoint, controller, loop = self.endpoint, self.controller, self._loop
         assert endpoint is not None and controller is not None and loop is not None
         now = loop.time()
         address = (source[0], source[1])
+        drop: Drop | None = None
         try:
-            if self.edge.check(source[0], data, now) is not None:
-                return  # banned, blocklisted, flooding, a scanner: not worth parsing
-            events = endpoint.receive_datagram(data, address, local, now)
+            drop = self.edge.check(source[0], data, now)
+            if drop is not None:
+                return drop  # banned, blocklisted, flooding, a scanner: not worth parsing
+            events = endpoint.receive_datagram(data, address, local, now, too_large)
             for event in events:
                 self._run(controller.handle(event, now), now)
         except Exception:  # the last line of defence: one bad datagram must not stop the service
-            self.log.exception("sip.internal_error", source=_listen_text(address),
+            self.log.exception("sip.internal_error", source=str(Local(*address)),
                                size=len(data))
+        self._after_pump()
+        return drop
+
+    # -- TCP and TLS connections (sipguard.transports.stream.StreamHandler) ------------
+
+    def stream_admit(self, host: str) -> bool:
+        """A connection from a banned or blocklisted source is refused at once."""
+        loop = self._loop
+        return loop is None or self.edge.admit(host, loop.time())
+
+    def stream_message(self, data: bytes, source: Address, local: Local,
+                       too_large: bool) -> bool:
+        """One message framed from a stream; a source banned meanwhile loses its connection."""
+        return self._receive(data, source, local, too_large) not in (Drop.BANNED,
+                                                                    Drop.BLOCKLISTED)
+
+    def stream_closed(self, local: Local, remote: Address, reason: str) -> None:
+        """A connection ended or failed: requests waiting on it fail now (RFC 3261 §8.1.3.1)."""
+        endpoint, controller, loop = self.endpoint, self.controller, self._loop
+        if endpoint is None or controller is None or loop is None:
+            return
+        endpoint.connection_closed(local.transport, remote)
+        now = loop.time()
+        try:
+            for event in endpoint.transport_failed(local, remote, now):
+                self._run(controller.handle(event, now), now)
+        except Exception:
+            self.log.exception("sip.internal_error", during="stream_closed", reason=reason)
         self._after_pump()
 
     def _on_timer(self) -> None:
@@ -555,30 +571,33 @@ class Service:
         if not datagrams:
             return
         for datagram in datagrams:
-            listener = self._by_local.get(datagram.local) or self.listeners[0]
             host, port = datagram.destination
             if not _is_ip_literal(host):
                 resolved = self._resolved.get(host)
                 if resolved is None:
                     # A Contact or Route with a host name: resolve off the fast path.
-                    task = asyncio.ensure_future(self._resolve_and_send(listener, datagram))
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+                    self._background_task(self._resolve_and_send(datagram))
                     continue
                 host = resolved
-            self._send(listener, datagram.data, (host, port))
+            self._send(datagram.local, datagram.data, (host, port))
 
-    def _send(self, listener: Listener, data: bytes, destination: Address) -> None:
+    def _send(self, local: Local, data: bytes, destination: Address) -> None:
+        if local.transport != UDP:
+            stream = self._streams_by_local.get(local)
+            if stream is not None:
+                stream.send(data, destination)
+                return
+        listener = self._by_local.get(local) or self.listeners[0]
         try:
             listener.transport.sendto(data, destination)
         except (OSError, ValueError) as error:
             self.log.warning("transport.send_failed", error=str(error),
-                             destination=_listen_text(destination))
+                             destination=str(Local(*destination)))
 
-    async def _resolve_and_send(self, listener: Listener, datagram: Datagram) -> None:
+    async def _resolve_and_send(self, datagram: Datagram) -> None:
         loop = asyncio.get_running_loop()
         host, port = datagram.destination
-        family = socket.AF_INET6 if ":" in listener.local[0] else socket.AF_INET
+        family = socket.AF_INET6 if ":" in datagram.local.host else socket.AF_INET
         try:
             answers = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
         except OSError as error:
@@ -590,7 +609,7 @@ class Service:
         address = str(answers[0][4][0])
         if len(self._resolved) < 1024:
             self._resolved[host] = address
-        self._send(listener, datagram.data, (address, port))
+        self._send(datagram.local, datagram.data, (address, port))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -600,8 +619,3 @@ def _is_ip_literal(host: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def _listen_text(address: Address) -> str:
-    host, port = address[0], address[1]
-    return f"udp:[{host}]:{port}" if ":" in host else f"udp:{host}:{port}"

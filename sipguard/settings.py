@@ -18,11 +18,13 @@ from sipguard.edge.bans import BanSettings
 from sipguard.edge.filter import SCANNER_AGENTS
 from sipguard.ivr.port import PROMPT_NAMES, IvrConfig
 from sipguard.pins import MIN_PIN_LENGTH, PinSettings
-from sipguard.sip.dialog import uri_address
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.message import DEFAULT_MAX_MESSAGE_SIZE
 from sipguard.sip.transaction import TimerSettings
+from sipguard.sip.transport import UDP, uri_hop
 from sipguard.sip.uri import parse_uri
+from sipguard.transports.stream import StreamSettings
+from sipguard.transports.tls import VERSIONS, TlsSettings, client_context, server_context
 from sipguard.yamlfile import ConfigError, MarkedDict, Problems, line_of, load_marked
 
 DEFAULT_CONFIG_PATHS = (Path("conf/sipguard.yaml"), Path("/etc/sipguard/sipguard.yaml"))
@@ -32,6 +34,10 @@ EDGE_KEYS = ("rate", "burst", "max_sources", "scanner_agents", "unknown_sources"
              "maxretry", "bantime", "bantime_growth", "max_bantime", "blocklist",
              "sync_seconds")
 PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
+TRANSPORT_KEYS = ("idle_timeout", "max_connections", "max_connections_per_source",
+                  "connect_timeout", "handshake_timeout")
+TLS_KEYS = ("certificate", "key", "client_ca", "verify_client", "ca", "verify_server",
+            "min_version")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
             "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "answer_after",
             "workers", "prompts")
@@ -39,11 +45,16 @@ IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_
 
 @dataclass(frozen=True, slots=True)
 class ListenAddress:
-    """One address to receive SIP on."""
+    """One address to receive SIP on (``transport`` is udp, tcp or tls)."""
 
     transport: str
     host: str
     port: int
+
+    @property
+    def sip_transport(self) -> str:
+        """The transport as SIP writes it in a Via (UDP, TCP, TLS)."""
+        return self.transport.upper()
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -95,6 +106,8 @@ class Settings:
     ivr: IvrConfig = field(default_factory=IvrConfig)
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     control_socket: Path = Path("var/sipguard.sock")
+    streams: StreamSettings = field(default_factory=StreamSettings)
+    tls: TlsSettings = field(default_factory=TlsSettings)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -108,14 +121,15 @@ def find_config(explicit: str | None) -> Path:
 
 
 def parse_listen(text: str) -> ListenAddress:
-    """Parse ``udp:HOST:PORT`` (``udp:[::1]:5060`` for IPv6)."""
+    """Parse ``udp:HOST:PORT``, ``tcp:…`` or ``tls:…`` (``udp:[::1]:5060`` for IPv6)."""
     transport, colon, rest = text.partition(":")
-    if not colon or transport.lower() != "udp":
-        raise ValueError("must look like udp:HOST:PORT (only udp for now)")
+    transport = transport.lower()
+    if not colon or transport not in ("udp", "tcp", "tls"):
+        raise ValueError("must look like udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT")
     if rest.startswith("["):
         host, bracket, port_text = rest[1:].partition("]")
         if not bracket or not port_text.startswith(":"):
-            raise ValueError("IPv6 addresses are written udp:[::1]:5060")
+            raise ValueError(f"IPv6 addresses are written {transport}:[::1]:5060")
         port_text = port_text[1:]
     else:
         host, _, port_text = rest.rpartition(":")
@@ -125,7 +139,7 @@ def parse_listen(text: str) -> ListenAddress:
         raise ValueError(f"{host!r} is not an IP address") from None
     if not port_text.isdigit() or int(port_text) > 65535:
         raise ValueError(f"{port_text!r} is not a port number")
-    return ListenAddress("udp", host, int(port_text))
+    return ListenAddress(transport, host, int(port_text))
 
 
 def load_settings(path: Path) -> Settings:
@@ -135,7 +149,7 @@ def load_settings(path: Path) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): must be a mapping of settings"])
     known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging", "store", "pin",
-             "ivr", "edge"}
+             "ivr", "edge", "transport", "tls"}
     for key in data:
         if key not in known:
             known_list = ", ".join(sorted(known))
@@ -153,8 +167,13 @@ def load_settings(path: Path) -> Settings:
             except ValueError as error:
                 problems.add(line_of(raw_listen, index), f"listen[{index}]", str(error))
 
+    if listen and all(address.transport != "udp" for address in listen):
+        problems.add(line_of(data, "listen"), "listen",
+                     "needs a udp address too (the IVR and OPTIONS pings speak UDP)")
     peers = _load_peers(data, problems)
     trunks = _load_trunks(data, problems)
+    tls = _load_tls(data, path, listen, problems)
+    _check_trunk_transports(data, listen, trunks, problems)
 
     policy_value = data.get("policy")
     if not isinstance(policy_value, str) or not policy_value:
@@ -210,6 +229,8 @@ def load_settings(path: Path) -> Settings:
         edge=_load_edge(data, path, problems),
         control_socket=(path.parent / str(service.get("control_socket",
                                                       DEFAULT_CONTROL_SOCKET))).resolve(),
+        streams=_load_streams(data, problems),
+        tls=tls,
     )
     problems.raise_if_any()
     return settings
@@ -318,7 +339,12 @@ def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
             problems.add(line_of(item, "register"), f"{where}.register",
                          "must be true or false, and true needs auth (username, password)")
             register = False
-        trunks.append(Trunk(item["name"], uri, uri_address(uri), auth, register))
+        tls_name = item.get("tls_name")
+        if tls_name is not None and (not isinstance(tls_name, str) or not tls_name):
+            problems.add(line_of(item, "tls_name"), f"{where}.tls_name",
+                         "must be the host name the carrier's TLS certificate is for")
+            tls_name = None
+        trunks.append(Trunk(item["name"], uri, uri_hop(uri), auth, register, tls_name))
     return trunks
 
 
@@ -513,3 +539,98 @@ def _algorithms(sip: dict[str, Any], problems: Problems) -> tuple[str, ...]:
                      "must list SHA-256 and/or MD5, best first")
         return ("SHA-256", "MD5")
     return tuple(dict.fromkeys(value))
+
+
+def _check_trunk_transports(data: dict[str, Any], listen: list[ListenAddress],
+                            trunks: list[Trunk], problems: Problems) -> None:
+    """A trunk reached over TCP or TLS needs a listener of that transport: its address
+    is the Via and Contact the carrier answers and calls back to."""
+    for index, trunk in enumerate(trunks):
+        transport = trunk.address.transport
+        family_v6 = ":" in trunk.address.host
+        if transport == UDP:
+            continue
+        if not any(address.sip_transport == transport and (":" in address.host) == family_v6
+                   for address in listen):
+            raw = data.get("trunks")
+            line = line_of(raw[index], "uri") if isinstance(raw, list) else 1
+            problems.add(line, f"trunks[{index}].uri",
+                         f"is reached over {transport}: add a {transport.lower()}: address "
+                         f"of the same family to listen")
+
+
+def _load_streams(data: dict[str, Any], problems: Problems) -> StreamSettings:
+    """The ``transport`` section: limits on TCP and TLS connections."""
+    section = _section(data, "transport", problems)
+    _unknown_keys(section, "transport", TRANSPORT_KEYS, problems)
+    defaults = StreamSettings()
+    return StreamSettings(
+        idle_timeout=_number(section, "idle_timeout", defaults.idle_timeout, problems,
+                             "transport", minimum=1.0),
+        max_connections=_integer(section, "max_connections", defaults.max_connections,
+                                 problems, "transport", minimum=1),
+        max_connections_per_source=_integer(
+            section, "max_connections_per_source", defaults.max_connections_per_source,
+            problems, "transport", minimum=1),
+        connect_timeout=_number(section, "connect_timeout", defaults.connect_timeout,
+                                problems, "transport", minimum=0.1),
+        handshake_timeout=_number(section, "handshake_timeout", defaults.handshake_timeout,
+                                  problems, "transport", minimum=0.1),
+    )
+
+
+def _load_tls(data: dict[str, Any], path: Path, listen: list[ListenAddress],
+              problems: Problems) -> TlsSettings:
+    """The ``tls`` section; its files are loaded here so a bad one is named at start."""
+    section = _section(data, "tls", problems)
+    _unknown_keys(section, "tls", TLS_KEYS, problems)
+    files: dict[str, Path | None] = {}
+    for key in ("certificate", "key", "client_ca", "ca"):
+        value = section.get(key)
+        if value is None:
+            files[key] = None
+            continue
+        file = (path.parent / str(value)).resolve()
+        if file.is_file():
+            files[key] = file
+        else:
+            problems.add(line_of(section, key), f"tls.{key}", f"{file} is not a readable file")
+            files[key] = None
+    flags: dict[str, bool] = {}
+    for key, default in (("verify_client", False), ("verify_server", True)):
+        value = section.get(key, default)
+        if not isinstance(value, bool):
+            problems.add(line_of(section, key), f"tls.{key}", "must be true or false")
+            value = default
+        flags[key] = value
+    min_version = str(section.get("min_version", "1.2"))
+    if min_version not in VERSIONS:
+        problems.add(line_of(section, "min_version"), "tls.min_version",
+                     "must be 1.2 or 1.3 (older TLS is not offered)")
+        min_version = "1.2"
+    if flags["verify_client"] and files["client_ca"] is None:
+        problems.add(line_of(section, "verify_client"), "tls.verify_client",
+                     "needs tls.client_ca: the CA client certificates must be signed by")
+    settings = TlsSettings(files["certificate"], files["key"], files["client_ca"],
+                           flags["verify_client"], files["ca"], flags["verify_server"],
+                           min_version)
+    if any(address.transport == "tls" for address in listen) and not problems.messages:
+        _try_contexts(section, data, settings, problems)
+    return settings
+
+
+def _try_contexts(section: dict[str, Any], data: dict[str, Any], settings: TlsSettings,
+                  problems: Problems) -> None:
+    """Build both TLS contexts once, so a bad certificate or key fails the start."""
+    where = section if section else data
+    key = "certificate" if section else "listen"
+    name = "tls.certificate" if section else "listen"
+    if settings.certificate is None or settings.key is None:
+        problems.add(line_of(where, key), name,
+                     "a tls: listen address needs tls.certificate and tls.key")
+        return
+    try:
+        server_context(settings)
+        client_context(settings)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        problems.add(line_of(where, key), name, f"cannot use the certificate or key: {error}")

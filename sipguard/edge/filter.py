@@ -73,6 +73,20 @@ class EdgeFilter:
             self.dropped[drop] += 1
         return drop
 
+    def refuses(self, host: str, now: float) -> Drop | None:
+        """Whether to refuse a TCP/TLS connection from ``host`` (banned or blocklisted)
+        before any byte of it is read or a TLS handshake is spent on it."""
+        if self.is_exempt(host):
+            return None
+        drop: Drop | None = None
+        if self.is_banned(host, now):
+            drop = Drop.BANNED
+        elif self._blocked and self._blocked.contains(host):
+            drop = Drop.BLOCKLISTED
+        if drop is not None:
+            self.dropped[drop] += 1
+        return drop
+
     def _judge(self, host: str, data: bytes, now: float) -> Drop | None:
         until = self._bans.get(host)
         if until is not None:

@@ -89,6 +89,11 @@ class EdgeGuard:
             return Drop.UNKNOWN
         return drop
 
+    def admit(self, host: str, now: float) -> bool:
+        """Whether to take a TCP/TLS connection from ``host``: not banned or blocklisted
+        (the same answer the datagrams of every other transport get)."""
+        return self.filter.refuses(host, now) is None
+
     def report(self, host: str, reason: str, now: float, at_once: bool = False) -> None:
         """Count a failure of ``host`` in the background; ``at_once`` bans it without
         waiting for maxretry failures. Every failed authentication counts (each is a

@@ -14,7 +14,7 @@ from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.grammar import remove_parameter, replace_parameter
 from sipguard.sip.headers import Headers, NameAddress, parse_name_address
 from sipguard.sip.message import Request, Response
-from sipguard.sip.transaction import Address
+from sipguard.sip.transport import Address, Hop, uri_hop
 from sipguard.sip.uri import Uri
 
 
@@ -34,8 +34,7 @@ def with_tag(address: NameAddress, tag: str | None) -> str:
 
 def uri_address(uri: Uri) -> Address:
     """Host and port to send to for a SIP URI (no DNS SRV: a literal or a name)."""
-    port = uri.port if uri.port is not None else (5061 if uri.scheme == "sips" else 5060)
-    return (uri.host_for_socket, port)
+    return uri_hop(uri).address
 
 
 @dataclass(slots=True)
@@ -104,11 +103,12 @@ class Dialog:
         if contact is not None and contact.uri.is_sip:
             self.remote_target = contact.uri
 
-    def next_hop(self) -> Address:
-        """Where requests of this dialog go: the first route, else the target (§8.1.2)."""
+    def next_hop(self) -> Hop:
+        """Where requests of this dialog go: the first route, else the target (§8.1.2),
+        over the transport that URI names."""
         if self.route_set:
-            return uri_address(parse_name_address(self.route_set[0]).uri)
-        return uri_address(self.remote_target)
+            return uri_hop(parse_name_address(self.route_set[0]).uri)
+        return uri_hop(self.remote_target)
 
     def _strict_first_route(self) -> Uri | None:
         """The first route's URI when it is a strict router (no ``lr``), else None."""

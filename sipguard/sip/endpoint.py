@@ -8,6 +8,13 @@ calls :meth:`Endpoint.send_request`, :meth:`Endpoint.respond`,
 the wire collects in :meth:`Endpoint.datagrams_to_send`, and
 :meth:`Endpoint.get_timer` says when ``handle_timer`` is due next.
 
+Each local address has a transport (:class:`Local`). On TCP and TLS the
+service frames the stream (``sip/framing.py``) and feeds whole messages
+here; responses go back to the connection's remote address (§18.2.2), and
+requests to a peer's sent-by address go back on the connection that peer
+opened (an RFC 5923 alias, learned from the top Via of its requests), so
+the service finds the connection to use from the remote address alone.
+
 Nothing raises out of ``receive_datagram``: a message that cannot be
 parsed becomes a :class:`MessageDiscarded` event and, when it is a request
 with a usable top Via, a 4xx/5xx answer (RFC 3261 §8.2, §21.4).
@@ -18,7 +25,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sipguard.sip.errors import LocalProtocolError, RemoteProtocolError
@@ -34,12 +41,20 @@ from sipguard.sip.message import (
 )
 from sipguard.sip.transaction import (
     Action,
-    Address,
     ClientTransaction,
     ServerTransaction,
     TimerSettings,
     Transaction,
     hop_by_hop_request,
+)
+from sipguard.sip.transport import (
+    UDP,
+    Address,
+    Hop,
+    Local,
+    as_hop,
+    as_local,
+    default_port_for,
 )
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
@@ -47,11 +62,15 @@ MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
 
 @dataclass(frozen=True, slots=True)
 class Datagram:
-    """Bytes to send from the socket bound to ``local`` to ``destination``."""
+    """Bytes to send from the socket bound to ``local`` to ``destination``.
+
+    On TCP and TLS, ``destination`` is the remote address of the connection
+    to send on; the service opens one when there is none.
+    """
 
     data: bytes
     destination: Address
-    local: Address
+    local: Local
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,7 +142,10 @@ def new_token(length: int = 10) -> str:
 
 def default_port(via: Via) -> int:
     """The port a Via's sent-by means when none is written (RFC 3261 §18.2.2)."""
-    return via.port if via.port is not None else (5061 if via.transport == "TLS" else 5060)
+    return via.port if via.port is not None else default_port_for(via.transport)
+
+
+MAX_ALIASES = 4096  # connection aliases kept (each a PBX's sent-by on one connection)
 
 
 def unbracket(host: str) -> str:
@@ -136,7 +158,7 @@ class Endpoint:
 
     def __init__(
         self,
-        local_addresses: list[Address],
+        local_addresses: Sequence[Local | Address],
         settings: TimerSettings | None = None,
         max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE,
         token: Callable[[int], str] = new_token,
@@ -144,7 +166,7 @@ class Endpoint:
     ) -> None:
         if not local_addresses:
             raise LocalProtocolError("an endpoint needs at least one local address")
-        self.local_addresses = list(local_addresses)
+        self.local_addresses = [as_local(local) for local in local_addresses]
         self.settings = settings or TimerSettings()
         self.max_message_size = max_message_size
         self.server_name = server_name
@@ -157,6 +179,9 @@ class Endpoint:
         self._sequence = itertools.count()
         self._outbox: list[Datagram] = []
         self._pending_events: list[Event] = []
+        # (transport, sent-by host, sent-by port) -> the remote address of the
+        # connection that peer sends on (RFC 5923 §5: requests to it reuse it).
+        self._aliases: dict[tuple[str, str, int], Address] = {}
 
     # -- introspection -------------------------------------------------------
 
@@ -174,13 +199,47 @@ class Endpoint:
             counts[name] = counts.get(name, 0) + 1
         return counts
 
-    def local_for(self, destination: Address) -> Address:
-        """The local address requests to ``destination`` are sent from."""
+    def local_for(self, destination: Hop | Address, transport: str | None = None) -> Local:
+        """The local address requests to ``destination`` leave from: over ``transport``,
+        else the hop's own (UDP for a bare address).
+
+        The transport's own address of the right family first; without one, any
+        address of that family (settings refuse a trunk whose transport has no
+        listener, so this is a PBX's Contact asking for a transport we lack).
+        """
+        if transport is None:
+            transport = as_hop(destination).transport
         want_ipv6 = ":" in destination[0]
+        fallback: Local | None = None
         for local in self.local_addresses:
-            if (":" in local[0]) == want_ipv6:
-                return local
-        return self.local_addresses[0]
+            if (":" in local.host) == want_ipv6:
+                if local.transport == transport:
+                    return local
+                if fallback is None:
+                    fallback = local
+        return fallback or self.local_addresses[0]
+
+    def connection_closed(self, transport: str, remote: Address) -> None:
+        """A TCP/TLS connection ended: requests to its peer open a new one."""
+        stale = [key for key, value in self._aliases.items()
+                 if value == remote and key[0] == transport]
+        for key in stale:
+            del self._aliases[key]
+
+    def transport_failed(self, local: Local, destination: Address, now: float) -> list[Event]:
+        """A connection to ``destination`` could not be made or broke (RFC 3261 §8.1.3.1).
+
+        Every client transaction waiting on it is ended at once and reported as
+        a timeout, rather than after Timer B or F.
+        """
+        events: list[Event] = []
+        for transaction in list(self._client.values()):
+            if (transaction.local == local and transaction.destination == destination
+                    and transaction.final_status is None and not transaction.is_terminated):
+                transaction.transport_failed()
+                self._forget(transaction)
+                events.append(TransactionTimedOut(transaction))
+        return events
 
     # -- output ----------------------------------------------------------------
 
@@ -206,7 +265,9 @@ class Endpoint:
             return deadline
         return None
 
-    def _send(self, data: bytes, destination: Address, local: Address) -> None:
+    def _send(self, data: bytes, destination: Address, local: Local) -> None:
+        if local.transport != UDP and self._aliases:
+            destination = self._aliases.get((local.transport, *destination), destination)
         self._outbox.append(Datagram(data, destination, local))
 
     def _schedule(self, transaction: Transaction) -> None:
@@ -227,13 +288,20 @@ class Endpoint:
     # -- input -----------------------------------------------------------------
 
     def receive_datagram(
-        self, data: bytes, source: Address, local: Address, now: float
+        self, data: bytes, source: Address, local: Local | Address, now: float,
+        too_large: bool = False,
     ) -> list[Event]:
-        """Feed one datagram; return the events for the TU."""
+        """Feed one datagram, or one message framed from a stream; return the TU's events.
+
+        ``too_large`` says ``data`` is only the header block of a stream message
+        whose body was too large to keep: it is answered 513 (RFC 3261 §21.5.14).
+        """
+        local = as_local(local)
         if not data.strip(b"\r\n"):
             return []  # RFC 5626 §3.5.1 keep-alive
         try:
-            message = parse_message(data, self.max_message_size)
+            message = parse_message(data, self.max_message_size, stream=local.reliable,
+                                    too_large=too_large)
         except MessageParseError as error:
             return self._reject_unparseable(error, source, local)
         if isinstance(message, Request):
@@ -276,7 +344,7 @@ class Endpoint:
                 del self._accepted[accepted_key]
 
     def _reject_unparseable(
-        self, error: MessageParseError, source: Address, local: Address
+        self, error: MessageParseError, source: Address, local: Local
     ) -> list[Event]:
         headers = error.headers
         if not error.is_request or error.method == "ACK" or headers is None:
@@ -300,13 +368,14 @@ class Endpoint:
         response_headers.add("Server", self.server_name)
         reason = error.reason if error.status_code == 400 else reason_phrase(error.status_code)
         response = Response(error.status_code, reason, response_headers)
-        self._send(response.to_bytes(), self._response_destination(via, source), local)
+        self._send(response.to_bytes(), self._response_destination(via, source, local), local)
         return [MessageDiscarded(error.reason, source, error.status_code)]
 
-    def _response_destination(self, via: Via, source: Address) -> Address:
+    @staticmethod
+    def _response_destination(via: Via, source: Address, local: Local) -> Address:
         """Where responses go (RFC 3261 §18.2.2, RFC 3581 §4)."""
-        if via.parameter("rport") is not None:
-            return source
+        if local.reliable or via.parameter("rport") is not None:
+            return source  # on a stream: back on the connection the request came in on
         # §18.2.1: the server adds received= whenever sent-by is not the source
         # address, and §18.2.2 sends there; either way that is the source host.
         return (source[0], default_port(via))
@@ -322,10 +391,12 @@ class Endpoint:
         return (branch, via.sent_by, method)
 
     def _receive_request(
-        self, request: Request, source: Address, local: Address, now: float
+        self, request: Request, source: Address, local: Local, now: float
     ) -> list[Event]:
         via = request.top_via
         key = self._server_key(request, via)
+        if local.reliable:
+            self._learn_alias(via, source, local)
         if request.method == "ACK":
             return self._receive_ack(request, key, source, now)
         existing = self._server.get(key)
@@ -342,14 +413,30 @@ class Endpoint:
             self._schedule(transaction)
         return [RequestReceived(request, transaction, source)]
 
+    def _learn_alias(self, via: Via, source: Address, local: Local) -> None:
+        """Requests to this peer's sent-by go back on its connection (RFC 5923 §5).
+
+        Only a sent-by naming the connection's own host is taken, so a peer
+        cannot draw traffic meant for another address onto its connection.
+        """
+        host, port = unbracket(via.host), default_port(via)
+        if host != source[0] or port == source[1]:
+            return
+        key = (local.transport, host, port)
+        if self._aliases.get(key) == source:
+            return
+        if len(self._aliases) >= MAX_ALIASES:
+            del self._aliases[next(iter(self._aliases))]
+        self._aliases[key] = source
+
     def _new_server_transaction(
-        self, key: tuple[str, ...], request: Request, via: Via, source: Address, local: Address
+        self, key: tuple[str, ...], request: Request, via: Via, source: Address, local: Local
     ) -> ServerTransaction:
         transaction = ServerTransaction(
             key,
             request,
             source,
-            self._response_destination(via, source),
+            self._response_destination(via, source, local),
             local,
             self.settings,
             self._send,
@@ -397,7 +484,7 @@ class Endpoint:
         if transaction is None:
             return [MessageDiscarded("Response matches no transaction", source)]
         local = transaction.local
-        if unbracket(via.host) != local[0] or via.port != local[1]:
+        if unbracket(via.host) != local.host or via.port != local.port:
             # §18.1.2: a response whose sent-by is not ours is silently discarded.
             return [MessageDiscarded("Response sent-by is not ours", source)]
         if len(response.headers.values("Via")) > 1:
@@ -481,13 +568,16 @@ class Endpoint:
         """A fresh RFC 3261 branch."""
         return MAGIC_COOKIE + self._token(16)
 
-    def via_for(self, local: Address, branch: str) -> str:
+    def via_for(self, local: Local | Address, branch: str) -> str:
         """Our Via value for a request sent from ``local``."""
-        host = f"[{local[0]}]" if ":" in local[0] else local[0]
-        return f"SIP/2.0/UDP {host}:{local[1]};branch={branch};rport"
+        local = as_local(local)
+        host = f"[{local.host}]" if ":" in local.host else local.host
+        # RFC 3581 rport matters on UDP only: on a stream the answer comes on the connection.
+        rport = ";rport" if local.transport == UDP else ""
+        return f"SIP/2.0/{local.transport} {host}:{local.port};branch={branch}{rport}"
 
     def send_request(
-        self, request: Request, destination: Address, now: float
+        self, request: Request, destination: Hop | Address, now: float
     ) -> ClientTransaction:
         """Send a request (not ACK or CANCEL) through a new client transaction.
 
@@ -495,11 +585,12 @@ class Endpoint:
         """
         if request.method in ("ACK", "CANCEL"):
             raise LocalProtocolError(f"{request.method} is not sent with send_request")
-        local = self.local_for(destination)
+        hop = as_hop(destination)
+        local = self.local_for(hop.address, hop.transport)
         branch = self.new_branch()
         request.headers.prepend("Via", self.via_for(local, branch))
         transaction = ClientTransaction(
-            (branch, request.method), request, destination, local, self.settings, self._send
+            (branch, request.method), request, hop.address, local, self.settings, self._send
         )
         self._client[transaction.key] = transaction
         transaction.start(now)
@@ -530,17 +621,19 @@ class Endpoint:
         self._schedule(invite)
         return transaction
 
-    def send_ack(self, request: Request, destination: Address) -> bytes:
+    def send_ack(self, request: Request, destination: Hop | Address) -> bytes:
         """Send an ACK for a 2xx outside any transaction (RFC 3261 §13.2.2.4).
 
         Returns the bytes so the TU can resend them when the 2xx is retransmitted.
         """
-        local = self.local_for(destination)
+        hop = as_hop(destination)
+        local = self.local_for(hop.address, hop.transport)
         request.headers.prepend("Via", self.via_for(local, self.new_branch()))
         data = request.to_bytes()
-        self._send(data, destination, local)
+        self._send(data, hop.address, local)
         return data
 
-    def resend(self, data: bytes, destination: Address) -> None:
+    def resend(self, data: bytes, destination: Hop | Address) -> None:
         """Send bytes again (an ACK for a retransmitted 2xx)."""
-        self._send(data, destination, self.local_for(destination))
+        hop = as_hop(destination)
+        self._send(data, hop.address, self.local_for(hop.address, hop.transport))

@@ -307,7 +307,8 @@ SUPPORTED_EXTENSIONS = frozenset(
 
 
 def parse_message(
-    data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE, stream: bool = False
+    data: bytes, max_size: int = DEFAULT_MAX_MESSAGE_SIZE, stream: bool = False,
+    too_large: bool = False,
 ) -> Request | Response:
     """Parse one datagram into a :class:`Request` or :class:`Response`.
 
@@ -316,7 +317,8 @@ def parse_message(
     missing Content-Length means the body runs to the end of the datagram;
     a Content-Length larger than what arrived is an error and bytes beyond
     it are ignored (RFC 3261 §18.3). With ``stream=True`` Content-Length is
-    required.
+    required. ``too_large`` says ``data`` is the header block of a stream
+    message whose body was not kept because of its size: it fails with 513.
     """
     is_request = data[:4].upper() != b"SIP/"  # SIP-Version is case-insensitive (§7.1)
     method: str | None = None
@@ -334,7 +336,7 @@ def parse_message(
         headers, line_error = _parse_header_lines(lines[1:])
         if line_error is not None:
             raise line_error
-        if len(data) > max_size:
+        if too_large or len(data) > max_size:
             raise RemoteProtocolError("Message Too Large", 513)
         body = _apply_content_length(headers, body, stream)
         message: Request | Response

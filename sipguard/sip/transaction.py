@@ -32,15 +32,19 @@ from dataclasses import dataclass
 from sipguard.sip.errors import LocalProtocolError
 from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request, Response
+from sipguard.sip.transport import Address, Local
 from sipguard.sip.uri import Uri
 
-Address = tuple[str, int]
-SendFunction = Callable[[bytes, Address, Address], None]
+SendFunction = Callable[[bytes, Address, Local], None]
 
 
 @dataclass(frozen=True, slots=True)
 class TimerSettings:
-    """RFC 3261 timer values in seconds (Table 4); UDP is assumed."""
+    """RFC 3261 timer values in seconds (Table 4).
+
+    They are the values for UDP; on a reliable transport a transaction does
+    not retransmit and Timers D, I, J and K are zero (see Transaction._start).
+    """
 
     t1: float = 0.5
     t2: float = 4.0
@@ -113,6 +117,10 @@ I = Input  # noqa: E741 - a one-letter alias keeps the tables readable
 A = Action
 
 Table = dict[tuple[State, Input], tuple[State, tuple[Action, ...]]]
+
+# RFC 3261 §17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2: on a reliable transport these
+# timers wait for nothing (the transport delivers or reports a failure).
+_ZERO_WHEN_RELIABLE = frozenset({Input.TIMER_D, Input.TIMER_I, Input.TIMER_J, Input.TIMER_K})
 
 # RFC 3261 §17.1.1 (Figure 5) with RFC 6026's Accepted state.
 CLIENT_INVITE: Table = {
@@ -212,7 +220,8 @@ class Transaction:
     """
 
     __slots__ = ("_interval", "_send", "_timers", "call_id", "cseq_number", "is_invite", "key",
-                 "local", "method", "request", "scheduled", "settings", "state", "table")
+                 "local", "method", "reliable", "request", "scheduled", "settings", "state",
+                 "table")
 
     table: Table
     is_client: bool
@@ -221,7 +230,7 @@ class Transaction:
         self,
         key: tuple[str, ...],
         request: Request,
-        local: Address,
+        local: Local,
         settings: TimerSettings,
         send: SendFunction,
     ) -> None:
@@ -231,6 +240,7 @@ class Transaction:
         self.call_id = request.call_id
         self.cseq_number = request.cseq.number
         self.local = local
+        self.reliable = local.reliable
         self.settings = settings
         self.state = S.TERMINATED
         self._send = send
@@ -285,6 +295,14 @@ class Transaction:
         raise NotImplementedError
 
     def _start(self, timer: Input, delay: float, now: float) -> None:
+        if self.reliable:
+            if timer is I.TIMER_A or timer is I.TIMER_E or (
+                    timer is I.TIMER_G and self.state is S.COMPLETED):
+                # No retransmissions on TCP/TLS; a 2xx is still resent until its ACK
+                # (Timer G in Accepted), since a hop further on may be UDP (§13.3.1.4).
+                return
+            if timer in _ZERO_WHEN_RELIABLE:
+                delay = 0.0
         self._timers[timer] = now + delay
 
     def _stop_retransmitting(self) -> None:
@@ -303,7 +321,7 @@ class ClientTransaction(Transaction):
         key: tuple[str, ...],
         request: Request,
         destination: Address,
-        local: Address,
+        local: Local,
         settings: TimerSettings,
         send: SendFunction,
     ) -> None:
@@ -335,6 +353,12 @@ class ClientTransaction(Transaction):
         """
         if self.state is S.PROCEEDING:
             self._start(I.TIMER_B, self.settings.timeout, now)
+
+    def transport_failed(self) -> None:
+        """The connection the request went on failed: the transaction ends (§17.1.4)."""
+        self.state = S.TERMINATED
+        self._timers.clear()
+        self.request_bytes = b""
 
     def receive_response(self, response: Response, now: float) -> bool:
         """Feed a matching response; return True when the TU should see it."""
@@ -406,7 +430,7 @@ class ServerTransaction(Transaction):
         request: Request,
         source: Address,
         response_destination: Address,
-        local: Address,
+        local: Local,
         settings: TimerSettings,
         send: SendFunction,
     ) -> None:

@@ -22,10 +22,11 @@ from sipguard.policy import evaluate
 from sipguard.policyfile import load_policy
 from sipguard.sip.endpoint import Endpoint
 from sipguard.sip.transaction import TimerSettings
+from sipguard.sip.transport import Local
 from sipguard.sip.uri import parse_uri
 
 POLICY = Path(__file__).resolve().parents[1] / "policies" / "pin.yaml"
-LOCAL = ("127.0.0.1", 5060)
+LOCAL = Local("127.0.0.1", 5060)
 SOURCES = (("127.0.0.1", 5070), ("127.0.0.9", 5090), ("127.0.0.2", 5080),
            ("127.0.0.5", 5100), ("::1", 5070))
 

@@ -18,10 +18,11 @@ from sipguard.policyfile import load_policy
 from sipguard.sip.endpoint import Datagram, Endpoint
 from sipguard.sip.message import MessageParseError, Request, Response, parse_message
 from sipguard.sip.transaction import TimerSettings
+from sipguard.sip.transport import Local
 from sipguard.sip.uri import parse_uri
 
 BASIC_POLICY = Path(__file__).resolve().parents[1] / "policies" / "basic.yaml"
-SIPGUARD = ("127.0.0.1", 5060)
+SIPGUARD = Local("127.0.0.1", 5060)
 PBX = ("127.0.0.1", 5070)
 TRUNK = ("127.0.0.2", 5080)
 STRANGER = ("127.0.0.9", 5090)

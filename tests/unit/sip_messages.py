@@ -15,9 +15,10 @@ from sipguard.sip.endpoint import Datagram, Endpoint, Event
 from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request, Response, parse_message, reason_phrase
 from sipguard.sip.transaction import Transaction
+from sipguard.sip.transport import Local
 from sipguard.sip.uri import parse_uri
 
-LOCAL = ("192.0.2.10", 5060)  # sipguard's socket
+LOCAL = Local("192.0.2.10", 5060)  # sipguard's socket (UDP)
 PBX = ("192.0.2.1", 5070)  # the PBX, as in its Via sent-by
 TRUNK = ("198.51.100.7", 5060)  # the carrier
 

@@ -7,7 +7,7 @@ import asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipguard.service import BoundedProtocol
+from sipguard.transports import BoundedProtocol
 from tests.unit.b2bua_harness import PBX, TRUNK, Harness, invite, only, response_to
 
 _HEADER_LINES = st.sampled_from([

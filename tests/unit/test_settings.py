@@ -11,6 +11,7 @@ from sipguard.ivr.port import IvrConfig
 from sipguard.pins import PinSettings
 from sipguard.policyfile import load_policy
 from sipguard.settings import load_settings, parse_listen
+from sipguard.sip.transport import Hop
 from sipguard.yamlfile import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -43,7 +44,7 @@ def test_minimal_contract_loads_with_defaults(tmp_path: Path):
     assert [str(address) for address in settings.listen] == ["udp:127.0.0.1:5060"]
     assert settings.peers[0].name == "asterisk-1" and settings.peers[0].matches("127.0.0.1")
     assert not settings.peers[0].matches("127.0.0.2")
-    assert settings.trunks[0].address == ("127.0.0.1", 5080)
+    assert settings.trunks[0].address == Hop("127.0.0.1", 5080, "UDP")
     assert settings.policy_path == (tmp_path / "policy.yaml").resolve()
     assert settings.timers.t1 == 0.5 and settings.drain_grace == 30.0
 
@@ -75,7 +76,7 @@ def test_listen_addresses_parse(text: str, expected: str):
     [
         ('uri: "sip:127.0.0.1:5080"', 'uri: "http://x"', "sipguard.yaml:7: trunks[0].uri: must be a sip: URI"),
         ('"127.0.0.1/32"', '"not-an-ip"', "sipguard.yaml:4: peers[0].addresses[0]: 'not-an-ip' is not an IP"),
-        ('"udp:127.0.0.1:5060"', '"tcp:127.0.0.1:5060"', "sipguard.yaml:1: listen[0]: must look like udp:HOST:PORT"),
+        ('"udp:127.0.0.1:5060"', '"sctp:127.0.0.1:5060"', "sipguard.yaml:1: listen[0]: must look like udp:HOST:PORT, tcp:HOST:PORT or tls:HOST:PORT"),
         ("policy: policy.yaml", "policy: policy.yaml\nsurprise: 1", "sipguard.yaml:9: surprise: unknown setting"),
         ("policy: policy.yaml", "policy: policy.yaml\nsip:\n  t1: -1", "sipguard.yaml:10: sip.t1: must be a number"),
     ],

@@ -86,7 +86,7 @@ def test_for_incoming_without_record_route_has_no_route_set() -> None:
     """No Record-Route means an empty route set and requests go to the Contact."""
     dialog = Dialog.for_incoming(parse_request(incoming_invite()), "sg", LOCAL_CONTACT)
     assert dialog.route_set == []
-    assert dialog.next_hop() == ("192.0.2.1", 5070)
+    assert dialog.next_hop().address == ("192.0.2.1", 5070)
 
 
 def test_for_incoming_needs_a_contact() -> None:
@@ -128,7 +128,7 @@ def test_confirm_takes_tag_target_and_reversed_route_set() -> None:
         "<sip:middle.example.com;lr>",
         "<sip:near.example.com;lr>",
     ]
-    assert dialog.next_hop() == ("far.example.com", 5060)
+    assert dialog.next_hop().address == ("far.example.com", 5060)
 
 
 def test_confirm_keeps_the_route_set_of_the_first_response() -> None:
@@ -172,7 +172,7 @@ def test_refresh_target() -> None:
     dialog.refresh_target(None)
     dialog.refresh_target(parse_name_address("<tel:+15551234567>"))
     assert str(dialog.remote_target) == "sip:new@192.0.2.99:5090"
-    assert dialog.next_hop() == ("192.0.2.99", 5090)
+    assert dialog.next_hop().address == ("192.0.2.99", 5090)
 
 
 # -- in-dialog requests (§12.2.1.1) -----------------------------------------------------------------
@@ -251,22 +251,28 @@ def test_in_dialog_request_goes_out_through_the_endpoint() -> None:
 @pytest.mark.parametrize(
     ("routes", "target", "hop"),
     [
-        ([], "sip:gw@198.51.100.7", ("198.51.100.7", 5060)),
-        ([], "sips:gw@198.51.100.7", ("198.51.100.7", 5061)),
-        ([], "sip:gw@[2001:db8::7]:5070", ("2001:db8::7", 5070)),
-        (["<sip:edge.example.com:5080;lr>"], "sip:gw@198.51.100.7", ("edge.example.com", 5080)),
-        (["<sip:[2001:db8::1];lr>", "<sip:p2;lr>"], "sip:gw@h", ("2001:db8::1", 5060)),
-        (['"Edge" <sips:edge.example.com;lr>'], "sip:gw@h", ("edge.example.com", 5061)),
+        ([], "sip:gw@198.51.100.7", ("198.51.100.7", 5060, "UDP")),
+        ([], "sips:gw@198.51.100.7", ("198.51.100.7", 5061, "TLS")),
+        ([], "sip:gw@[2001:db8::7]:5070", ("2001:db8::7", 5070, "UDP")),
+        ([], "sip:gw@198.51.100.7;transport=TCP", ("198.51.100.7", 5060, "TCP")),
+        ([], "sip:gw@198.51.100.7;transport=tls", ("198.51.100.7", 5061, "TLS")),
+        ([], "sip:gw@198.51.100.7;transport=sctp", ("198.51.100.7", 5060, "UDP")),
+        (["<sip:edge.example.com:5080;lr>"], "sip:gw@198.51.100.7",
+         ("edge.example.com", 5080, "UDP")),
+        (["<sip:[2001:db8::1];lr;transport=tcp>", "<sip:p2;lr>"], "sip:gw@h",
+         ("2001:db8::1", 5060, "TCP")),
+        (['"Edge" <sips:edge.example.com;lr>'], "sip:gw@h", ("edge.example.com", 5061, "TLS")),
     ],
 )
-def test_next_hop(routes: list[str], target: str, hop: tuple[str, int]) -> None:
-    """Requests go to the first route, else to the remote target (§8.1.2, §12.2.1.1)."""
+def test_next_hop(routes: list[str], target: str, hop: tuple[str, int, str]) -> None:
+    """Requests go to the first route, else to the remote target (§8.1.2, §12.2.1.1), over
+    the transport that URI names (RFC 3263 §4.1: sips is TLS; an unknown one is UDP)."""
     dialog = uac_dialog()
     dialog.route_set = routes
     dialog.remote_target = parse_uri(target)
     assert dialog.next_hop() == hop
     if not routes:
-        assert uri_address(parse_uri(target)) == hop
+        assert uri_address(parse_uri(target)) == hop[:2]
 
 
 def test_strict_router_first_in_the_route_set() -> None:

@@ -457,7 +457,7 @@ def test_send_request_puts_our_via_on_top() -> None:
     sent = parse_request(datagram.data)
     via = sent.top_via
     assert via.branch is not None and via.branch.startswith(MAGIC_COOKIE)
-    assert (via.host, via.port) == LOCAL
+    assert (via.transport, via.host, via.port) == ("UDP", *LOCAL.address)
     assert via.parameter("rport") == ""
     assert transaction.key == (via.branch, "INVITE")
     other = endpoint.send_request(outgoing_request(), TRUNK, 0.0)
@@ -500,9 +500,9 @@ def test_send_ack_uses_a_new_branch_and_returns_the_bytes() -> None:
 def test_local_for_picks_the_address_family() -> None:
     """Requests to an IPv6 destination leave from the IPv6 socket, and vice versa."""
     endpoint = Endpoint([("192.0.2.10", 5060), ("2001:db8::10", 5060)])
-    assert endpoint.local_for(("2001:db8::7", 5060)) == ("2001:db8::10", 5060)
-    assert endpoint.local_for(("198.51.100.7", 5060)) == ("192.0.2.10", 5060)
-    assert Endpoint([("192.0.2.10", 5060)]).local_for(("2001:db8::7", 5060)) == (
+    assert endpoint.local_for(("2001:db8::7", 5060)).address == ("2001:db8::10", 5060)
+    assert endpoint.local_for(("198.51.100.7", 5060)).address == ("192.0.2.10", 5060)
+    assert Endpoint([("192.0.2.10", 5060)]).local_for(("2001:db8::7", 5060)).address == (
         "192.0.2.10",
         5060,
     )

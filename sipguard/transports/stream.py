@@ -1,0 +1,289 @@
+"""SIP over TCP and TLS: listeners and connections on asyncio streams (RFC 3261 §18.3).
+
+Each connection has a reader task that frames what arrives
+(``sipguard.sip.framing``) and hands every message to the service's
+:class:`StreamHandler`, which feeds the same sans-IO endpoint the UDP
+listeners feed. Sending names only the remote address: the connection to it
+is used when there is one (the endpoint already maps a PBX's sent-by to the
+connection it opened), else a new one is opened, with what is sent meanwhile
+queued (boundedly) until it is up.
+
+What holds on streams as it does on UDP:
+
+- a banned or blocklisted source is refused when it connects, before a byte
+  is read or a TLS handshake is spent on it, and a connection whose source is
+  banned later is closed at its next message;
+- at most ``max_connections`` connections in all and
+  ``max_connections_per_source`` from one address; more are closed at once;
+- a connection silent for ``idle_timeout`` seconds is closed, and so is one
+  whose TLS handshake takes longer than ``handshake_timeout``;
+- the maximum message size bounds what one connection buffers; a message
+  too large is answered 513 and its body skipped unread; a stream whose
+  framing is lost is answered 400 where it can be and closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sipguard.sip.framing import FrameKind, StreamFramer
+from sipguard.sip.transport import TLS, Address, Local
+
+READ_SIZE = 65536
+PONG = b"\r\n"  # RFC 5626 §3.5.1: the answer to a double-CRLF keep-alive
+
+
+@dataclass(frozen=True, slots=True)
+class StreamSettings:
+    """Limits on TCP and TLS connections (the ``transport`` section)."""
+
+    idle_timeout: float = 300.0  # seconds a connection may stay silent
+    max_connections: int = 1024  # per listener, inbound and outbound together
+    max_connections_per_source: int = 32  # inbound, from one address
+    connect_timeout: float = 5.0  # opening a connection (TLS handshake included)
+    handshake_timeout: float = 5.0  # a client's TLS handshake on a listener
+    max_pending: int = 64  # messages queued for a connection still being opened
+    write_buffer_limit: int = 1 << 20  # bytes waiting on a peer that reads nothing
+
+
+class StreamHandler(Protocol):
+    """What the service does with a stream's events."""
+
+    def stream_admit(self, host: str) -> bool:
+        """Whether to take a connection from ``host`` (False: banned or blocklisted)."""
+        ...
+
+    def stream_message(self, data: bytes, source: Address, local: Local,
+                       too_large: bool) -> bool:
+        """One framed message; False closes the connection (its source was refused)."""
+        ...
+
+    def stream_closed(self, local: Local, remote: Address, reason: str) -> None:
+        """A connection ended (or could not be opened): ``reason`` says why."""
+        ...
+
+
+class Connection:
+    """One TCP or TLS connection and its framer."""
+
+    __slots__ = ("framer", "inbound", "remote", "writer")
+
+    def __init__(self, remote: Address, writer: asyncio.StreamWriter, max_size: int,
+                 inbound: bool) -> None:
+        self.remote = remote
+        self.writer = writer
+        self.framer = StreamFramer(max_size)
+        self.inbound = inbound
+
+
+class StreamTransport:
+    """One TCP or TLS listen address and every connection made to it or from it."""
+
+    def __init__(self, host: str, port: int, transport: str, settings: StreamSettings,
+                 max_message_size: int, handler: StreamHandler, log: Any,
+                 server_ssl: ssl.SSLContext | None = None,
+                 client_ssl: ssl.SSLContext | None = None,
+                 server_names: dict[Address, str] | None = None) -> None:
+        if transport == TLS and (server_ssl is None or client_ssl is None):
+            raise ValueError("a TLS transport needs its server and client contexts")
+        self.local = Local(host, port, transport)
+        self.settings = settings
+        self.max_message_size = max_message_size
+        self.handler = handler
+        self.log = log
+        self._server_ssl = server_ssl
+        self._client_ssl = client_ssl
+        self._server_names = server_names or {}
+        self._server: asyncio.Server | None = None
+        self._connections: dict[Address, Connection] = {}
+        self._pending: dict[Address, list[bytes]] = {}
+        self._per_source: Counter[str] = Counter()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.refused: Counter[str] = Counter()  # connections refused or closed, by reason
+
+    @property
+    def is_tls(self) -> bool:
+        """Whether this transport speaks TLS."""
+        return self.local.transport == TLS
+
+    async def start(self) -> Local:
+        """Listen; return the bound address (port 0 takes a free one)."""
+        self._server = await asyncio.start_server(
+            self._accepted, self.local.host, self.local.port, reuse_address=True, backlog=512)
+        bound = self._server.sockets[0].getsockname()
+        self.local = Local(bound[0], bound[1], self.local.transport)
+        return self.local
+
+    async def stop(self) -> None:
+        """Stop listening and close every connection."""
+        if self._server is not None:
+            self._server.close()
+        for connection in list(self._connections.values()):
+            connection.writer.close()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=2.0)
+
+    def stats(self) -> dict[str, Any]:
+        """Open connections and what was refused (for the stats line)."""
+        inbound = sum(1 for connection in self._connections.values() if connection.inbound)
+        return {"connections": len(self._connections), "inbound": inbound,
+                "connecting": len(self._pending), "refused": dict(self.refused)}
+
+    # -- sending ---------------------------------------------------------------------
+
+    def send(self, data: bytes, destination: Address) -> None:
+        """Send on the connection to ``destination``, opening one when there is none."""
+        connection = self._connections.get(destination)
+        if connection is not None:
+            transport = connection.writer.transport
+            if transport.get_write_buffer_size() > self.settings.write_buffer_limit:
+                self.log.warning("transport.stream_stuck", local=str(self.local),
+                                 remote=_address_text(destination))
+                self.refused["stuck"] += 1
+                transport.abort()
+                return
+            connection.writer.write(data)
+            return
+        pending = self._pending.get(destination)
+        if pending is not None:
+            if len(pending) < self.settings.max_pending:
+                pending.append(data)
+            return
+        if len(self._connections) + len(self._pending) >= self.settings.max_connections:
+            self.refused["max_connections"] += 1
+            self.handler.stream_closed(self.local, destination, "too many connections")
+            return
+        self._pending[destination] = [data]
+        self._spawn(self._connect(destination))
+
+    async def _connect(self, destination: Address) -> None:
+        host, port = destination
+        settings = self.settings
+        tls = self._client_ssl if self.is_tls else None
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                reader, writer = await asyncio.open_connection(
+                    host, port, ssl=tls, local_addr=(self.local.host, 0),
+                    server_hostname=self._server_names.get(destination, host) if tls else None,
+                    ssl_handshake_timeout=settings.connect_timeout if tls else None)
+        except (OSError, TimeoutError, ssl.SSLError) as error:
+            self._pending.pop(destination, None)
+            reason = str(error) or type(error).__name__
+            self.log.warning("transport.connect_failed", local=str(self.local),
+                             remote=_address_text(destination), error=reason)
+            self.handler.stream_closed(self.local, destination, reason)
+            return
+        connection = Connection(destination, writer, self.max_message_size, inbound=False)
+        self._connections[destination] = connection
+        for data in self._pending.pop(destination, []):
+            writer.write(data)
+        self.log.debug("transport.connected", local=str(self.local),
+                       remote=_address_text(destination))
+        await self._serve(connection, reader)
+
+    # -- receiving -------------------------------------------------------------------
+
+    async def _accepted(self, reader: asyncio.StreamReader,
+                        writer: asyncio.StreamWriter) -> None:
+        peer = writer.get_extra_info("peername")
+        remote: Address = (str(peer[0]), int(peer[1]))
+        host = remote[0]
+        refusal = None
+        if not self.handler.stream_admit(host):
+            refusal = "refused source"
+        elif len(self._connections) + len(self._pending) >= self.settings.max_connections:
+            refusal = "max_connections"
+        elif self._per_source[host] >= self.settings.max_connections_per_source:
+            refusal = "max_connections_per_source"
+        if refusal is not None:
+            self.refused[refusal] += 1
+            writer.transport.abort()
+            return
+        task = asyncio.current_task()
+        if task is not None:  # stop() cancels the connections it finds here
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._per_source[host] += 1
+        try:
+            if self._server_ssl is not None:
+                try:
+                    async with asyncio.timeout(self.settings.handshake_timeout):
+                        await writer.start_tls(self._server_ssl)
+                except (OSError, TimeoutError, ssl.SSLError) as error:
+                    self.refused["tls_handshake"] += 1
+                    self.log.info("transport.tls_refused", local=str(self.local),
+                                  remote=_address_text(remote),
+                                  error=str(error) or type(error).__name__)
+                    writer.transport.abort()
+                    return
+            connection = Connection(remote, writer, self.max_message_size, inbound=True)
+            previous = self._connections.get(remote)
+            if previous is not None:  # the same address and port again: the old one is dead
+                previous.writer.transport.abort()
+            self._connections[remote] = connection
+            await self._serve(connection, reader)
+        finally:
+            self._per_source[host] -= 1
+            if self._per_source[host] <= 0:
+                del self._per_source[host]
+
+    async def _serve(self, connection: Connection, reader: asyncio.StreamReader) -> None:
+        """Read, frame and hand over messages until the connection ends."""
+        reason = "closed by the peer"
+        local, remote, framer = self.local, connection.remote, connection.framer
+        try:
+            while True:
+                try:
+                    async with asyncio.timeout(self.settings.idle_timeout):
+                        data = await reader.read(READ_SIZE)
+                except TimeoutError:
+                    reason = "idle"
+                    self.refused["idle"] += 1
+                    break
+                if not data:
+                    break
+                keep = True
+                for frame in framer.feed(data):
+                    if frame.kind is FrameKind.PING:
+                        connection.writer.write(PONG)
+                        continue
+                    keep = self.handler.stream_message(
+                        frame.data, remote, local, frame.kind is FrameKind.TOO_LARGE)
+                    if not keep:
+                        break
+                if not keep:
+                    reason = "source refused"
+                    self.refused["source refused"] += 1
+                    break
+                if framer.error is not None:
+                    reason = framer.error
+                    self.refused["framing"] += 1
+                    self.log.info("transport.framing_lost", local=str(local),
+                                  remote=_address_text(remote), error=framer.error)
+                    break
+        except (OSError, ssl.SSLError) as error:
+            reason = str(error) or type(error).__name__
+        finally:
+            if self._connections.get(remote) is connection:
+                del self._connections[remote]
+            connection.writer.close()  # what was written is still flushed
+            with contextlib.suppress(Exception):
+                self.handler.stream_closed(local, remote, reason)
+
+    def _spawn(self, work: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+
+def _address_text(address: Address) -> str:
+    host, port = address
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
