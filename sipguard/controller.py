@@ -94,7 +94,7 @@ class Controller(ChallengeFlow):
                 return [LogEvent("sip.message_discarded", "info", {
                     "reason": error.reason, "call_id": event.response.call_id})]
         if isinstance(event, TransactionTimedOut):
-            return self._on_timeout(event.transaction, now)
+            return self._on_timeout(event.transaction, now, event.transport_error)
         if isinstance(event, CancelReceived):
             return self._on_cancel(event.invite_transaction, now)
         if isinstance(event, AckTimedOut):
@@ -412,7 +412,10 @@ class Controller(ChallengeFlow):
             self._finish(call)
         return commands
 
-    def _on_timeout(self, transaction: ClientTransaction, now: float) -> list[Command]:
+    def _on_timeout(self, transaction: ClientTransaction, now: float,
+                    transport_error: str | None = None) -> list[Command]:
+        """No final response: 408 to the PBX, or 503 when the connection failed
+        (RFC 3261 §8.1.3.1: a transport error is treated as a 503)."""
         context = self._contexts.pop(transaction, None)
         if context is None:
             return list(self.registrations.on_timeout(transaction, now))
@@ -427,10 +430,14 @@ class Controller(ChallengeFlow):
         if context.kind in (RelayKind.INITIAL_INVITE, RelayKind.IVR_INVITE):
             commands: list[Command] = []
             if call.pbx_invite.final_status is None:
-                self._respond(call.pbx_invite, 408, now, to_tag=call.pbx.local_tag)
+                status = 408 if transport_error is None else 503
+                self._respond(call.pbx_invite, status, now, to_tag=call.pbx.local_tag)
+                reason = (f"{context.side.value} did not answer (Timer B)"
+                          if transport_error is None
+                          else f"{context.side.value} unreachable: {transport_error}")
                 commands.append(LogEvent("call.failed", "warning", {
-                    **call.log_fields(), "status": 408, "trunk": call.trunk_name,
-                    "reason": f"{context.side.value} did not answer (Timer B)"}))
+                    **call.log_fields(), "status": status, "trunk": call.trunk_name,
+                    "reason": reason}))
             self._finish(call)
             return commands
         if context.kind is RelayKind.IN_DIALOG and context.server is not None:

@@ -406,7 +406,7 @@ class Service:
         endpoint.connection_closed(local.transport, remote)
         now = loop.time()
         try:
-            for event in endpoint.transport_failed(local, remote, now):
+            for event in endpoint.transport_failed(local, remote, now, reason):
                 self._run(controller.handle(event, now), now)
         except Exception:
             self.log.exception("sip.internal_error", during="stream_closed", reason=reason)

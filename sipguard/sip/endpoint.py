@@ -92,9 +92,11 @@ class ResponseReceived:
 
 @dataclass(frozen=True, slots=True)
 class TransactionTimedOut:
-    """No final response came before Timer B or F (RFC 3261 §17.1.1.2, §17.1.2.2)."""
+    """No final response came before Timer B or F (RFC 3261 §17.1.1.2, §17.1.2.2), or,
+    with ``transport_error``, the connection it went on failed (§8.1.3.1)."""
 
     transaction: ClientTransaction
+    transport_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,7 +228,8 @@ class Endpoint:
         for key in stale:
             del self._aliases[key]
 
-    def transport_failed(self, local: Local, destination: Address, now: float) -> list[Event]:
+    def transport_failed(self, local: Local, destination: Address, now: float,
+                         reason: str = "connection failed") -> list[Event]:
         """A connection to ``destination`` could not be made or broke (RFC 3261 §8.1.3.1).
 
         Every client transaction waiting on it is ended at once and reported as
@@ -238,7 +241,7 @@ class Endpoint:
                     and transaction.final_status is None and not transaction.is_terminated):
                 transaction.transport_failed()
                 self._forget(transaction)
-                events.append(TransactionTimedOut(transaction))
+                events.append(TransactionTimedOut(transaction, reason))
         return events
 
     # -- output ----------------------------------------------------------------

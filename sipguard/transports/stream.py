@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import ssl
 from collections import Counter
 from dataclasses import dataclass
@@ -99,7 +100,7 @@ class StreamTransport:
         self._server_ssl = server_ssl
         self._client_ssl = client_ssl
         self._server_names = server_names or {}
-        self._server: asyncio.Server | None = None
+        self._listener: socket.socket | None = None
         self._connections: dict[Address, Connection] = {}
         self._pending: dict[Address, list[bytes]] = {}
         self._per_source: Counter[str] = Counter()
@@ -112,17 +113,32 @@ class StreamTransport:
         return self.local.transport == TLS
 
     async def start(self) -> Local:
-        """Listen; return the bound address (port 0 takes a free one)."""
-        self._server = await asyncio.start_server(
-            self._accepted, self.local.host, self.local.port, reuse_address=True, backlog=512)
-        bound = self._server.sockets[0].getsockname()
+        """Listen; return the bound address (port 0 takes a free one).
+
+        Connections are accepted one by one (not by asyncio.start_server) so that a
+        refused source is closed before its TLS handshake, and TLS starts on a socket
+        nothing has read from yet.
+        """
+        family = socket.AF_INET6 if ":" in self.local.host else socket.AF_INET
+        listener = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            listener.bind((self.local.host, self.local.port))
+            listener.listen(512)
+            listener.setblocking(False)
+        except OSError:
+            listener.close()
+            raise
+        self._listener = listener
+        bound = listener.getsockname()
         self.local = Local(bound[0], bound[1], self.local.transport)
+        self._spawn(self._accept_loop(listener))
         return self.local
 
     async def stop(self) -> None:
         """Stop listening and close every connection."""
-        if self._server is not None:
-            self._server.close()
         for connection in list(self._connections.values()):
             connection.writer.close()
         tasks = list(self._tasks)
@@ -130,6 +146,8 @@ class StreamTransport:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks, timeout=2.0)
+        if self._listener is not None:
+            self._listener.close()
 
     def stats(self) -> dict[str, Any]:
         """Open connections and what was refused (for the stats line)."""
@@ -191,39 +209,52 @@ class StreamTransport:
 
     # -- receiving -------------------------------------------------------------------
 
-    async def _accepted(self, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter) -> None:
-        peer = writer.get_extra_info("peername")
-        remote: Address = (str(peer[0]), int(peer[1]))
+    async def _accept_loop(self, listener: socket.socket) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                accepted, peer = await loop.sock_accept(listener)
+            except OSError as error:  # out of file descriptors, say: wait and go on
+                self.log.warning("transport.accept_failed", local=str(self.local),
+                                 error=str(error))
+                await asyncio.sleep(0.1)
+                continue
+            remote: Address = (str(peer[0]), int(peer[1]))
+            host = remote[0]
+            refusal = None
+            if not self.handler.stream_admit(host):
+                refusal = "refused source"
+            elif len(self._connections) + len(self._pending) >= self.settings.max_connections:
+                refusal = "max_connections"
+            elif self._per_source[host] >= self.settings.max_connections_per_source:
+                refusal = "max_connections_per_source"
+            if refusal is not None:
+                self.refused[refusal] += 1
+                accepted.close()
+                continue
+            self._per_source[host] += 1
+            self._spawn(self._accepted(accepted, remote))
+
+    async def _accepted(self, accepted: socket.socket, remote: Address) -> None:
+        loop = asyncio.get_running_loop()
         host = remote[0]
-        refusal = None
-        if not self.handler.stream_admit(host):
-            refusal = "refused source"
-        elif len(self._connections) + len(self._pending) >= self.settings.max_connections:
-            refusal = "max_connections"
-        elif self._per_source[host] >= self.settings.max_connections_per_source:
-            refusal = "max_connections_per_source"
-        if refusal is not None:
-            self.refused[refusal] += 1
-            writer.transport.abort()
-            return
-        task = asyncio.current_task()
-        if task is not None:  # stop() cancels the connections it finds here
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-        self._per_source[host] += 1
         try:
-            if self._server_ssl is not None:
-                try:
-                    async with asyncio.timeout(self.settings.handshake_timeout):
-                        await writer.start_tls(self._server_ssl)
-                except (OSError, TimeoutError, ssl.SSLError) as error:
-                    self.refused["tls_handshake"] += 1
-                    self.log.info("transport.tls_refused", local=str(self.local),
-                                  remote=_address_text(remote),
-                                  error=str(error) or type(error).__name__)
-                    writer.transport.abort()
-                    return
+            reader = asyncio.StreamReader(limit=2 * READ_SIZE)
+            protocol = asyncio.StreamReaderProtocol(reader)
+            try:
+                async with asyncio.timeout(self.settings.handshake_timeout):
+                    transport, _ = await loop.connect_accepted_socket(
+                        lambda: protocol, accepted, ssl=self._server_ssl,
+                        ssl_handshake_timeout=(self.settings.handshake_timeout
+                                               if self._server_ssl is not None else None))
+            except (OSError, TimeoutError, ssl.SSLError) as error:
+                self.refused["tls_handshake"] += 1
+                self.log.info("transport.tls_refused", local=str(self.local),
+                              remote=_address_text(remote),
+                              error=str(error) or type(error).__name__)
+                accepted.close()
+                return
+            writer = asyncio.StreamWriter(transport, protocol, reader, loop)
             connection = Connection(remote, writer, self.max_message_size, inbound=True)
             previous = self._connections.get(remote)
             if previous is not None:  # the same address and port again: the old one is dead

@@ -47,6 +47,7 @@ from harness import (
     SippResult,
     SippRun,
     SippUas,
+    free_port,
     free_udp_port,
     sipguard_command,
     sipguard_config,
@@ -71,8 +72,10 @@ def start_uas(sipp_binary: str, tmp_path: Path) -> Iterator[Callable[..., SippUa
     """Start a SIPp UAS scenario on a free loopback port; stopped at the end of the test."""
     started: list[SippUas] = []
 
-    def start(scenario: str, host: str = "127.0.0.1", extra: Sequence[str] = ()) -> SippUas:
-        port = free_udp_port(host)
+    def start(scenario: str, host: str = "127.0.0.1", extra: Sequence[str] = (),
+              transport: str = "udp") -> SippUas:
+        """``transport`` "tcp" runs SIPp with -t t1 (one connection for all calls)."""
+        port = free_port(host) if transport == "tcp" else free_udp_port(host)
         name = f"{Path(scenario).stem}-{len(started)}"
         message_log = tmp_path / f"{name}.msg.log"
         error_log = tmp_path / f"{name}.err.log"
@@ -85,6 +88,7 @@ def start_uas(sipp_binary: str, tmp_path: Path) -> Iterator[Callable[..., SippUa
             "-timeout", "300",  # never outlives a runaway test by much
             "-trace_msg", "-message_file", str(message_log),
             "-trace_err", "-error_file", str(error_log),
+            *(["-t", "t1"] if transport == "tcp" else []),
             *extra,
         ]  # fmt: skip
         with screen_log.open("wb") as screen:
@@ -93,7 +97,8 @@ def start_uas(sipp_binary: str, tmp_path: Path) -> Iterator[Callable[..., SippUa
             )
         uas = SippUas(scenario, host, port, process, message_log, error_log, screen_log)
         started.append(uas)
-        wait_until_bound(host, port, process, timeout=5.0)
+        wait_until_bound(host, port, process, timeout=5.0,
+                         kind=socket.SOCK_STREAM if transport == "tcp" else socket.SOCK_DGRAM)
         return uas
 
     yield start
@@ -133,7 +138,7 @@ def start_uac(sipp_binary: str, tmp_path: Path) -> Iterator[Callable[..., SippRu
             "-sf", str(FIXTURES_DIR / scenario),
             target,
             *sipp_common_args(host),
-            "-p", str(free_udp_port(host)),
+            "-p", str(free_port(host)),  # free for TCP too (-t t1)
             "-s", service,
             "-m", str(calls),
             "-r", str(rate),
@@ -242,3 +247,23 @@ def redis_server(tmp_path: Path) -> Iterator[Any]:
     server = store_server.RedisServer(directory=directory).start()
     yield server
     server.close()
+
+
+# --------------------------------------------------------------------------- TLS
+
+
+@pytest.fixture
+def certificates(tmp_path: Path) -> Any:
+    """A test CA and the certificates signed with it (and one that is not)."""
+    from tls_harness import make_certificates
+
+    return make_certificates(tmp_path / "certificates")
+
+
+@pytest.fixture
+def tunnels(tmp_path: Path) -> Iterator[list[Any]]:
+    """stunnel processes a test starts (see tls_harness); stopped by PID at the end."""
+    started: list[Any] = []
+    yield started
+    for tunnel in started:
+        tunnel.stop()

@@ -51,6 +51,20 @@ def free_udp_port(host: str = "127.0.0.1") -> int:
         return int(probe.getsockname()[1])
 
 
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free for both UDP and TCP a moment ago on ``host`` (SIPp's TCP mode, and a
+    sipguard listening on both, want one)."""
+    for _ in range(50):
+        port = free_udp_port(host)
+        with socket.socket(family_of(host), socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((host, port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no port free for UDP and TCP on {host}")
+
+
 def free_media_ports(host: str = "127.0.0.1", count: int = 4) -> int:
     """The first of ``count`` consecutive UDP ports that were all free a moment ago
     (SIPp binds audio and video RTP and RTCP from its -mp port up)."""
@@ -78,13 +92,15 @@ def host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def wait_until_bound(host: str, port: int, process: subprocess.Popen[Any], timeout: float) -> None:
-    """Return once something has bound UDP ``host:port``; fail if ``process`` exits first."""
+def wait_until_bound(host: str, port: int, process: subprocess.Popen[Any], timeout: float,
+                     kind: socket.SocketKind = socket.SOCK_DGRAM) -> None:
+    """Return once something has bound ``host:port`` (UDP, or TCP with ``kind``); fail if
+    ``process`` exits first."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise AssertionError(f"process {process.args!r} exited with {process.returncode}")
-        with socket.socket(family_of(host), socket.SOCK_DGRAM) as probe:
+        with socket.socket(family_of(host), kind) as probe:
             try:
                 probe.bind((host, port))
             except OSError as error:
@@ -92,7 +108,8 @@ def wait_until_bound(host: str, port: int, process: subprocess.Popen[Any], timeo
                     return
                 raise
         time.sleep(0.05)
-    raise AssertionError(f"nothing bound udp {host_port(host, port)} within {timeout} s")
+    name = "udp" if kind == socket.SOCK_DGRAM else "tcp"
+    raise AssertionError(f"nothing bound {name} {host_port(host, port)} within {timeout} s")
 
 
 def stop_process(process: subprocess.Popen[Any], timeout: float = PROCESS_STOP_TIMEOUT) -> bool:
@@ -487,6 +504,7 @@ def sipguard_config(
     edge: dict[str, Any] | None = None,
     peer_auth: dict[str, str] | None = None,
     trunk_auth: dict[str, str] | None = None,
+    sections: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A sipguard configuration for one test (the policy file sits beside it)."""
     config: dict[str, Any] = {
@@ -514,6 +532,7 @@ def sipguard_config(
         config["peers"][0]["auth"] = dict(peer_auth)
     if trunk_auth:
         config["trunks"][0]["auth"] = dict(trunk_auth)
+    config.update(sections or {})  # whole sections more (transport, tls, ...)
     return config
 
 
