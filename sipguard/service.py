@@ -403,13 +403,13 @@ class Service:
         endpoint, controller, loop = self.endpoint, self.controller, self._loop
         if endpoint is None or controller is None or loop is None:
             return
-        endpoint.connection_closed(local.transport, remote)
         now = loop.time()
         try:
             for event in endpoint.transport_failed(local, remote, now, reason):
                 self._run(controller.handle(event, now), now)
         except Exception:
             self.log.exception("sip.internal_error", during="stream_closed", reason=reason)
+        endpoint.connection_closed(local.transport, remote)  # after: failures use the aliases
         self._after_pump()
 
     def _on_timer(self) -> None:

@@ -236,8 +236,12 @@ class Endpoint:
         a timeout, rather than after Timer B or F.
         """
         events: list[Event] = []
+        aliases = self._aliases
         for transaction in list(self._client.values()):
-            if (transaction.local == local and transaction.destination == destination
+            sent_to = transaction.destination
+            if aliases and local.transport != UDP:  # sent on the connection a peer opened
+                sent_to = aliases.get((local.transport, *sent_to), sent_to)
+            if (transaction.local == local and sent_to == destination
                     and transaction.final_status is None and not transaction.is_terminated):
                 transaction.transport_failed()
                 self._forget(transaction)

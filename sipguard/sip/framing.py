@@ -89,8 +89,9 @@ class StreamFramer:
         while buffer.startswith(_CRLF, 2 * line_ends):
             line_ends += 1
         if line_ends:
-            if 2 * line_ends == len(buffer) and line_ends < 2:
-                return None  # a lone CRLF: a pong, or the first half of a ping
+            rest = len(buffer) - 2 * line_ends
+            if line_ends < 2 and (rest == 0 or (rest == 1 and buffer[-1:] == b"\r")):
+                return None  # a lone CRLF: a pong, or the start of a ping cut short
             del buffer[:2 * line_ends]
             if line_ends >= 2:
                 return Frame(FrameKind.PING)

@@ -7,6 +7,7 @@ tunnel checks sipguard's certificate, sipguard checks the trunk's.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import subprocess
@@ -228,10 +229,8 @@ def test_a_banned_address_is_refused_on_every_transport_and_unbanned_by_the_cli(
         with pytest.raises(TimeoutError):
             probe.recv(65536)
     with _connect(tcp, STRANGER) as stream:
-        try:
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
             stream.sendall(_options("TCP", stream.getsockname(), tcp))
-        except (ConnectionResetError, BrokenPipeError):
-            pass
         assert _closed_by_peer(stream)
     with pytest.raises((ssl.SSLError, ConnectionResetError, BrokenPipeError, OSError)):
         _connect(tls, STRANGER, _client_tls(certificates)).close()
