@@ -69,3 +69,26 @@ def test_quick_edge_benchmark_keeps_the_pbx_calls_and_bans_the_flood(tmp_path: P
     assert during["edge"]["flood_source_banned"], during["edge"]
     assert during["edge"]["dropped_total"] > 0, during["edge"]
     assert results["flood_alone"]["edge"]["flood_source_banned"], results["flood_alone"]
+
+
+def test_quick_stream_benchmark_calls_over_every_transport_and_refuses_the_connection_flood(
+        tmp_path: Path):
+    """bench/bench_streams.py --quick: every call over UDP, TCP and TLS succeeds, and a
+    stranger's connections beyond the per-source limit are closed at once."""
+    output = tmp_path / "bench-streams.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_streams.py"), "--quick",
+         "--json", str(output)],
+        capture_output=True, text=True, timeout=240, cwd=REPO, stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(output.read_text())
+    for transport in ("udp", "tcp", "tls"):
+        outcome = results["transports"][transport]
+        assert outcome["successful"] == outcome["calls"] > 0, (transport, outcome)
+        assert outcome["invite_to_200_ms"]["samples"] == outcome["calls"], (transport, outcome)
+    flood = results["connection_flood"]
+    assert flood["connections"]["kept_open"] == 32, flood  # the default per-source limit
+    assert flood["refused_by_sipguard"]["max_connections_per_source"] == (
+        flood["connections"]["attempted"] - 32), flood
+    assert flood["pbx"]["failed"] == 0, flood
