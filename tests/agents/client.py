@@ -12,7 +12,9 @@ Usage::
 
 Constructor options: ``host`` (SIP and RTP bound there, on free ports), ``answer``
 (UAS mode: auto-answer incoming calls), ``ring_seconds`` (send 180 first and
-answer that much later), ``early_media`` (send 183 with SDP before the 200).
+answer that much later), ``early_media`` (send 183 with SDP before the 200),
+``tls`` ((certificate chain, key, CA) PEM paths: listen on TLS too, on
+``agent.tls_port``, and check TLS servers against the CA).
 
 Commands (methods): ``call(uri, headers)``, ``send_dtmf(digits, method)`` with
 method ``"rfc4733"`` (RTP telephone-events), ``"info"`` (SIP INFO
@@ -22,7 +24,7 @@ current call to a WAV file, complete once the call ended: event ``recorded``), `
 
 Events (dicts with an ``"event"`` key), read with ``wait_for(event, timeout, **match)``:
 
-- ``ready`` ``{sip_port}``: at start (consumed by the constructor)
+- ``ready`` ``{sip_port, tls_port}``: at start (consumed by the constructor)
 - ``calling`` ``{call_id}``: an outgoing INVITE was sent
 - ``incoming`` ``{call_id}``: an INVITE arrived (UAS mode)
 - ``state`` ``{state, status}``: CALLING, EARLY, CONNECTING, CONFIRMED, DISCONNECTED
@@ -70,8 +72,11 @@ class Agent:
     """A pjsua2 user agent in a subprocess, driven by JSON lines."""
 
     def __init__(self, *, host: str = "127.0.0.1", answer: bool = False,
-                 ring_seconds: float = 0.0, early_media: bool = False) -> None:
+                 ring_seconds: float = 0.0, early_media: bool = False,
+                 tls: tuple[str, str, str] | None = None) -> None:
         command = [sys.executable, str(AGENT_SCRIPT), "--host", host]
+        if tls is not None:  # (certificate chain, key, CA): listen on TLS too
+            command += ["--tls-cert", tls[0], "--tls-key", tls[1], "--tls-ca", tls[2]]
         if answer:
             command.append("--answer")
         if ring_seconds > 0:
@@ -95,6 +100,7 @@ class Agent:
             self.stop()
             raise
         self.sip_port: int = int(ready["sip_port"])
+        self.tls_port: int = int(ready.get("tls_port") or 0)
 
     @property
     def uri(self) -> str:

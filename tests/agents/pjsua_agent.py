@@ -122,6 +122,21 @@ class Agent:
         tcfg.port = 0
         transport = self.ep.transportCreate(pj.PJSIP_TRANSPORT_UDP, tcfg)
         self.sip_port = int(self.ep.transportGetInfo(transport).localName.rsplit(":", 1)[1])
+        self.tls_port = 0
+        if args.tls_cert:
+            # A TLS listener too (TLS 1.2+), with the certificate sipguard checks when it
+            # connects here, and the CA that sipguard's own certificate must come from.
+            tls = pj.TransportConfig()
+            tls.boundAddress = args.host
+            tls.port = 0
+            tls.tlsConfig.CaListFile = args.tls_ca
+            tls.tlsConfig.certFile = args.tls_cert
+            tls.tlsConfig.privKeyFile = args.tls_key
+            tls.tlsConfig.proto = pj.PJ_SSL_SOCK_PROTO_TLS1_2 | pj.PJ_SSL_SOCK_PROTO_TLS1_3
+            tls.tlsConfig.verifyServer = True
+            tls_transport = self.ep.transportCreate(pj.PJSIP_TRANSPORT_TLS, tls)
+            self.tls_port = int(
+                self.ep.transportGetInfo(tls_transport).localName.rsplit(":", 1)[1])
         for codec in self.ep.codecEnum2():
             name = codec.codecId.upper()
             priority = 255 if name.startswith("PCMU/") else 254 if name.startswith("PCMA/") else 0
@@ -287,7 +302,7 @@ class Agent:
 
     # --- main loop
     def loop(self) -> None:
-        emit("ready", sip_port=self.sip_port)
+        emit("ready", sip_port=self.sip_port, tls_port=self.tls_port)
         while self.running:
             self.ep.libHandleEvents(10)
             self.dead.clear()
@@ -342,6 +357,9 @@ def main() -> None:
     parser.add_argument("--ring-seconds", type=float, default=0.0)
     parser.add_argument("--early-media", action="store_true",
                         help="send 183 with SDP before the 200 (after --ring-seconds)")
+    parser.add_argument("--tls-cert", default="", help="PEM chain: also listen on TLS")
+    parser.add_argument("--tls-key", default="")
+    parser.add_argument("--tls-ca", default="", help="PEM: CAs trusted for TLS servers")
     args = parser.parse_args()
     if args.early_media and args.ring_seconds <= 0:
         args.ring_seconds = 1.0

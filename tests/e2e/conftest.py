@@ -267,3 +267,24 @@ def tunnels(tmp_path: Path) -> Iterator[list[Any]]:
     yield started
     for tunnel in started:
         tunnel.stop()
+
+
+# --------------------------------------------------------------------------- pjsua2 agents
+
+
+@pytest.fixture
+def agents() -> Iterator[Callable[..., Any]]:
+    """Start pjsua2 agents (tests/agents/); each is stopped (by its PID) at the end."""
+    from harness import load_agent_client
+
+    agent_class = load_agent_client().Agent
+    started: list[Any] = []
+
+    def start(**options: Any) -> Any:
+        agent = agent_class(**options)
+        started.append(agent)
+        return agent
+
+    yield start
+    for agent in started:
+        agent.stop()

@@ -12,13 +12,13 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
-from harness import Sipguard, load_agent_client
+from harness import Sipguard
 
 from sipguard.pins import hash_pin, save_pin_file
 
@@ -29,26 +29,6 @@ PIN_NUMBER = "12125551234"  # US: the policy asks for a PIN
 PINS = {"2001": "246810", "2002": "135790"}
 WRONG = "975318"
 CALL_TIMEOUT = 10.0  # seconds for the IVR to answer, the trunk to ring, and so on
-
-
-
-
-Agent = load_agent_client().Agent
-
-
-@pytest.fixture
-def agents() -> Iterator[Callable[..., Any]]:
-    """Start pjsua2 agents; each is stopped (by its PID) at the end."""
-    started: list[Any] = []
-
-    def start(**options: Any) -> Any:
-        agent = Agent(**options)
-        started.append(agent)
-        return agent
-
-    yield start
-    for agent in started:
-        agent.stop()
 
 
 @pytest.fixture

@@ -290,3 +290,36 @@ def test_stream_limits_hold(start_uas: StartUas, start_sipguard: StartSipguard) 
     counts = next(value for key, value in refused.items() if key.startswith("tcp:"))["refused"]
     assert counts.get("max_connections_per_source") == 1, refused
     assert counts.get("idle", 0) >= 1 and counts.get("framing", 0) >= 2, refused
+
+
+def test_pjsua2_agents_call_over_tls_and_the_trunk_hangs_up(
+        start_sipguard: StartSipguard, agents: Callable[..., Any],
+        certificates: Certificates) -> None:
+    """Two pjsua2 user agents speaking TLS themselves: the PBX calls through sipguard to a TLS
+    trunk, media flows between them, and the trunk's BYE reaches the PBX over TLS (on the
+    connection the PBX opened)."""
+    pem = (str(certificates.server_chain), str(certificates.server_key), str(certificates.ca))
+    trunk = agents(answer=True, tls=pem)
+    guard = start_sipguard(f"sip:127.0.0.1:{trunk.tls_port};transport=tls",
+                           listen=["udp:127.0.0.1:0", "tls:127.0.0.1:0"],
+                           sections={"tls": _tls_section(certificates)})
+    pbx = agents(tls=pem)
+    host, port = guard.address("tls")
+    pbx.call(f"sip:{ALLOWED}@{host}:{port};transport=tls")
+    pbx.wait_for("state", 10, state="CONFIRMED")
+    trunk.wait_for("state", 10, state="CONFIRMED")
+    deadline = time.monotonic() + 5
+    while int(trunk.stats()["rx_packets"]) < 20 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert int(trunk.stats()["rx_packets"]) >= 20  # the PBX's RTP reaches the trunk directly
+    trunk.hangup()
+    pbx.wait_for("disconnected", 10)
+    ended = guard.wait_for("call.ended")[0]
+    assert ended["ended_by"] == "trunk" and ended["status"] == 200, ended
+    stats = guard.stats()
+    tls = next(value for key, value in stats["streams"].items() if key.startswith("tls:"))
+    # sipguard opened one connection only, to the trunk: its BYE to the PBX went back on the
+    # PBX's own connection (the trunk's BYE may come on a new one: the agent does not know
+    # that sipguard's connection to it is sipguard's listener as well).
+    assert tls["connections"] - tls["inbound"] == 1 and tls["inbound"] >= 1, stats
+    assert stats["calls"] == 0, stats
