@@ -393,8 +393,12 @@ def extension_of(request: Request, header: str) -> str | None:
     return user_of(request.from_address) or None
 
 
-def contact_for(local: Local | Address) -> str:
-    """Our Contact for a leg whose messages leave from ``local`` (with its transport)."""
+def contact_for(local: Local | Address, secure: bool = False) -> str:
+    """Our Contact for a leg whose messages leave from ``local`` (with its transport);
+    ``secure`` for a dialog with a SIPS Request-URI, whose Contact must be SIPS too
+    (RFC 3261 §8.1.1.8, §12.1.1)."""
     local = as_local(local)
     host = f"[{local.host}]" if ":" in local.host else local.host
+    if secure and local.transport == "TLS":
+        return f"<sips:sipguard@{host}:{local.port}>"
     return f"<sip:sipguard@{host}:{local.port}{transport_parameter(local.transport)}>"

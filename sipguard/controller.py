@@ -261,7 +261,8 @@ class Controller(ChallengeFlow):
             return [LogEvent("call.rejected", "info", {
                 "call_id": request.call_id, "status": 503, "reason": "shutting down"})]
         try:
-            pbx = Dialog.for_incoming(request, local_tag, contact_for(transaction.local))
+            pbx = Dialog.for_incoming(request, local_tag, contact_for(
+                transaction.local, secure=request.uri.scheme == "sips"))
         except RemoteProtocolError as error:
             self._respond(transaction, 400, now, reason=error.reason, to_tag=local_tag)
             return [LogEvent("sip.request_refused", "info", {
@@ -426,7 +427,9 @@ class Controller(ChallengeFlow):
             if call.state is CallState.ENDING:
                 self._finish_when_settled(call)
                 return []
-            return self._end_call(call, now, "sipguard", "trunk did not answer (Timer B)")
+            return self._end_call(call, now, "sipguard",
+                                  "trunk did not answer (Timer B)" if transport_error is None
+                                  else f"trunk unreachable: {transport_error}")
         if context.kind in (RelayKind.INITIAL_INVITE, RelayKind.IVR_INVITE):
             commands: list[Command] = []
             if call.pbx_invite.final_status is None:

@@ -189,7 +189,7 @@ class ControllerBase:
             local_cseq=0,
             remote_cseq=None,
             remote_target=target,
-            local_contact=contact_for(local),
+            local_contact=contact_for(local, secure=trunk.uri.scheme == "sips"),
         )
         call.trunk = trunk_dialog
         call.trunk_name = trunk.name

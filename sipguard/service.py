@@ -395,6 +395,8 @@ class Service:
     def stream_message(self, data: bytes, source: Address, local: Local,
                        too_large: bool) -> bool:
         """One message framed from a stream; a source banned meanwhile loses its connection."""
+        if self.controller is None:
+            return True  # accepted before the controller is up (starting): dropped
         return self._receive(data, source, local, too_large) not in (Drop.BANNED,
                                                                     Drop.BLOCKLISTED)
 

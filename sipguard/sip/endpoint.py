@@ -48,6 +48,7 @@ from sipguard.sip.transaction import (
     hop_by_hop_request,
 )
 from sipguard.sip.transport import (
+    TLS,
     UDP,
     Address,
     Hop,
@@ -180,10 +181,14 @@ class Endpoint:
         self._timers: list[tuple[float, int, Transaction]] = []
         self._sequence = itertools.count()
         self._outbox: list[Datagram] = []
-        self._pending_events: list[Event] = []
         # (transport, sent-by host, sent-by port) -> the remote address of the
-        # connection that peer sends on (RFC 5923 §5: requests to it reuse it).
+        # connection that peer sends on (as RFC 5923 §5 does with ;alias: requests to it
+        # reuse the connection), and the other way round.
         self._aliases: dict[tuple[str, str, int], Address] = {}
+        self._sent_by: dict[tuple[str, str, int], Address] = {}
+        # Connections that closed -> the sent-by their peer listens on: what was meant for
+        # the connection goes there instead (RFC 3261 §18.2.2), never to a client's port.
+        self._closed_flows: dict[tuple[str, str, int], Address] = {}
 
     # -- introspection -------------------------------------------------------
 
@@ -207,7 +212,8 @@ class Endpoint:
 
         The transport's own address of the right family first; without one, any
         address of that family (settings refuse a trunk whose transport has no
-        listener, so this is a PBX's Contact asking for a transport we lack).
+        listener, so this is a PBX's Contact asking for a transport we lack). TLS is
+        never replaced by a cleartext transport: that is a LocalProtocolError.
         """
         if transport is None:
             transport = as_hop(destination).transport
@@ -219,21 +225,31 @@ class Endpoint:
                     return local
                 if fallback is None:
                     fallback = local
+        if transport == TLS:
+            raise LocalProtocolError(f"no tls listen address to reach {destination[0]} from")
         return fallback or self.local_addresses[0]
 
     def connection_closed(self, transport: str, remote: Address) -> None:
-        """A TCP/TLS connection ended: requests to its peer open a new one."""
-        stale = [key for key, value in self._aliases.items()
-                 if value == remote and key[0] == transport]
-        for key in stale:
+        """A TCP/TLS connection ended: what was meant for it goes to its peer's sent-by."""
+        sent_by = self._sent_by.pop((transport, *remote), None)
+        if sent_by is None:
+            return
+        key = (transport, *sent_by)
+        if self._aliases.get(key) == remote:
             del self._aliases[key]
+        if len(self._closed_flows) >= MAX_ALIASES:
+            del self._closed_flows[next(iter(self._closed_flows))]
+        self._closed_flows[(transport, *remote)] = sent_by
 
     def transport_failed(self, local: Local, destination: Address, now: float,
                          reason: str = "connection failed") -> list[Event]:
         """A connection to ``destination`` could not be made or broke (RFC 3261 §8.1.3.1).
 
         Every client transaction waiting on it is ended at once and reported as
-        a timeout, rather than after Timer B or F.
+        a timeout, rather than after Timer B or F; an INVITE that has had a
+        provisional response is left to its final response (the far end may send it
+        on a new connection) or to the TU's CANCEL, so that a call the far end may
+        still answer is never forgotten.
         """
         events: list[Event] = []
         aliases = self._aliases
@@ -242,7 +258,8 @@ class Endpoint:
             if aliases and local.transport != UDP:  # sent on the connection a peer opened
                 sent_to = aliases.get((local.transport, *sent_to), sent_to)
             if (transaction.local == local and sent_to == destination
-                    and transaction.final_status is None and not transaction.is_terminated):
+                    and transaction.final_status is None and not transaction.is_terminated
+                    and not (transaction.is_invite and transaction.has_provisional)):
                 transaction.transport_failed()
                 self._forget(transaction)
                 events.append(TransactionTimedOut(transaction, reason))
@@ -273,8 +290,12 @@ class Endpoint:
         return None
 
     def _send(self, data: bytes, destination: Address, local: Local) -> None:
-        if local.transport != UDP and self._aliases:
-            destination = self._aliases.get((local.transport, *destination), destination)
+        if local.transport != UDP:
+            key = (local.transport, *destination)
+            if self._closed_flows:
+                destination = self._closed_flows.get(key, destination)
+            if self._aliases:
+                destination = self._aliases.get((local.transport, *destination), destination)
         self._outbox.append(Datagram(data, destination, local))
 
     def _schedule(self, transaction: Transaction) -> None:
@@ -421,20 +442,29 @@ class Endpoint:
         return [RequestReceived(request, transaction, source)]
 
     def _learn_alias(self, via: Via, source: Address, local: Local) -> None:
-        """Requests to this peer's sent-by go back on its connection (RFC 5923 §5).
+        """Requests to this peer's sent-by go back on its connection (as RFC 5923 §5).
 
-        Only a sent-by naming the connection's own host is taken, so a peer
-        cannot draw traffic meant for another address onto its connection.
+        Only a sent-by naming the connection's own host is taken, so a peer cannot
+        draw traffic meant for another address onto its connection. The newest
+        connection naming a sent-by takes it (a PBX that reconnects is reached at
+        once); another device sharing the PBX's address could take it too, but
+        such a device is that peer already, since peers are known by address.
         """
         host, port = unbracket(via.host), default_port(via)
         if host != source[0] or port == source[1]:
             return
         key = (local.transport, host, port)
-        if self._aliases.get(key) == source:
-            return
-        if len(self._aliases) >= MAX_ALIASES:
-            del self._aliases[next(iter(self._aliases))]
+        current = self._aliases.get(key)
+        self._closed_flows.pop((local.transport, *source), None)
+        if current is not None:
+            del self._aliases[key]  # re-inserted last: the busiest peers are evicted last
+            if current != source:
+                self._sent_by.pop((local.transport, *current), None)
+        elif len(self._aliases) >= MAX_ALIASES:
+            oldest = next(iter(self._aliases))
+            self._sent_by.pop((oldest[0], *self._aliases.pop(oldest)), None)
         self._aliases[key] = source
+        self._sent_by[(local.transport, *source)] = (host, port)
 
     def _new_server_transaction(
         self, key: tuple[str, ...], request: Request, via: Via, source: Address, local: Local

@@ -49,6 +49,7 @@ class Frame:
 # Content-Length, or its compact form "l" (RFC 3261 §7.3.3, §20.14), at a line start.
 _CONTENT_LENGTH = re.compile(rb"(?im)^(?:content-length|l)[ \t]*:[ \t]*([^\r\n]*)")
 _CRLF = b"\r\n"
+MAX_LENGTH_DIGITS = 10  # a longer Content-Length is refused, not converted
 _END_OF_HEAD = b"\r\n\r\n"
 
 
@@ -108,7 +109,7 @@ class StreamFramer:
             return None
         match = _CONTENT_LENGTH.search(buffer, 0, end + 2)
         value = match.group(1).strip() if match else b""
-        if not value.isdigit():
+        if not value.isdigit() or len(value) > MAX_LENGTH_DIGITS:
             # No usable Content-Length: the endpoint answers 400, then the stream is lost.
             head = bytes(buffer[:head_end])
             self._fail("no Content-Length on a stream" if match is None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import socket
 import ssl
 from collections import Counter
@@ -37,6 +38,7 @@ from sipguard.sip.transport import TLS, Address, Local
 
 READ_SIZE = 65536
 PONG = b"\r\n"  # RFC 5626 §3.5.1: the answer to a double-CRLF keep-alive
+PONG_INTERVAL = 1.0  # seconds: keep-alives come every 30 s or more; faster ones are ignored
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,7 @@ class StreamHandler(Protocol):
 class Connection:
     """One TCP or TLS connection and its framer."""
 
-    __slots__ = ("framer", "inbound", "remote", "writer")
+    __slots__ = ("framer", "inbound", "last_pong", "remote", "writer")
 
     def __init__(self, remote: Address, writer: asyncio.StreamWriter, max_size: int,
                  inbound: bool) -> None:
@@ -80,6 +82,7 @@ class Connection:
         self.writer = writer
         self.framer = StreamFramer(max_size)
         self.inbound = inbound
+        self.last_pong = float("-inf")
 
 
 class StreamTransport:
@@ -103,7 +106,9 @@ class StreamTransport:
         self._listener: socket.socket | None = None
         self._connections: dict[Address, Connection] = {}
         self._pending: dict[Address, list[bytes]] = {}
+        # Inbound connections per source (an IPv6 source is its /64), handshakes included.
         self._per_source: Counter[str] = Counter()
+        self._stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self.refused: Counter[str] = Counter()  # connections refused or closed, by reason
 
@@ -138,16 +143,19 @@ class StreamTransport:
         return self.local
 
     async def stop(self) -> None:
-        """Stop listening and close every connection."""
-        for connection in list(self._connections.values()):
-            connection.writer.close()
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks, timeout=2.0)
+        """Stop listening and close every connection (nothing is sent or opened after)."""
+        self._stopping = True
         if self._listener is not None:
             self._listener.close()
+        for connection in list(self._connections.values()):
+            connection.writer.close()
+        for _ in range(3):  # a closing connection's handler may have spawned more
+            tasks = list(self._tasks)
+            if not tasks:
+                break
+            for task in tasks:
+                task.cancel()
+            await asyncio.wait(tasks, timeout=2.0)
 
     def stats(self) -> dict[str, Any]:
         """Open connections and what was refused (for the stats line)."""
@@ -159,28 +167,41 @@ class StreamTransport:
 
     def send(self, data: bytes, destination: Address) -> None:
         """Send on the connection to ``destination``, opening one when there is none."""
+        if self._stopping:
+            return
         connection = self._connections.get(destination)
         if connection is not None:
-            transport = connection.writer.transport
-            if transport.get_write_buffer_size() > self.settings.write_buffer_limit:
-                self.log.warning("transport.stream_stuck", local=str(self.local),
-                                 remote=_address_text(destination))
-                self.refused["stuck"] += 1
-                transport.abort()
-                return
-            connection.writer.write(data)
+            self._write(connection, data)
             return
         pending = self._pending.get(destination)
         if pending is not None:
             if len(pending) < self.settings.max_pending:
                 pending.append(data)
             return
-        if len(self._connections) + len(self._pending) >= self.settings.max_connections:
+        if self._connection_count() >= self.settings.max_connections:
             self.refused["max_connections"] += 1
-            self.handler.stream_closed(self.local, destination, "too many connections")
+            # Not from inside the caller's pump: the failure is reported on the next turn.
+            asyncio.get_running_loop().call_soon(
+                self.handler.stream_closed, self.local, destination, "too many connections")
             return
         self._pending[destination] = [data]
         self._spawn(self._connect(destination))
+
+    def _write(self, connection: Connection, data: bytes) -> None:
+        """Write, unless the peer has stopped reading (then the connection goes)."""
+        transport = connection.writer.transport
+        if transport.get_write_buffer_size() > self.settings.write_buffer_limit:
+            self.log.warning("transport.stream_stuck", local=str(self.local),
+                             remote=_address_text(connection.remote))
+            self.refused["stuck"] += 1
+            transport.abort()
+            return
+        connection.writer.write(data)
+
+    def _connection_count(self) -> int:
+        """Connections open, being opened, and inbound ones still in their TLS handshake."""
+        outbound = sum(1 for connection in self._connections.values() if not connection.inbound)
+        return outbound + len(self._pending) + sum(self._per_source.values())
 
     async def _connect(self, destination: Address) -> None:
         host, port = destination
@@ -192,7 +213,7 @@ class StreamTransport:
                     host, port, ssl=tls, local_addr=(self.local.host, 0),
                     server_hostname=self._server_names.get(destination, host) if tls else None,
                     ssl_handshake_timeout=settings.connect_timeout if tls else None)
-        except (OSError, TimeoutError, ssl.SSLError) as error:
+        except Exception as error:  # OSError, TimeoutError, SSLError, or anything unforeseen
             self._pending.pop(destination, None)
             reason = str(error) or type(error).__name__
             self.log.warning("transport.connect_failed", local=str(self.local),
@@ -220,24 +241,23 @@ class StreamTransport:
                 await asyncio.sleep(0.1)
                 continue
             remote: Address = (str(peer[0]), int(peer[1]))
-            host = remote[0]
+            source = _source_key(remote[0])
             refusal = None
-            if not self.handler.stream_admit(host):
+            if not self.handler.stream_admit(remote[0]):
                 refusal = "refused source"
-            elif len(self._connections) + len(self._pending) >= self.settings.max_connections:
+            elif self._connection_count() >= self.settings.max_connections:
                 refusal = "max_connections"
-            elif self._per_source[host] >= self.settings.max_connections_per_source:
+            elif self._per_source[source] >= self.settings.max_connections_per_source:
                 refusal = "max_connections_per_source"
             if refusal is not None:
                 self.refused[refusal] += 1
                 accepted.close()
                 continue
-            self._per_source[host] += 1
-            self._spawn(self._accepted(accepted, remote))
+            self._per_source[source] += 1
+            self._spawn(self._accepted(accepted, remote, source))
 
-    async def _accepted(self, accepted: socket.socket, remote: Address) -> None:
+    async def _accepted(self, accepted: socket.socket, remote: Address, source: str) -> None:
         loop = asyncio.get_running_loop()
-        host = remote[0]
         try:
             reader = asyncio.StreamReader(limit=2 * READ_SIZE)
             protocol = asyncio.StreamReaderProtocol(reader)
@@ -262,9 +282,9 @@ class StreamTransport:
             self._connections[remote] = connection
             await self._serve(connection, reader)
         finally:
-            self._per_source[host] -= 1
-            if self._per_source[host] <= 0:
-                del self._per_source[host]
+            self._per_source[source] -= 1
+            if self._per_source[source] <= 0:
+                del self._per_source[source]
 
     async def _serve(self, connection: Connection, reader: asyncio.StreamReader) -> None:
         """Read, frame and hand over messages until the connection ends."""
@@ -284,7 +304,10 @@ class StreamTransport:
                 keep = True
                 for frame in framer.feed(data):
                     if frame.kind is FrameKind.PING:
-                        connection.writer.write(PONG)
+                        now = asyncio.get_running_loop().time()
+                        if now - connection.last_pong >= PONG_INTERVAL:
+                            connection.last_pong = now
+                            self._write(connection, PONG)
                         continue
                     keep = self.handler.stream_message(
                         frame.data, remote, local, frame.kind is FrameKind.TOO_LARGE)
@@ -303,16 +326,28 @@ class StreamTransport:
         except (OSError, ssl.SSLError) as error:
             reason = str(error) or type(error).__name__
         finally:
-            if self._connections.get(remote) is connection:
+            current = self._connections.get(remote) is connection
+            if current:
                 del self._connections[remote]
             connection.writer.close()  # what was written is still flushed
-            with contextlib.suppress(Exception):
-                self.handler.stream_closed(local, remote, reason)
+            if current:  # else a newer connection from the same address owns its state
+                with contextlib.suppress(Exception):
+                    self.handler.stream_closed(local, remote, reason)
 
     def _spawn(self, work: Any) -> None:
         task: asyncio.Task[None] = asyncio.ensure_future(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+
+def _source_key(host: str) -> str:
+    """Who a connection limit counts: the address, or for IPv6 its /64 (one host's share)."""
+    if ":" not in host:
+        return host
+    try:
+        return str(ipaddress.ip_network(f"{host.split('%', 1)[0]}/64", strict=False))
+    except ValueError:
+        return host
 
 
 def _address_text(address: Address) -> str:

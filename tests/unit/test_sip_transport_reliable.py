@@ -25,6 +25,7 @@ from sipguard.sip.endpoint import (
     ResponseReceived,
     TransactionTimedOut,
 )
+from sipguard.sip.errors import LocalProtocolError
 from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request
 from sipguard.sip.transaction import ClientTransaction, ServerTransaction
@@ -398,7 +399,9 @@ def test_ack_and_resend_follow_the_hop_and_the_alias() -> None:
 
 
 def test_transport_failed_ends_only_the_pending_transactions_on_that_connection() -> None:
-    """Pending client transactions on (local, destination) end with TransactionTimedOut; others stay."""
+    """Pending client transactions on (local, destination) end with TransactionTimedOut; others
+    stay, and so does an INVITE that has had a provisional (its answer may come on a new
+    connection, or the TU cancels it)."""
     endpoint = stream_endpoint()
 
     def send(hop: Hop) -> tuple[ClientTransaction, bytes]:
@@ -414,10 +417,10 @@ def test_transport_failed_ends_only_the_pending_transactions_on_that_connection(
     endpoint.receive_datagram(response_to(ringing_bytes, 180), TRUNK, TCP_LOCAL, 0.5)
     endpoint.receive_datagram(response_to(answered_bytes, 200), TRUNK, TCP_LOCAL, 0.5)
     endpoint.datagrams_to_send()
+    survivors.append(ringing)
     events = endpoint.transport_failed(TCP_LOCAL, TRUNK, 1.0, "connection refused")
-    assert events == [TransactionTimedOut(calling, "connection refused"),
-                      TransactionTimedOut(ringing, "connection refused")]
-    assert calling.is_terminated and ringing.is_terminated
+    assert events == [TransactionTimedOut(calling, "connection refused")]
+    assert calling.is_terminated
     assert not any(transaction.is_terminated for transaction in survivors)
     assert endpoint.transaction_count == len(survivors)
     assert endpoint.datagrams_to_send() == []  # nothing is sent for a broken connection
@@ -475,7 +478,6 @@ LOCAL_CHOICES = {  # id: (the endpoint's locals, destination, transport asked, l
     "explicit-transport": ((UDP_LOCAL, TCP_LOCAL), ("192.0.2.1", 5060), "TCP", TCP_LOCAL),
     "tcp-ipv6": ((*V4_ALL, UDP6_LOCAL, TCP6_LOCAL), Hop("::1", 5070, "TCP"), None, TCP6_LOCAL),
     "udp-ipv6": ((TCP_LOCAL, UDP6_LOCAL, TCP6_LOCAL), Hop("::1", 5070, "UDP"), None, UDP6_LOCAL),
-    "no-tls-same-family": ((UDP_LOCAL, TCP_LOCAL), Hop("192.0.2.1", 5061, "TLS"), None, UDP_LOCAL),
     "no-tcp6-same-family": ((UDP_LOCAL, UDP6_LOCAL), Hop("::1", 5070, "TCP"), None, UDP6_LOCAL),
     "no-family-first-local": ((TCP_LOCAL,), Hop("::1", 5070, "TCP"), None, TCP_LOCAL),
 }
@@ -489,6 +491,13 @@ def test_local_for(
 ) -> None:
     """local_for picks the hop's transport in its address family, else another of that family."""
     assert stream_endpoint(*locals_).local_for(destination, transport) == expected
+
+
+def test_local_for_never_trades_tls_for_cleartext() -> None:
+    """Asked for TLS with no TLS address, local_for refuses rather than send in the clear."""
+    endpoint = Endpoint([UDP_LOCAL, TCP_LOCAL])
+    with pytest.raises(LocalProtocolError, match="no tls listen address"):
+        endpoint.local_for(Hop("192.0.2.1", 5061, "TLS"))
 
 
 URI_HOPS = {
