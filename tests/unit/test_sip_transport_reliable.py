@@ -380,6 +380,34 @@ def test_connection_closed_forgets_its_aliases(
     assert sent_to(endpoint, Hop(*PBX_SENT_BY, "TCP")).destination == destination
 
 
+def test_what_was_meant_for_a_closed_connection_goes_to_the_sent_by() -> None:
+    """After the PBX's connection closes, a response or request addressed to that connection
+    goes to the PBX's sent-by (RFC 3261 §18.2.2), never to its client port; a new connection
+    from that port takes the address back."""
+    endpoint = stream_endpoint()
+    data = stream_request("INVITE", transport="TCP", sent_by="127.0.0.1:5070",
+                          branch="z9hG4bKclosed")
+    [received] = endpoint.receive_datagram(data, PBX_CONNECTION, TCP_LOCAL, 0.0)
+    assert [d.destination for d in endpoint.datagrams_to_send()] == [PBX_CONNECTION]  # 100
+    endpoint.connection_closed("TCP", PBX_CONNECTION)
+    assert isinstance(received, RequestReceived) and received.transaction is not None
+    endpoint.respond(received.transaction,
+                     endpoint.make_response(received.transaction, 486, to_tag="t"), 1.0)
+    assert [d.destination for d in endpoint.datagrams_to_send()] == [PBX_SENT_BY]
+    learn(endpoint, source=PBX_CONNECTION)  # the same client port connects again
+    assert sent_to(endpoint, Hop(*PBX_SENT_BY, "TCP")).destination == PBX_CONNECTION
+
+
+def test_an_old_connection_closing_leaves_the_newer_ones_alias() -> None:
+    """When the PBX has reconnected, the old connection's close does not take the alias the
+    new connection holds."""
+    endpoint = stream_endpoint()
+    learn(endpoint)
+    learn(endpoint, source=("127.0.0.1", 40002))
+    endpoint.connection_closed("TCP", PBX_CONNECTION)
+    assert sent_to(endpoint, Hop(*PBX_SENT_BY, "TCP")).destination == ("127.0.0.1", 40002)
+
+
 def test_ack_and_resend_follow_the_hop_and_the_alias() -> None:
     """send_ack and resend with a TCP hop leave from the TCP local, on the PBX's connection."""
     endpoint = stream_endpoint()
