@@ -111,6 +111,7 @@ class Call:
     pbx: Dialog
     attempt: CallAttempt
     peer: Peer
+    started_at: float = 0.0  # when the INVITE arrived (the loop's clock)
     state: CallState = CallState.SCREENING
     trunk: Dialog | None = None
     trunk_invite: ClientTransaction | None = None

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sipguard import banscli, logs, pincli
+from sipguard import banscli, cdrcli, logs, pincli
 from sipguard.policy import CallAttempt, Decision, LimitKind, Policy, Verdict, clean, evaluate
 from sipguard.policy.limits import limit_checks
 from sipguard.policyfile import LoadedPolicy, load_policy_file
@@ -50,6 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.add_argument("number", help="the dialled number, as the PBX sends it")
     pincli.add_commands(commands, with_config)
     banscli.add_commands(commands, with_config)
+    cdrcli.add_commands(commands, with_config)
     return parser
 
 
@@ -64,6 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return pincli.run(arguments)
     if arguments.command == "bans":
         return banscli.run(arguments)
+    if arguments.command in ("cdr", "report", "replay"):
+        return cdrcli.run(arguments)
     return _explain(arguments)
 
 

@@ -277,7 +277,7 @@ class Controller(ChallengeFlow):
             dialled=request.uri.unescaped_user or "",
             extension=extension_of(request, self.extension_header),
         )
-        call = Call(next(self._keys), transaction, pbx, attempt, peer)
+        call = Call(next(self._keys), transaction, pbx, attempt, peer, started_at=now)
         self._calls[call.key] = call
         self._by_invite[transaction] = call
         self._by_dialog[(Side.PBX, pbx.call_id, local_tag)] = call

@@ -14,6 +14,7 @@ import heapq
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from sipguard.calls import (
     REQUEST_HEADERS_PASSED,
@@ -54,6 +55,15 @@ class IvrLink:
     header: str = "X-Sipguard-Ivr-Token"
 
 
+class FinishedCall(NamedTuple):
+    """A call that is over: its key, how long it was answered (s), and the call itself
+    (read for its record, then dropped)."""
+
+    key: int
+    answered: float
+    call: Call
+
+
 class ControllerBase:
     """The call table, deadlines and single-leg acts of the controller."""
 
@@ -84,7 +94,7 @@ class ControllerBase:
         self._contexts: dict[ClientTransaction, ClientContext] = {}
         self._trunk_hosts = {trunk.address[0] for trunk in trunks}
         self.draining = False
-        self._finished: list[tuple[int, float]] = []
+        self._finished: list[FinishedCall] = []
         self._clock = 0.0  # the latest `now` handed in, for the length of finished calls
         self.ring_timeout = ring_timeout
         self.max_call_duration = max_call_duration
@@ -124,10 +134,10 @@ class ControllerBase:
         """Whether the call is still known (not finished or cancelled)."""
         return call_key in self._calls
 
-    def take_finished(self) -> list[tuple[int, float]]:
+    def take_finished(self) -> list[FinishedCall]:
         """Calls that ended since the last call, with how long they were answered (s).
 
-        The service releases their leases and charges their cost.
+        The service releases their leases, charges their cost and records them.
         """
         finished, self._finished = self._finished, []
         return finished
@@ -395,7 +405,7 @@ class ControllerBase:
         if self._calls.pop(call.key, None) is not None:
             ended = call.ended_at if call.ended_at is not None else self._clock
             answered = 0.0 if call.answered_at is None else max(0.0, ended - call.answered_at)
-            self._finished.append((call.key, answered))
+            self._finished.append(FinishedCall(call.key, answered, call))
         self._by_invite.pop(call.pbx_invite, None)
         self._by_dialog.pop((Side.PBX, call.pbx.call_id, call.pbx.local_tag), None)
         if call.trunk is not None:

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import phonenumbers
 
+from sipguard.policy.jurisdiction import US_STATES
 from sipguard.policy.model import (
     CLASSES,
     Account,
@@ -163,9 +164,10 @@ def _accounts(reader: PolicyReader, data: dict[str, Any]) -> list[Account]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             reader.error(data["accounts"], index, where, "needs a name (the peer's name)")
             continue
-        reader.known_keys(item, ("name", "home_region", "outside_line", "international_prefix",
-                                 "national_prefix", "time_zone", "domestic_regions",
-                                 "business_hours", "may_dial", "extension_groups"), where)
+        reader.known_keys(item, ("name", "home_region", "home_state", "outside_line",
+                                 "international_prefix", "national_prefix", "time_zone",
+                                 "domestic_regions", "business_hours", "may_dial",
+                                 "extension_groups"), where)
         if item["name"] in names:
             reader.error(item, "name", f"{where}.name", f"account {item['name']!r} is listed twice")
         names.add(item["name"])
@@ -186,8 +188,15 @@ def _accounts(reader: PolicyReader, data: dict[str, Any]) -> list[Account]:
                 domestic.add(code)
         may_dial = reader.classes(item, "may_dial", f"{where}.may_dial")
         groups = _groups(reader, item, where)
+        home_state = item.get("home_state")
+        if home_state is not None and (plan.home_region != "US"
+                                       or str(home_state).upper() not in US_STATES):
+            reader.error(item, "home_state", f"{where}.home_state",
+                         "must be a US state's two letters (such as NY), for a US account")
+            home_state = None
         accounts.append(Account(
             name=item["name"], dial_plan=plan, time_zone=zone,
+            home_state=str(home_state).upper() if home_state is not None else None,
             domestic_regions=frozenset(domestic) or frozenset({plan.home_region}),
             business_hours=_business_hours(reader, item, f"{where}.business_hours"),
             may_dial=may_dial if may_dial is not None else frozenset(("domestic",)),

@@ -41,6 +41,7 @@ from sipguard.calls import (
     ScreenAttempt,
     SourceFailure,
 )
+from sipguard.cdr import Recorder, Spool, make_sink
 from sipguard.control import ControlServer
 from sipguard.controller import Controller, IvrLink
 from sipguard.edge import Bans, EdgeFilter
@@ -51,6 +52,7 @@ from sipguard.ivr.port import TOKEN_HEADER, IvrResult
 from sipguard.peerauth import Authenticator
 from sipguard.pins import PinGuard
 from sipguard.policyfile import LoadedPolicy
+from sipguard.recording import CallRecords
 from sipguard.screening import Charge, Screener, Screening, failed_closed, make_store
 from sipguard.settings import Settings
 from sipguard.sip.endpoint import Datagram, Endpoint
@@ -113,6 +115,12 @@ class Service:
                                              (settings.ivr.sip_host,) if settings.ivr.enabled
                                              else ()))
         self.control: ControlServer | None = None
+        # Call records: built from the calls and their decisions, written in the background.
+        self.records = CallRecords(self._node)
+        cdr = settings.cdr
+        self.recorder: Recorder | None = (
+            Recorder(make_sink(cdr), Spool(cdr.spool), self.log, cdr.batch_seconds)
+            if cdr.enabled else None)
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -121,6 +129,8 @@ class Service:
         self._loop = asyncio.get_running_loop()
         settings = self.settings
         await self._bind()
+        if self.recorder is not None:
+            await self.recorder.start()  # a database that is down only delays the records
         self.endpoint = Endpoint([*(listener.local for listener in self.listeners),
                                   *(stream.local for stream in self.streams)],
                                  settings.timers, settings.max_message_size,
@@ -194,6 +204,8 @@ class Service:
             await asyncio.wait(list(self._background), timeout=2.0)
         for charge in self._charges.values():  # calls cut off by the stop: give budgets back
             await self.screener.charge(charge, 0.0)
+        if self.recorder is not None:
+            await self.recorder.stop()
         await self.screener.release_many(
             [*self._to_release, *((keys, lease_id) for lease_id, keys in self._leases.values())])
         await self.screener.store.close()
@@ -295,6 +307,7 @@ class Service:
             "streams": {str(stream.local): stream.stats() for stream in self.streams},
             "icmp_errors": self.icmp_errors,
             "ivr_sessions": self.ivr.active_sessions if self.ivr is not None else 0,
+            "cdr": self.recorder.stats() if self.recorder is not None else None,
             **self.edge.stats(),
         }
 
@@ -455,6 +468,7 @@ class Service:
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
             elif isinstance(command, LogEvent):
+                self.records.observe(command.event, command.fields)
                 getattr(self.log, command.level)(command.event, **command.fields)
             elif isinstance(command, CheckPin):
                 self._background_task(self._check_pin(command))
@@ -507,6 +521,9 @@ class Service:
             screening = Screening(failed_closed(command.attempt))
         try:
             now = loop.time()
+            if self.recorder is not None and controller.is_live(command.call_key):
+                # The call's record carries the decision and its trace.
+                self.records.screened(command.call_key, screening.decision)
             commands = controller.screened(command.call_key, screening.decision, now,
                                            screening.max_duration)
             if controller.is_live(command.call_key):
@@ -547,15 +564,18 @@ class Service:
 
     def _after_pump(self) -> None:
         """Release the leases of calls that ended, send, re-arm the timer."""
-        controller = self.controller
-        assert controller is not None
-        for call_key, answered in controller.take_finished():
+        controller, loop = self.controller, self._loop
+        assert controller is not None and loop is not None
+        for call_key, answered, call in controller.take_finished():
             held = self._leases.pop(call_key, None)
             if held is not None:
                 self._release(*held)
             charge = self._charges.pop(call_key, None)
             if charge is not None:  # unanswered calls give their reservation back
                 self._background_task(self.screener.charge(charge, answered))
+            if self.recorder is not None:
+                self.recorder.record(self.records.finished(call, answered, loop.time(),
+                                                           self.screener.policy))
         self._flush()
         self._rearm()
 

@@ -14,18 +14,25 @@ from pathlib import Path
 from typing import Any
 
 from sipguard.calls import Network, Peer, PeerAuth, Trunk
+from sipguard.cdr import CdrSettings
+from sipguard.configfields import choice as _choice
+from sipguard.configfields import integer as _integer
+from sipguard.configfields import number as _number
+from sipguard.configfields import section_of as _section
+from sipguard.configfields import unknown_keys as _unknown_keys
 from sipguard.edge.bans import BanSettings
 from sipguard.edge.filter import SCANNER_AGENTS
 from sipguard.ivr.port import PROMPT_NAMES, IvrConfig
 from sipguard.pins import MIN_PIN_LENGTH, PinSettings
+from sipguard.sections import check_trunk_transports, load_cdr, load_streams, load_tls
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.message import DEFAULT_MAX_MESSAGE_SIZE
 from sipguard.sip.transaction import TimerSettings
-from sipguard.sip.transport import UDP, uri_hop
+from sipguard.sip.transport import uri_hop
 from sipguard.sip.uri import parse_uri
 from sipguard.transports.stream import StreamSettings
-from sipguard.transports.tls import VERSIONS, TlsSettings, client_context, server_context
-from sipguard.yamlfile import ConfigError, MarkedDict, Problems, line_of, load_marked
+from sipguard.transports.tls import TlsSettings
+from sipguard.yamlfile import ConfigError, Problems, line_of, load_marked
 
 DEFAULT_CONFIG_PATHS = (Path("conf/sipguard.yaml"), Path("/etc/sipguard/sipguard.yaml"))
 DEFAULT_PIN_FILE = "../var/pins.yaml"  # relative to the configuration file
@@ -34,10 +41,6 @@ EDGE_KEYS = ("rate", "burst", "max_sources", "scanner_agents", "unknown_sources"
              "maxretry", "bantime", "bantime_growth", "max_bantime", "blocklist",
              "sync_seconds")
 PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
-TRANSPORT_KEYS = ("idle_timeout", "max_connections", "max_connections_per_source",
-                  "connect_timeout", "handshake_timeout")
-TLS_KEYS = ("certificate", "key", "client_ca", "verify_client", "ca", "verify_server",
-            "min_version")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
             "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "answer_after",
             "workers", "prompts")
@@ -108,6 +111,7 @@ class Settings:
     control_socket: Path = Path("var/sipguard.sock")
     streams: StreamSettings = field(default_factory=StreamSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
+    cdr: CdrSettings = field(default_factory=CdrSettings)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -149,7 +153,7 @@ def load_settings(path: Path) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): must be a mapping of settings"])
     known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging", "store", "pin",
-             "ivr", "edge", "transport", "tls"}
+             "ivr", "edge", "transport", "tls", "cdr"}
     for key in data:
         if key not in known:
             known_list = ", ".join(sorted(known))
@@ -172,8 +176,8 @@ def load_settings(path: Path) -> Settings:
                      "needs a udp address too (the IVR and OPTIONS pings speak UDP)")
     peers = _load_peers(data, problems)
     trunks = _load_trunks(data, problems)
-    tls = _load_tls(data, path, listen, problems)
-    _check_trunk_transports(data, listen, trunks, problems)
+    tls = load_tls(data, path, listen, problems)
+    check_trunk_transports(data, listen, trunks, problems)
 
     policy_value = data.get("policy")
     if not isinstance(policy_value, str) or not policy_value:
@@ -229,40 +233,18 @@ def load_settings(path: Path) -> Settings:
         edge=_load_edge(data, path, problems),
         control_socket=(path.parent / str(service.get("control_socket",
                                                       DEFAULT_CONTROL_SOCKET))).resolve(),
-        streams=_load_streams(data, problems),
+        streams=load_streams(data, problems),
         tls=tls,
+        cdr=load_cdr(data, path, problems),
     )
     problems.raise_if_any()
     return settings
 
 
-def _section(data: dict[str, Any], name: str, problems: Problems) -> dict[str, Any]:
-    value = data.get(name)
-    if value is None:
-        return MarkedDict()
-    if not isinstance(value, dict):
-        problems.add(line_of(data, name), name, "must be a mapping")
-        return MarkedDict()
-    return value
 
 
-def _number(section: dict[str, Any], key: str, default: float, problems: Problems,
-            prefix: str, minimum: float) -> float:
-    value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
-        problems.add(line_of(section, key), f"{prefix}.{key}", f"must be a number >= {minimum}")
-        return default
-    return float(value)
 
 
-def _choice(section: dict[str, Any], key: str, default: str, choices: tuple[str, ...],
-            problems: Problems, prefix: str) -> str:
-    value = section.get(key, default)
-    if value not in choices:
-        problems.add(line_of(section, key), f"{prefix}.{key}",
-                     f"must be one of {', '.join(choices)}")
-        return default
-    return str(value)
 
 
 def _load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
@@ -348,23 +330,8 @@ def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
     return trunks
 
 
-def _integer(section: dict[str, Any], key: str, default: int, problems: Problems, prefix: str,
-             minimum: int, maximum: int | None = None) -> int:
-    value = section.get(key, default)
-    if (isinstance(value, bool) or not isinstance(value, int) or value < minimum
-            or (maximum is not None and value > maximum)):
-        bounds = f"from {minimum} to {maximum}" if maximum is not None else f">= {minimum}"
-        problems.add(line_of(section, key), f"{prefix}.{key}", f"must be a whole number {bounds}")
-        return default
-    return value
 
 
-def _unknown_keys(section: dict[str, Any], prefix: str, known: tuple[str, ...],
-                  problems: Problems) -> None:
-    for key in section:
-        if key not in known:
-            problems.add(line_of(section, key), f"{prefix}.{key}",
-                         f"unknown setting (known: {', '.join(known)})")
 
 
 def _load_pin(data: dict[str, Any], path: Path, problems: Problems) -> PinSettings:
@@ -541,96 +508,10 @@ def _algorithms(sip: dict[str, Any], problems: Problems) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
-def _check_trunk_transports(data: dict[str, Any], listen: list[ListenAddress],
-                            trunks: list[Trunk], problems: Problems) -> None:
-    """A trunk reached over TCP or TLS needs a listener of that transport: its address
-    is the Via and Contact the carrier answers and calls back to."""
-    for index, trunk in enumerate(trunks):
-        transport = trunk.address.transport
-        family_v6 = ":" in trunk.address.host
-        if transport == UDP:
-            continue
-        if not any(address.sip_transport == transport and (":" in address.host) == family_v6
-                   for address in listen):
-            raw = data.get("trunks")
-            line = line_of(raw[index], "uri") if isinstance(raw, list) else 1
-            problems.add(line, f"trunks[{index}].uri",
-                         f"is reached over {transport}: add a {transport.lower()}: address "
-                         f"of the same family to listen")
 
 
-def _load_streams(data: dict[str, Any], problems: Problems) -> StreamSettings:
-    """The ``transport`` section: limits on TCP and TLS connections."""
-    section = _section(data, "transport", problems)
-    _unknown_keys(section, "transport", TRANSPORT_KEYS, problems)
-    defaults = StreamSettings()
-    return StreamSettings(
-        idle_timeout=_number(section, "idle_timeout", defaults.idle_timeout, problems,
-                             "transport", minimum=1.0),
-        max_connections=_integer(section, "max_connections", defaults.max_connections,
-                                 problems, "transport", minimum=1),
-        max_connections_per_source=_integer(
-            section, "max_connections_per_source", defaults.max_connections_per_source,
-            problems, "transport", minimum=1),
-        connect_timeout=_number(section, "connect_timeout", defaults.connect_timeout,
-                                problems, "transport", minimum=0.1),
-        handshake_timeout=_number(section, "handshake_timeout", defaults.handshake_timeout,
-                                  problems, "transport", minimum=0.1),
-    )
 
 
-def _load_tls(data: dict[str, Any], path: Path, listen: list[ListenAddress],
-              problems: Problems) -> TlsSettings:
-    """The ``tls`` section; its files are loaded here so a bad one is named at start."""
-    section = _section(data, "tls", problems)
-    _unknown_keys(section, "tls", TLS_KEYS, problems)
-    files: dict[str, Path | None] = {}
-    for key in ("certificate", "key", "client_ca", "ca"):
-        value = section.get(key)
-        if value is None:
-            files[key] = None
-            continue
-        file = (path.parent / str(value)).resolve()
-        if file.is_file():
-            files[key] = file
-        else:
-            problems.add(line_of(section, key), f"tls.{key}", f"{file} is not a readable file")
-            files[key] = None
-    flags: dict[str, bool] = {}
-    for key, default in (("verify_client", False), ("verify_server", True)):
-        value = section.get(key, default)
-        if not isinstance(value, bool):
-            problems.add(line_of(section, key), f"tls.{key}", "must be true or false")
-            value = default
-        flags[key] = value
-    min_version = str(section.get("min_version", "1.2"))
-    if min_version not in VERSIONS:
-        problems.add(line_of(section, "min_version"), "tls.min_version",
-                     "must be 1.2 or 1.3 (older TLS is not offered)")
-        min_version = "1.2"
-    if flags["verify_client"] and files["client_ca"] is None:
-        problems.add(line_of(section, "verify_client"), "tls.verify_client",
-                     "needs tls.client_ca: the CA client certificates must be signed by")
-    settings = TlsSettings(files["certificate"], files["key"], files["client_ca"],
-                           flags["verify_client"], files["ca"], flags["verify_server"],
-                           min_version)
-    if any(address.transport == "tls" for address in listen) and not problems.messages:
-        _try_contexts(section, data, settings, problems)
-    return settings
 
 
-def _try_contexts(section: dict[str, Any], data: dict[str, Any], settings: TlsSettings,
-                  problems: Problems) -> None:
-    """Build both TLS contexts once, so a bad certificate or key fails the start."""
-    where = section if section else data
-    key = "certificate" if section else "listen"
-    name = "tls.certificate" if section else "listen"
-    if settings.certificate is None or settings.key is None:
-        problems.add(line_of(where, key), name,
-                     "a tls: listen address needs tls.certificate and tls.key")
-        return
-    try:
-        server_context(settings)
-        client_context(settings)
-    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
-        problems.add(line_of(where, key), name, f"cannot use the certificate or key: {error}")
+

@@ -162,6 +162,7 @@ class Account:
     name: str
     dial_plan: DialPlan
     time_zone: str = "UTC"
+    home_state: str | None = None  # US state (two letters): interstate vs intrastate in CDRs
     domestic_regions: frozenset[str] = frozenset()
     business_hours: BusinessHours = field(default_factory=BusinessHours)
     may_dial: frozenset[str] = frozenset(CLASSES[:2])

@@ -574,5 +574,5 @@ def test_billed_length_stops_at_the_bye_not_at_its_answer():
     (trunk_bye,) = [m for m in only(sent, TRUNK) if isinstance(m, Request)]
     harness.now += 20.0  # the trunk is slow to answer the BYE
     harness.feed(response_to(trunk_bye, 200, "OK", to_tag=None), TRUNK)
-    ((_, seconds),) = harness.controller.take_finished()
+    ((_, seconds, _),) = harness.controller.take_finished()
     assert seconds == 90.0

@@ -1,0 +1,40 @@
+"""Call records (CDRs): the record, the CdrSink Protocol and its backends (SQLite,
+PostgreSQL), the spool and the recorder that never lets call handling wait."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sipguard.cdr.record import FIELDS, CallRecord
+from sipguard.cdr.recorder import Recorder
+from sipguard.cdr.sink import GROUPS, CdrSink, CdrUnavailableError, SummaryRow
+from sipguard.cdr.spool import Spool
+
+
+@dataclass(frozen=True, slots=True)
+class CdrSettings:
+    """The ``cdr`` section."""
+
+    enabled: bool = True
+    backend: str = "sqlite"  # sqlite | postgresql
+    path: Path = field(default_factory=lambda: Path("var/cdr.sqlite"))
+    dsn: str = "postgresql://sipguard@127.0.0.1:5432/sipguard"
+    spool: Path = field(default_factory=lambda: Path("var/cdr-spool"))
+    batch_seconds: float = 0.05
+    timeout: float = 5.0  # seconds a database call may take before it counts as down
+
+
+def make_sink(settings: CdrSettings) -> CdrSink:
+    """The database the settings name (imported only when used)."""
+    if settings.backend == "postgresql":
+        from sipguard.cdr.postgres import PostgresSink  # noqa: PLC0415 - asyncpg on demand
+
+        return PostgresSink(settings.dsn, settings.timeout)
+    from sipguard.cdr.sqlite import SqliteSink  # noqa: PLC0415
+
+    return SqliteSink(settings.path)
+
+
+__all__ = ["FIELDS", "GROUPS", "CallRecord", "CdrSettings", "CdrSink", "CdrUnavailableError",
+           "Recorder", "Spool", "SummaryRow", "make_sink"]

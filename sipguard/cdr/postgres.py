@@ -1,0 +1,91 @@
+"""Call records in PostgreSQL (for several nodes), through an asyncpg pool."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from sipguard.cdr import sql
+from sipguard.cdr.record import FIELDS, CallRecord
+from sipguard.cdr.sink import CdrUnavailableError, SummaryRow
+
+# What asyncpg raises when the server is down, restarting or refuses us.
+_FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
+             asyncpg.InterfaceError)
+
+
+def _dollar(position: int) -> str:
+    return f"${position}"
+
+
+class PostgresSink:
+    """A CdrSink on one PostgreSQL database (``dsn``: postgresql://user@host:port/db)."""
+
+    name = "postgresql"
+
+    def __init__(self, dsn: str, timeout: float = 5.0) -> None:
+        self.dsn = dsn
+        self.timeout = timeout
+        self._pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        try:
+            pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4,
+                                             timeout=self.timeout,
+                                             command_timeout=self.timeout)
+            async with pool.acquire() as connection:
+                for statement in sql.schema("DOUBLE PRECISION"):
+                    await connection.execute(statement)
+        except _FAILURES as error:
+            raise CdrUnavailableError(f"postgresql: {error}") from error
+        self._pool = pool
+
+    def _connected(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise CdrUnavailableError("postgresql: not connected")
+        return self._pool
+
+    async def write(self, records: Sequence[CallRecord]) -> None:
+        if not records:
+            return
+        statement = sql.insert(_dollar, "ON CONFLICT (id) DO NOTHING")
+        rows = [tuple(record.as_row()[name] for name in FIELDS) for record in records]
+        try:
+            async with self._connected().acquire() as connection, connection.transaction():
+                await connection.executemany(statement, rows)
+        except _FAILURES as error:
+            raise CdrUnavailableError(f"postgresql: {error}") from error
+
+    async def records(self, since: float | None = None, until: float | None = None,
+                      limit: int | None = None) -> list[CallRecord]:
+        query, parameters = sql.select(since, until, limit, _dollar)
+        return [CallRecord.from_row(dict(row)) for row in await self._fetch(query, parameters)]
+
+    async def summary(self, group: str, since: float | None = None,
+                      until: float | None = None, limit: int | None = None) -> list[SummaryRow]:
+        query, parameters = sql.summary(group, since, until, limit, _dollar)
+        return [SummaryRow(str(row[0]), int(row[1]), int(row[2] or 0), float(row[3]),
+                           float(row[4]), int(row[5] or 0))
+                for row in await self._fetch(query, parameters)]
+
+    async def count(self) -> int:
+        rows = await self._fetch(f"SELECT COUNT(*) FROM {sql.TABLE}", [])
+        return int(rows[0][0])
+
+    async def _fetch(self, query: str, parameters: list[Any]) -> list[Any]:
+        try:
+            async with self._connected().acquire() as connection:
+                return list(await connection.fetch(query, *parameters))
+        except _FAILURES as error:
+            raise CdrUnavailableError(f"postgresql: {error}") from error
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            try:
+                await asyncio.wait_for(pool.close(), timeout=self.timeout)
+            except (TimeoutError, *_FAILURES):
+                pool.terminate()

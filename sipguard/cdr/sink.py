@@ -1,0 +1,74 @@
+"""What stores call records: the CdrSink Protocol every backend implements.
+
+Writes are idempotent by record id (a record written twice, after a crash
+between the database's commit and the spool's cleanup, is kept once). A sink
+that cannot be reached raises :class:`CdrUnavailableError`; the recorder keeps
+the records in its spool and tries again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from sipguard.cdr.record import CallRecord
+
+# What `sipguard report` (and the dashboard) can group by -> the SQL expression.
+GROUPS = {
+    "country": "COALESCE(region, '?')",
+    "extension": "COALESCE(account, '?') || '/' || COALESCE(extension, '-')",
+    "jurisdiction": "COALESCE(jurisdiction, 'unknown')",
+    "source": "COALESCE(source, '?')",
+    "state": "COALESCE(state, '-')",
+    "account": "COALESCE(account, '?')",
+    "decision": "COALESCE(decision, '?')",
+}
+
+
+class CdrUnavailableError(Exception):
+    """The CDR database cannot be reached (or refused the write)."""
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRow:
+    """Calls and minutes for one value of a grouping."""
+
+    key: str
+    calls: int
+    answered: int
+    minutes: float
+    cost: float
+    blocked: int  # rejected by the policy
+
+
+class CdrSink(Protocol):
+    """A place call records are kept and read back from."""
+
+    name: str
+
+    async def open(self) -> None:
+        """Connect (and create the table and indexes when missing)."""
+        ...
+
+    async def write(self, records: Sequence[CallRecord]) -> None:
+        """Store records (those already stored, by id, are left alone)."""
+        ...
+
+    async def records(self, since: float | None = None, until: float | None = None,
+                      limit: int | None = None) -> list[CallRecord]:
+        """Records that started in [since, until), oldest first."""
+        ...
+
+    async def summary(self, group: str, since: float | None = None,
+                      until: float | None = None, limit: int | None = None) -> list[SummaryRow]:
+        """Calls and minutes by ``group`` (a key of GROUPS), most minutes first."""
+        ...
+
+    async def count(self) -> int:
+        """How many records there are."""
+        ...
+
+    async def close(self) -> None:
+        """Disconnect."""
+        ...

@@ -1,0 +1,83 @@
+"""The SQL both CDR databases share (SQLite and PostgreSQL differ in types and
+placeholders only)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sipguard.cdr.record import FIELDS
+from sipguard.cdr.sink import GROUPS
+
+TABLE = "cdr"
+INTEGER_COLUMNS = frozenset({"risk_score", "status"})
+REAL_COLUMNS = frozenset({"started_at", "answered_at", "ended_at", "duration", "cost"})
+
+Placeholder = Callable[[int], str]  # position (1-based) -> "?" or "$1"
+
+
+def schema(real_type: str) -> list[str]:
+    """CREATE statements: the table, and the indexes reports and exports need."""
+    columns = []
+    for name in FIELDS:
+        if name == "id":
+            columns.append("id TEXT PRIMARY KEY")
+        elif name in INTEGER_COLUMNS:
+            columns.append(f"{name} INTEGER")
+        elif name in REAL_COLUMNS:
+            columns.append(f"{name} {real_type}" + (" NOT NULL" if name == "started_at" else ""))
+        else:
+            columns.append(f"{name} TEXT")
+    return [
+        f"CREATE TABLE IF NOT EXISTS {TABLE} ({', '.join(columns)})",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_started ON {TABLE} (started_at)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_account_started ON {TABLE} (account, started_at)",
+    ]
+
+
+def insert(placeholder: Placeholder, conflict: str) -> str:
+    """INSERT of one record, ignoring one already there (``conflict`` is the dialect's
+    "OR IGNORE" prefix or "ON CONFLICT DO NOTHING" suffix)."""
+    names = ", ".join(FIELDS)
+    values = ", ".join(placeholder(position) for position in range(1, len(FIELDS) + 1))
+    if conflict.startswith("OR "):
+        return f"INSERT {conflict} INTO {TABLE} ({names}) VALUES ({values})"
+    return f"INSERT INTO {TABLE} ({names}) VALUES ({values}) {conflict}"
+
+
+def where(since: float | None, until: float | None,
+          placeholder: Placeholder) -> tuple[str, list[float]]:
+    """A WHERE clause on started_at, and its parameters."""
+    clauses: list[str] = []
+    parameters: list[float] = []
+    if since is not None:
+        parameters.append(since)
+        clauses.append(f"started_at >= {placeholder(len(parameters))}")
+    if until is not None:
+        parameters.append(until)
+        clauses.append(f"started_at < {placeholder(len(parameters))}")
+    return (" WHERE " + " AND ".join(clauses)) if clauses else "", parameters
+
+
+def select(since: float | None, until: float | None, limit: int | None,
+           placeholder: Placeholder) -> tuple[str, list[float]]:
+    """Records in a time range, oldest first."""
+    clause, parameters = where(since, until, placeholder)
+    query = f"SELECT {', '.join(FIELDS)} FROM {TABLE}{clause} ORDER BY started_at, id"
+    if limit is not None:
+        query += f" LIMIT {int(limit)}"
+    return query, parameters
+
+
+def summary(group: str, since: float | None, until: float | None, limit: int | None,
+            placeholder: Placeholder) -> tuple[str, list[float]]:
+    """Calls, answered calls, minutes, cost and blocked calls by one grouping."""
+    expression = GROUPS[group]  # a fixed expression, never user text
+    clause, parameters = where(since, until, placeholder)
+    query = (f"SELECT {expression} AS key, COUNT(*), "
+             "SUM(CASE WHEN answered_at IS NOT NULL THEN 1 ELSE 0 END), "
+             "COALESCE(SUM(duration), 0) / 60.0, COALESCE(SUM(cost), 0), "
+             "SUM(CASE WHEN decision = 'reject' THEN 1 ELSE 0 END) "
+             f"FROM {TABLE}{clause} GROUP BY 1 ORDER BY 4 DESC, 2 DESC, 1")
+    if limit is not None:
+        query += f" LIMIT {int(limit)}"
+    return query, parameters

@@ -1,0 +1,80 @@
+"""Jurisdiction of US traffic: interstate, intrastate, international, toll-free (pure).
+
+A call from an account whose home is in the US is:
+
+- ``toll-free`` when the number is a toll-free one (NANP 8XX);
+- ``international`` when the number is not in the US (Canada and the
+  Caribbean share +1 but are other countries);
+- ``intrastate`` when the number's state is the account's home state;
+- ``interstate`` when it is another state; ``unknown`` when the number's state,
+  or the account's, is not known.
+
+Accounts elsewhere get ``domestic`` or ``international``. The state of a US
+number comes from phonenumbers' geocoder (the area code's place), which
+writes either "City, ST" or the state's name.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import phonenumbers
+from phonenumbers import geocoder
+
+STATE_NAMES = {
+    "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
+    "Colorado": "CO", "Connecticut": "CT", "Delaware": "DE", "Florida": "FL", "Georgia": "GA",
+    "Hawaii": "HI", "Idaho": "ID", "Illinois": "IL", "Indiana": "IN", "Iowa": "IA",
+    "Kansas": "KS", "Kentucky": "KY", "Louisiana": "LA", "Maine": "ME", "Maryland": "MD",
+    "Massachusetts": "MA", "Michigan": "MI", "Minnesota": "MN", "Mississippi": "MS",
+    "Missouri": "MO", "Montana": "MT", "Nebraska": "NE", "Nevada": "NV",
+    "New Hampshire": "NH", "New Jersey": "NJ", "New Mexico": "NM", "New York": "NY",
+    "North Carolina": "NC", "North Dakota": "ND", "Ohio": "OH", "Oklahoma": "OK",
+    "Oregon": "OR", "Pennsylvania": "PA", "Rhode Island": "RI", "South Carolina": "SC",
+    "South Dakota": "SD", "Tennessee": "TN", "Texas": "TX", "Utah": "UT", "Vermont": "VT",
+    "Virginia": "VA", "Washington": "WA", "West Virginia": "WV", "Wisconsin": "WI",
+    "Wyoming": "WY", "Washington D.C.": "DC", "District of Columbia": "DC",
+}  # fmt: skip
+US_STATES = frozenset(STATE_NAMES.values())
+
+TOLL_FREE = "toll-free"
+INTERNATIONAL = "international"
+INTRASTATE = "intrastate"
+INTERSTATE = "interstate"
+DOMESTIC = "domestic"
+UNKNOWN = "unknown"
+
+
+@functools.lru_cache(maxsize=4096)
+def us_state(e164: str) -> str | None:
+    """The two-letter state of a US number (by its area code), or None."""
+    try:
+        parsed = phonenumbers.parse(e164)
+    except phonenumbers.NumberParseException:
+        return None
+    if phonenumbers.region_code_for_number(parsed) != "US":
+        return None
+    place = geocoder.description_for_number(parsed, "en")
+    if not place:
+        return None
+    _, comma, tail = place.rpartition(", ")
+    if comma and tail in US_STATES:
+        return tail
+    return STATE_NAMES.get(place)
+
+
+def jurisdiction(home_region: str, home_state: str | None, e164: str | None,
+                 region: str | None, number_type: str | None) -> str:
+    """The jurisdiction of a call from an account at home in ``home_region``."""
+    if e164 is None or region is None:
+        return UNKNOWN
+    if home_region != "US":
+        return DOMESTIC if region == home_region else INTERNATIONAL
+    if number_type == "toll_free":
+        return TOLL_FREE
+    if region != "US":
+        return INTERNATIONAL
+    state = us_state(e164)
+    if state is None or home_state is None:
+        return UNKNOWN
+    return INTRASTATE if state == home_state else INTERSTATE

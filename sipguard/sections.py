@@ -1,0 +1,153 @@
+"""The sections of sipguard.yaml for the transports and the call records: ``transport``,
+``tls`` and ``cdr`` (and the check that every trunk's transport has a listener)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sipguard.calls import Trunk
+from sipguard.cdr import CdrSettings
+from sipguard.configfields import choice, integer, number, section_of, unknown_keys
+from sipguard.sip.transport import UDP
+from sipguard.transports.stream import StreamSettings
+from sipguard.transports.tls import VERSIONS, TlsSettings, client_context, server_context
+from sipguard.yamlfile import Problems, line_of
+
+if TYPE_CHECKING:
+    from sipguard.settings import ListenAddress
+
+TRANSPORT_KEYS = ("idle_timeout", "max_connections", "max_connections_per_source",
+                  "connect_timeout", "handshake_timeout")
+TLS_KEYS = ("certificate", "key", "client_ca", "verify_client", "ca", "verify_server",
+            "min_version")
+CDR_KEYS = ("enabled", "backend", "path", "dsn", "spool", "batch_seconds", "timeout")
+DEFAULT_CDR_FILE = "../var/cdr.sqlite"  # relative to the configuration file
+DEFAULT_CDR_SPOOL = "../var/cdr-spool"
+
+
+def check_trunk_transports(data: dict[str, Any], listen: list[ListenAddress],
+                            trunks: list[Trunk], problems: Problems) -> None:
+    """A trunk reached over TCP or TLS needs a listener of that transport: its address
+    is the Via and Contact the carrier answers and calls back to."""
+    for index, trunk in enumerate(trunks):
+        transport = trunk.address.transport
+        family_v6 = ":" in trunk.address.host
+        if transport == UDP:
+            continue
+        if not any(address.sip_transport == transport and (":" in address.host) == family_v6
+                   for address in listen):
+            raw = data.get("trunks")
+            line = line_of(raw[index], "uri") if isinstance(raw, list) else 1
+            problems.add(line, f"trunks[{index}].uri",
+                         f"is reached over {transport}: add a {transport.lower()}: address "
+                         f"of the same family to listen")
+
+
+def load_streams(data: dict[str, Any], problems: Problems) -> StreamSettings:
+    """The ``transport`` section: limits on TCP and TLS connections."""
+    section = section_of(data, "transport", problems)
+    unknown_keys(section, "transport", TRANSPORT_KEYS, problems)
+    defaults = StreamSettings()
+    return StreamSettings(
+        idle_timeout=number(section, "idle_timeout", defaults.idle_timeout, problems,
+                             "transport", minimum=1.0),
+        max_connections=integer(section, "max_connections", defaults.max_connections,
+                                 problems, "transport", minimum=1),
+        max_connections_per_source=integer(
+            section, "max_connections_per_source", defaults.max_connections_per_source,
+            problems, "transport", minimum=1),
+        connect_timeout=number(section, "connect_timeout", defaults.connect_timeout,
+                                problems, "transport", minimum=0.1),
+        handshake_timeout=number(section, "handshake_timeout", defaults.handshake_timeout,
+                                  problems, "transport", minimum=0.1),
+    )
+
+
+def load_tls(data: dict[str, Any], path: Path, listen: list[ListenAddress],
+              problems: Problems) -> TlsSettings:
+    """The ``tls`` section; its files are loaded here so a bad one is named at start."""
+    section = section_of(data, "tls", problems)
+    unknown_keys(section, "tls", TLS_KEYS, problems)
+    files: dict[str, Path | None] = {}
+    for key in ("certificate", "key", "client_ca", "ca"):
+        value = section.get(key)
+        if value is None:
+            files[key] = None
+            continue
+        file = (path.parent / str(value)).resolve()
+        if file.is_file():
+            files[key] = file
+        else:
+            problems.add(line_of(section, key), f"tls.{key}", f"{file} is not a readable file")
+            files[key] = None
+    flags: dict[str, bool] = {}
+    for key, default in (("verify_client", False), ("verify_server", True)):
+        value = section.get(key, default)
+        if not isinstance(value, bool):
+            problems.add(line_of(section, key), f"tls.{key}", "must be true or false")
+            value = default
+        flags[key] = value
+    min_version = str(section.get("min_version", "1.2"))
+    if min_version not in VERSIONS:
+        problems.add(line_of(section, "min_version"), "tls.min_version",
+                     "must be 1.2 or 1.3 (older TLS is not offered)")
+        min_version = "1.2"
+    if flags["verify_client"] and files["client_ca"] is None:
+        problems.add(line_of(section, "verify_client"), "tls.verify_client",
+                     "needs tls.client_ca: the CA client certificates must be signed by")
+    settings = TlsSettings(files["certificate"], files["key"], files["client_ca"],
+                           flags["verify_client"], files["ca"], flags["verify_server"],
+                           min_version)
+    if any(address.transport == "tls" for address in listen) and not problems.messages:
+        _try_contexts(section, data, settings, problems)
+    return settings
+
+
+def _try_contexts(section: dict[str, Any], data: dict[str, Any], settings: TlsSettings,
+                  problems: Problems) -> None:
+    """Build both TLS contexts once, so a bad certificate or key fails the start."""
+    where = section if section else data
+    key = "certificate" if section else "listen"
+    name = "tls.certificate" if section else "listen"
+    if settings.certificate is None or settings.key is None:
+        problems.add(line_of(where, key), name,
+                     "a tls: listen address needs tls.certificate and tls.key")
+        return
+    try:
+        server_context(settings)
+        client_context(settings)
+    except (OSError, ValueError) as error:  # ssl.SSLError is an OSError
+        problems.add(line_of(where, key), name, f"cannot use the certificate or key: {error}")
+
+
+def load_cdr(data: dict[str, Any], path: Path, problems: Problems) -> CdrSettings:
+    """The ``cdr`` section: where call records go (SQLite by default), and the spool."""
+    section = section_of(data, "cdr", problems)
+    unknown_keys(section, "cdr", CDR_KEYS, problems)
+    defaults = CdrSettings()
+    enabled = section.get("enabled", True)
+    if not isinstance(enabled, bool):
+        problems.add(line_of(section, "enabled"), "cdr.enabled", "must be true or false")
+        enabled = True
+    files: dict[str, Path] = {}
+    for key, default in (("path", DEFAULT_CDR_FILE), ("spool", DEFAULT_CDR_SPOOL)):
+        value = section.get(key, default)
+        if not isinstance(value, str) or not value:
+            problems.add(line_of(section, key), f"cdr.{key}", "must name a file or directory")
+            value = default
+        files[key] = (path.parent / value).resolve()
+    dsn = section.get("dsn", defaults.dsn)
+    if not isinstance(dsn, str) or not dsn.startswith(("postgresql://", "postgres://")):
+        problems.add(line_of(section, "dsn"), "cdr.dsn",
+                     "must be a postgresql:// URL (postgresql://user:password@host:port/db)")
+        dsn = defaults.dsn
+    return CdrSettings(
+        enabled=enabled,
+        backend=choice(section, "backend", "sqlite", ("sqlite", "postgresql"), problems,
+                        "cdr"),
+        path=files["path"], dsn=dsn, spool=files["spool"],
+        batch_seconds=number(section, "batch_seconds", defaults.batch_seconds, problems,
+                              "cdr", minimum=0.0),
+        timeout=number(section, "timeout", defaults.timeout, problems, "cdr", minimum=0.1),
+    )
