@@ -68,6 +68,7 @@ class Recorder:
         """Prepare the spool and start the background task (the database may be down)."""
         self.spool.prepare()
         await self._try_open()
+        self._wakeup.set()  # batches a crash left in the spool go first
         self._task = asyncio.create_task(self._run())
 
     async def stop(self, timeout: float = 5.0) -> None:

@@ -215,23 +215,36 @@ def black_hole() -> Iterator[BlackHole]:
 # top-level module ``store_server`` so test modules here can import its types.
 
 
-def _load_store_server() -> Any:
+def _load_helper(name: str) -> Any:
+    """tests/NAME.py, loaded by its path and registered as the top-level module NAME."""
     import importlib.util
     import sys
 
-    loaded = sys.modules.get("store_server")
+    loaded = sys.modules.get(name)
     if loaded is not None:
         return loaded
-    path = Path(__file__).resolve().parents[1] / "store_server.py"
-    spec = importlib.util.spec_from_file_location("store_server", path)
+    path = Path(__file__).resolve().parents[1] / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    sys.modules["store_server"] = module
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
 
-store_server = _load_store_server()
+store_server = _load_helper("store_server")
+
+
+@pytest.fixture
+def postgres() -> Iterator[Any]:
+    """A PostgreSQL server on a free loopback port, for this test alone (it may be stopped
+    and restarted); stopped by its PID and removed at the end."""
+    module = _load_helper("postgres_server")
+    if module.postgres_bin() is None:
+        pytest.fail("PostgreSQL is not installed: ./dev test installs it (apt-get install postgresql)")
+    server = module.PostgresServer().start()
+    yield server
+    server.close()
 
 
 @pytest.fixture
