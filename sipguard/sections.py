@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,6 +23,7 @@ TRANSPORT_KEYS = ("idle_timeout", "max_connections", "max_connections_per_source
                   "connect_timeout", "handshake_timeout")
 TLS_KEYS = ("certificate", "key", "client_ca", "verify_client", "ca", "verify_server",
             "min_version")
+ADMIN_KEYS = ("listen",)
 CDR_KEYS = ("enabled", "backend", "path", "dsn", "spool", "batch_seconds", "timeout")
 DEFAULT_CDR_FILE = "../var/cdr.sqlite"  # relative to the configuration file
 DEFAULT_CDR_SPOOL = "../var/cdr-spool"
@@ -151,3 +154,38 @@ def load_cdr(data: dict[str, Any], path: Path, problems: Problems) -> CdrSetting
                               "cdr", minimum=0.0),
         timeout=number(section, "timeout", defaults.timeout, problems, "cdr", minimum=0.1),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class AdminSettings:
+    """The ``admin`` section: where the metrics are served (none when absent)."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    enabled: bool = False
+
+
+def load_admin(data: dict[str, Any], listen: list[ListenAddress],
+               problems: Problems) -> AdminSettings:
+    """``admin.listen: "HOST:PORT"`` (IPv6 as "[::1]:8080"); never a SIP listen address."""
+    if data.get("admin") is None:
+        return AdminSettings()
+    admin = section_of(data, "admin", problems)
+    unknown_keys(admin, "admin", ADMIN_KEYS, problems)
+    text = str(admin.get("listen", "127.0.0.1:8080"))
+    host, _, port_text = text.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    try:
+        ipaddress.ip_address(host)
+        port = int(port_text)
+        if not 0 <= port <= 65535:
+            raise ValueError(port_text)
+    except ValueError:
+        problems.add(line_of(admin, "listen"), "admin.listen",
+                     'must be "HOST:PORT" with an IP address, such as "127.0.0.1:8080"')
+        return AdminSettings()
+    if port and any(address.transport in ("tcp", "tls") and address.host == host
+                    and address.port == port for address in listen):
+        problems.add(line_of(admin, "listen"), "admin.listen",
+                     "must not be one of the SIP listen addresses")
+    return AdminSettings(host, port, True)

@@ -49,6 +49,7 @@ from sipguard.edge.filter import Drop
 from sipguard.edge.guard import EdgeGuard, exempt_networks, known_networks
 from sipguard.ivr.pool import IvrPool
 from sipguard.ivr.port import TOKEN_HEADER, IvrResult
+from sipguard.metrics import Metrics
 from sipguard.peerauth import Authenticator
 from sipguard.pins import PinGuard
 from sipguard.policyfile import LoadedPolicy
@@ -64,6 +65,7 @@ from sipguard.transports import (
     client_context,
     server_context,
 )
+from sipguard.web import AdminServer
 
 ShutdownTrigger = Callable[[], Awaitable[None]]
 RELEASE_BATCH_SECONDS = 0.02  # finished calls' leases go to the store together
@@ -121,6 +123,8 @@ class Service:
         self.recorder: Recorder | None = (
             Recorder(make_sink(cdr), Spool(cdr.spool), self.log, cdr.batch_seconds)
             if cdr.enabled else None)
+        self.metrics = Metrics(self.stats)
+        self.admin: AdminServer | None = None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -150,6 +154,7 @@ class Service:
                                         algorithms=settings.auth_algorithms),
             register_expires=settings.register_expires)
         self._after_pump()  # arms the controller's first timers (trunk registrations)
+        admin = await self._start_admin()
         readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
         self._install_signals()
         logs.lifecycle_logger().warning(
@@ -163,6 +168,7 @@ class Service:
             ivr=[] if self.ivr is None else [str(Local(*address))
                                              for address, _, _ in self.ivr.links],
             ivr_capacity=0 if self.ivr is None else self.ivr.capacity,
+            admin=admin,
         )
         for peer in settings.peers:
             if self.screener.policy.account(peer.name) is None:
@@ -189,6 +195,8 @@ class Service:
         edge_task.cancel()
         if self.control is not None:
             await self.control.stop()
+        if self.admin is not None:
+            await self.admin.stop()
         await self.edge.settle()
         for reader in readers:
             reader.cancel()
@@ -235,6 +243,21 @@ class Service:
             self.streams.append(stream)
         self._by_local = {listener.local: listener for listener in self.listeners}
         self._streams_by_local = {stream.local: stream for stream in self.streams}
+
+    async def _start_admin(self) -> str | None:
+        """The admin address (metrics), when configured; its address, for the log."""
+        settings = self.settings.admin
+        if not settings.enabled:
+            return None
+        server = AdminServer(settings.host, settings.port, self.metrics, self.log)
+        try:
+            host, port = await server.start()
+        except OSError as error:
+            self.log.error("admin.unavailable", error=str(error),
+                           listen=f"{settings.host}:{settings.port}")
+            return None
+        self.admin = server
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     async def _start_ivr(self) -> list[IvrLink]:
         """Start the PIN IVR; without it, calls that need a PIN are refused (fail closed)."""
@@ -308,6 +331,7 @@ class Service:
             "icmp_errors": self.icmp_errors,
             "ivr_sessions": self.ivr.active_sessions if self.ivr is not None else 0,
             "cdr": self.recorder.stats() if self.recorder is not None else None,
+            "store_down": self.screener.store_down,
             **self.edge.stats(),
         }
 
@@ -514,11 +538,13 @@ class Service:
         controller, loop = self.controller, self._loop
         assert controller is not None and loop is not None
         lease_id = f"{self._node}-{command.call_key}"
+        began = loop.time()
         try:
             screening = await self.screener.screen(command.attempt, loop.time(), lease_id)
         except Exception:  # a bug in screening must fail the call closed, not hang it
             self.log.exception("call.screening_failed", call_id=command.attempt.call_id)
             screening = Screening(failed_closed(command.attempt))
+        self.metrics.screened(screening.decision, loop.time() - began)
         try:
             now = loop.time()
             if self.recorder is not None and controller.is_live(command.call_key):

@@ -24,7 +24,14 @@ from sipguard.edge.bans import BanSettings
 from sipguard.edge.filter import SCANNER_AGENTS
 from sipguard.ivr.port import PROMPT_NAMES, IvrConfig
 from sipguard.pins import MIN_PIN_LENGTH, PinSettings
-from sipguard.sections import check_trunk_transports, load_cdr, load_streams, load_tls
+from sipguard.sections import (
+    AdminSettings,
+    check_trunk_transports,
+    load_admin,
+    load_cdr,
+    load_streams,
+    load_tls,
+)
 from sipguard.sip.errors import RemoteProtocolError
 from sipguard.sip.message import DEFAULT_MAX_MESSAGE_SIZE
 from sipguard.sip.transaction import TimerSettings
@@ -112,6 +119,7 @@ class Settings:
     streams: StreamSettings = field(default_factory=StreamSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     cdr: CdrSettings = field(default_factory=CdrSettings)
+    admin: AdminSettings = field(default_factory=AdminSettings)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -153,7 +161,7 @@ def load_settings(path: Path) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): must be a mapping of settings"])
     known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging", "store", "pin",
-             "ivr", "edge", "transport", "tls", "cdr"}
+             "ivr", "edge", "transport", "tls", "cdr", "admin"}
     for key in data:
         if key not in known:
             known_list = ", ".join(sorted(known))
@@ -236,6 +244,7 @@ def load_settings(path: Path) -> Settings:
         streams=load_streams(data, problems),
         tls=tls,
         cdr=load_cdr(data, path, problems),
+        admin=load_admin(data, listen, problems),
     )
     problems.raise_if_any()
     return settings

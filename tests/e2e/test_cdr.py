@@ -247,3 +247,32 @@ def test_a_postgresql_restart_in_the_middle_loses_no_record(
     guard.wait_for("cdr.recovered")
     records = _records(guard)
     assert len(records) == 40 and len({record["call_id"] for record in records}) == 40
+
+
+def test_prometheus_metrics_count_the_calls_on_the_admin_address(
+        start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac) -> None:
+    """GET /metrics on the admin address counts decisions by rule and class, times them,
+    and shows live calls and the call records' progress."""
+    import urllib.request
+
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri, policy=POLICY, sections={"admin": {"listen": "127.0.0.1:0"}})
+    assert run_uac("uac_call_bye.xml", guard.target(), service=CANADA, calls=2,
+                   rate=20).successful == 2
+    assert run_uac("uac_blocked.xml", guard.target(), service=UK).successful == 1
+    _wait_stored(guard, 3)
+    admin = guard.wait_for("service.started")[0]["admin"]
+    with urllib.request.urlopen(f"http://{admin}/metrics", timeout=5) as response:
+        assert response.status == 200
+        text = response.read().decode()
+    samples = {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+               for line in text.splitlines() if line and not line.startswith("#")}
+    assert samples['sipguard_calls_total{decision="forward",number_class="international",'
+                   'rule="allow-ca"}'] == 2
+    assert samples['sipguard_calls_total{decision="reject",number_class="international",'
+                   'rule="default"}'] == 1
+    assert samples["sipguard_decision_seconds_count"] == 3
+    assert samples["sipguard_live_calls"] == 0
+    assert samples["sipguard_cdr_stored_total"] == 3
+    assert samples["sipguard_cdr_database_up"] == 1
+    assert samples["sipguard_store_up"] == 1

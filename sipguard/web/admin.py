@@ -1,0 +1,51 @@
+"""The admin HTTP server (aiohttp): GET /metrics for Prometheus, GET /health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from sipguard.metrics import CONTENT_TYPE, Metrics
+
+
+class AdminServer:
+    """Serves the metrics on ``host:port`` (port 0: a free one, see ``address``)."""
+
+    def __init__(self, host: str, port: int, metrics: Metrics, log: Any) -> None:
+        self.host = host
+        self.port = port
+        self.metrics = metrics
+        self.log = log
+        self._runner: web.AppRunner | None = None
+        self.address: tuple[str, int] | None = None
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_get("/health", self._health)
+        return app
+
+    async def start(self) -> tuple[str, int]:
+        runner = web.AppRunner(self.app(), access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        self._runner = runner
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        bound = sockets[0].getsockname() if sockets else (self.host, self.port)
+        self.address = (str(bound[0]), int(bound[1]))
+        return self.address
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def _metrics(self, _: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.exposition(),
+                            headers={"Content-Type": CONTENT_TYPE})
+
+    async def _health(self, _: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
