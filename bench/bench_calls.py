@@ -652,6 +652,15 @@ limits:
 """
 
 
+class SipguardNoCdr(Sipguard):
+    """sipguard with call records switched off: what recording costs is the difference."""
+
+    name = "sipguard-nocdr"
+
+    def store_config(self) -> str:
+        return "cdr: {enabled: false}\n"
+
+
 class SipguardLimits(Sipguard):
     """sipguard with limits counted in its in-memory store."""
 
@@ -888,7 +897,8 @@ def summarize(results: dict[str, Any]) -> None:
           "the UAC)")
     print(header)
     print("-" * len(header))
-    for name in ("direct", "sippy", "sipguard", "sipguard-limits", "sipguard-redis"):
+    for name in ("direct", "sippy", "sipguard", "sipguard-nocdr", "sipguard-limits",
+                 "sipguard-redis"):
         t = by.get(name)
         if t is None:
             continue
@@ -937,6 +947,8 @@ def summarize(results: dict[str, Any]) -> None:
         added = _added_latency(by.get("sipguard-redis"), by.get("sipguard-limits"))
         print(f"limits in Redis / limits in memory, max rate: {_fmt(r['redis_over_memory_limits'])}"
               f"; p99 INVITE->100 Trying added by the Redis round trips: {_fmt(added)} ms")
+    if r.get("cdr_over_nocdr") is not None:
+        print(f"call records on / off, max rate: {_fmt(r['cdr_over_nocdr'])}")
     print(f"results: {results.get('json_path')}")
 
 
@@ -998,7 +1010,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     names = [n.strip() for n in args.targets.split(",") if n.strip()]
     classes = {"direct": Direct, "sippy": Sippy, "sipguard": Sipguard,
-               "sipguard-limits": SipguardLimits, "sipguard-redis": SipguardRedis}
+               "sipguard-nocdr": SipguardNoCdr, "sipguard-limits": SipguardLimits,
+               "sipguard-redis": SipguardRedis}
     unknown = [n for n in names if n not in classes]
     if unknown:
         parser.error(f"unknown target(s): {', '.join(unknown)}")
@@ -1032,6 +1045,8 @@ def main(argv: list[str] | None = None) -> int:
                                          by.get("sippy", {}).get("max_rate")),
             "redis_over_memory_limits": ratio(by.get("sipguard-redis", {}).get("max_rate"),
                                               by.get("sipguard-limits", {}).get("max_rate")),
+            "cdr_over_nocdr": ratio(by.get("sipguard", {}).get("max_rate"),
+                                    by.get("sipguard-nocdr", {}).get("max_rate")),
         }
         json_path = args.json or RESULTS_DIR / (
             "calls-" + dt.datetime.now().strftime("%Y%m%d-%H%M%S")

@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 
 from sipguard.cdr import sql
-from sipguard.cdr.record import FIELDS, CallRecord
+from sipguard.cdr.record import CallRecord
 from sipguard.cdr.sink import CdrUnavailableError, SummaryRow
 
 # What asyncpg raises when the server is down, restarting or refuses us.
@@ -52,7 +52,7 @@ class PostgresSink:
         if not records:
             return
         statement = sql.insert(_dollar, "ON CONFLICT (id) DO NOTHING")
-        rows = [tuple(record.as_row()[name] for name in FIELDS) for record in records]
+        rows = [record.as_values() for record in records]
         try:
             async with self._connected().acquire() as connection, connection.transaction():
                 await connection.executemany(statement, rows)

@@ -75,6 +75,11 @@ class CallRecord:
         row["trace"] = json.dumps(list(self.trace))
         return row
 
+    def as_values(self) -> tuple[Any, ...]:
+        """The values of :meth:`as_row` in FIELDS order (an INSERT's parameters)."""
+        row = self.as_row()
+        return tuple(row[name] for name in FIELDS)
+
     @classmethod
     def from_row(cls, row: dict[str, Any]) -> CallRecord:
         """A record back from :meth:`as_row` (unknown keys are ignored)."""

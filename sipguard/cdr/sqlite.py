@@ -53,7 +53,7 @@ class SqliteSink:
             return
         db = self._connection()
         statement = sql.insert(_question_mark, "OR IGNORE")
-        rows = [tuple(record.as_row()[name] for name in FIELDS) for record in records]
+        rows = [record.as_values() for record in records]
         try:
             await db.executemany(statement, rows)
             await db.commit()
