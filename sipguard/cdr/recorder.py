@@ -128,7 +128,9 @@ class Recorder:
                 with contextlib.suppress(Exception):
                     await self.sink.close()
                 return False
-            except OSError as error:  # the batch file vanished or cannot be read
+            except FileNotFoundError:
+                continue  # another process sharing this spool wrote it first
+            except OSError as error:  # the batch file cannot be read
                 self.log.error("cdr.spool_unreadable", path=str(path), error=str(error))
                 continue
             self.spool.remove(path)

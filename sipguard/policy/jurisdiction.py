@@ -16,10 +16,7 @@ writes either "City, ST" or the state's name.
 
 from __future__ import annotations
 
-import functools
-
-import phonenumbers
-from phonenumbers import geocoder
+from sipguard.policy.area_codes import US_AREA_CODES
 
 STATE_NAMES = {
     "Alabama": "AL", "Alaska": "AK", "Arizona": "AZ", "Arkansas": "AR", "California": "CA",
@@ -45,18 +42,15 @@ DOMESTIC = "domestic"
 UNKNOWN = "unknown"
 
 
-@functools.lru_cache(maxsize=4096)
 def us_state(e164: str) -> str | None:
     """The two-letter state of a US number (by its area code), or None."""
-    try:
-        parsed = phonenumbers.parse(e164)
-    except phonenumbers.NumberParseException:
+    if not e164.startswith("+1") or len(e164) != 12:
         return None
-    if phonenumbers.region_code_for_number(parsed) != "US":
-        return None
-    place = geocoder.description_for_number(parsed, "en")
-    if not place:
-        return None
+    return US_AREA_CODES.get(e164[2:5])
+
+
+def state_from_place(place: str) -> str | None:
+    """A state from a geocoder place: "Chicago, IL" or "Massachusetts"."""
     _, comma, tail = place.rpartition(", ")
     if comma and tail in US_STATES:
         return tail
