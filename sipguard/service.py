@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
-import ipaddress
 import os
 import secrets
 import signal
@@ -56,16 +54,11 @@ from sipguard.policyfile import LoadedPolicy
 from sipguard.recording import CallRecords
 from sipguard.screening import Charge, Screener, Screening, failed_closed, make_store
 from sipguard.settings import Settings
-from sipguard.sip.endpoint import Datagram, Endpoint
-from sipguard.sip.transport import UDP, Address, Local
-from sipguard.transports import (
-    StreamTransport,
-    UdpListener,
-    bind_udp,
-    client_context,
-    server_context,
-)
+from sipguard.sip.endpoint import Endpoint
+from sipguard.sip.transport import Address, Local
+from sipguard.transports import UdpListener
 from sipguard.web import AdminServer
+from sipguard.wire import Wire
 
 ShutdownTrigger = Callable[[], Awaitable[None]]
 RELEASE_BATCH_SECONDS = 0.02  # finished calls' leases go to the store together
@@ -87,10 +80,7 @@ class Service:
         self._release_handle: asyncio.TimerHandle | None = None
         # Unique per process start: a restarted container reuses its host name and pid.
         self._node = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.listeners: list[UdpListener] = []
-        self._by_local: dict[Local, UdpListener] = {}
-        self.streams: list[StreamTransport] = []
-        self._streams_by_local: dict[Local, StreamTransport] = {}
+        self.wire = Wire(settings, self, self.log)
         self.endpoint: Endpoint | None = None
         self.controller: Controller | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -99,9 +89,6 @@ class Service:
         self._stop = asyncio.Event()
         self.started = asyncio.Event()
         self.icmp_errors = 0
-        # Host names seen in Contact/Route, resolved once (the service is restarted
-        # or reloaded far more often than PBX host names change).
-        self._resolved: dict[str, str] = {}
         self._background: set[asyncio.Future[None]] = set()
         # The PIN challenge: the IVR (started with the service when enabled) and the PINs.
         self.ivr: IvrPool | None = None
@@ -132,11 +119,10 @@ class Service:
         """Serve until SIGTERM/SIGINT (or ``shutdown_trigger``), then drain and stop."""
         self._loop = asyncio.get_running_loop()
         settings = self.settings
-        await self._bind()
+        await self.wire.bind()
         if self.recorder is not None:
             await self.recorder.start()  # a database that is down only delays the records
-        self.endpoint = Endpoint([*(listener.local for listener in self.listeners),
-                                  *(stream.local for stream in self.streams)],
+        self.endpoint = Endpoint(self.wire.locals,
                                  settings.timers, settings.max_message_size,
                                  server_name=settings.user_agent)
         ivr_config = settings.ivr
@@ -155,7 +141,8 @@ class Service:
             register_expires=settings.register_expires)
         self._after_pump()  # arms the controller's first timers (trunk registrations)
         admin = await self._start_admin()
-        readers = [asyncio.create_task(self._read(listener)) for listener in self.listeners]
+        readers = [asyncio.create_task(self._read(listener))
+                   for listener in self.wire.listeners]
         self._install_signals()
         logs.lifecycle_logger().warning(
             "service.started",
@@ -200,10 +187,7 @@ class Service:
         await self.edge.settle()
         for reader in readers:
             reader.cancel()
-        for listener in self.listeners:
-            listener.transport.close()
-        for stream in self.streams:
-            await stream.stop()
+        await self.wire.stop()
         if self._timer is not None:
             self._timer.cancel()
         if self._release_handle is not None:
@@ -219,30 +203,6 @@ class Service:
         await self.screener.store.close()
         logs.lifecycle_logger().warning("service.stopped", **self.stats())
         return 0
-
-    async def _bind(self) -> None:
-        """Bind every listen address: UDP sockets, TCP and TLS listeners."""
-        settings = self.settings
-        tls = settings.tls
-        wants_tls = any(address.transport == "tls" for address in settings.listen)
-        server_tls = server_context(tls) if wants_tls else None
-        client_tls = client_context(tls) if wants_tls else None
-        server_names = {trunk.address.address: trunk.tls_name for trunk in settings.trunks
-                        if trunk.tls_name}
-        for address in settings.listen:
-            if address.transport == "udp":
-                self.listeners.append(
-                    await bind_udp(address.host, address.port, settings.receive_queue))
-                continue
-            is_tls = address.transport == "tls"
-            stream = StreamTransport(address.host, address.port, address.sip_transport,
-                                     settings.streams, settings.max_message_size, self,
-                                     self.log, server_tls if is_tls else None,
-                                     client_tls if is_tls else None, server_names)
-            await stream.start()
-            self.streams.append(stream)
-        self._by_local = {listener.local: listener for listener in self.listeners}
-        self._streams_by_local = {stream.local: stream for stream in self.streams}
 
     async def _start_admin(self) -> str | None:
         """The admin address (metrics), when configured; its address, for the log."""
@@ -326,8 +286,7 @@ class Service:
             "calls": controller.live_calls if controller else 0,
             "dialogs": controller.dialog_count if controller else 0,
             "transactions": endpoint.transaction_count if endpoint else 0,
-            "dropped_datagrams": sum(listener.protocol.dropped for listener in self.listeners),
-            "streams": {str(stream.local): stream.stats() for stream in self.streams},
+            **self.wire.stats(),
             "icmp_errors": self.icmp_errors,
             "ivr_sessions": self.ivr.active_sessions if self.ivr is not None else 0,
             "cdr": self.recorder.stats() if self.recorder is not None else None,
@@ -616,54 +575,5 @@ class Service:
         endpoint = self.endpoint
         assert endpoint is not None
         datagrams = endpoint.datagrams_to_send()
-        if not datagrams:
-            return
-        for datagram in datagrams:
-            host, port = datagram.destination
-            if not _is_ip_literal(host):
-                resolved = self._resolved.get(host)
-                if resolved is None:
-                    # A Contact or Route with a host name: resolve off the fast path.
-                    self._background_task(self._resolve_and_send(datagram))
-                    continue
-                host = resolved
-            self._send(datagram.local, datagram.data, (host, port))
-
-    def _send(self, local: Local, data: bytes, destination: Address) -> None:
-        if local.transport != UDP:
-            stream = self._streams_by_local.get(local)
-            if stream is not None:
-                stream.send(data, destination)
-                return
-        listener = self._by_local.get(local) or self.listeners[0]
-        try:
-            listener.transport.sendto(data, destination)
-        except (OSError, ValueError) as error:
-            self.log.warning("transport.send_failed", error=str(error),
-                             destination=str(Local(*destination)))
-
-    async def _resolve_and_send(self, datagram: Datagram) -> None:
-        loop = asyncio.get_running_loop()
-        host, port = datagram.destination
-        family = socket.AF_INET6 if ":" in datagram.local.host else socket.AF_INET
-        try:
-            answers = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_DGRAM)
-        except OSError as error:
-            self.log.warning("transport.resolve_failed", host=host, error=str(error))
-            return
-        if not answers:
-            self.log.warning("transport.resolve_failed", host=host, error="no address")
-            return
-        address = str(answers[0][4][0])
-        if len(self._resolved) < 1024:
-            self._resolved[host] = address
-        self._send(datagram.local, datagram.data, (address, port))
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
+        if datagrams:
+            self.wire.send(datagrams)
