@@ -28,6 +28,14 @@ ENDING_EVENTS = frozenset({"call.ended", "call.failed", "call.rejected", "call.p
 MAX_NOTES = 20_000  # end reasons of calls not finished yet (bounded: strangers' INVITEs too)
 
 
+def _text(value: str | None) -> str | None:
+    """SIP text as a database takes it: bytes the parser could not decode (kept as lone
+    surrogates) become U+FFFD."""
+    if value is None or value.isascii():
+        return value
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 class CallRecords:
     """Builds one record per finished call."""
 
@@ -76,16 +84,16 @@ class CallRecords:
         cost = (policy.limits.rate_deck.cost(e164, answered_seconds)
                 if e164 is not None and answered_seconds > 0 else 0.0)
         return CallRecord(
-            call_id=attempt.call_id,
+            call_id=_text(attempt.call_id) or "",
             node=self.node,
             started_at=wall(call.started_at) or time.time(),
             answered_at=wall(answered_at),
             ended_at=wall(ended_at),
-            account=attempt.account,
-            extension=attempt.extension,
+            account=_text(attempt.account) or "",
+            extension=_text(attempt.extension),
             source=attempt.source,
-            caller=attempt.caller or None,
-            dialled=attempt.dialled,
+            caller=_text(attempt.caller) or None,
+            dialled=_text(attempt.dialled) or "",
             e164=e164,
             region=region,
             number_type=number_type,

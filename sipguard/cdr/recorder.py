@@ -95,8 +95,12 @@ class Recorder:
                     await self._wakeup.wait()
             self._wakeup.clear()
             await asyncio.sleep(self.batch_seconds)  # let a batch collect
-            await self._spool_queued()
-            stored = await self._store_spooled()
+            try:
+                await self._spool_queued()
+                stored = await self._store_spooled()
+            except Exception:  # a bug must not stop recording: what is spooled stays
+                self.log.exception("cdr.recorder_failed")
+                stored = False
             pause = 1.0 if stored else min(pause * 2, self.retry_max)
 
     async def _spool_queued(self) -> None:
@@ -130,6 +134,12 @@ class Recorder:
                 return False
             except FileNotFoundError:
                 continue  # another process sharing this spool wrote it first
+            except Exception as error:  # the database refuses this batch itself: set aside
+                self.errors += 1
+                kept = self.spool.set_aside(path)
+                self.log.error("cdr.batch_refused", path=str(kept), error=repr(error),
+                               consequence="the batch is kept beside the spool, not retried")
+                continue
             except OSError as error:  # the batch file cannot be read
                 self.log.error("cdr.spool_unreadable", path=str(path), error=str(error))
                 continue

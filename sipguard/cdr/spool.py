@@ -80,6 +80,12 @@ class Spool:
                     self.unreadable_lines += 1
         return records
 
+    def set_aside(self, path: Path) -> Path:
+        """Rename a batch the database refuses (``.refused``): out of the way, not lost."""
+        target = path.with_name(path.name + ".refused")
+        path.replace(target)
+        return target
+
     def remove(self, path: Path) -> None:
         """The database has every record of this batch."""
         path.unlink(missing_ok=True)
