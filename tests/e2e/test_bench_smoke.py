@@ -92,3 +92,21 @@ def test_quick_stream_benchmark_calls_over_every_transport_and_refuses_the_conne
     assert flood["refused_by_sipguard"]["max_connections_per_source"] == (
         flood["connections"]["attempted"] - 32), flood
     assert flood["pbx"]["failed"] == 0, flood
+
+
+def test_quick_cdr_benchmark_stores_every_record_in_both_databases(tmp_path: Path):
+    """bench/bench_cdr.py --quick: every record reaches SQLite and PostgreSQL, straight and
+    through the spool, and handing one over costs microseconds."""
+    output = tmp_path / "bench-cdr.json"
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_cdr.py"), "--quick", "--json", str(output)],
+        capture_output=True, text=True, timeout=240, cwd=REPO, stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    results = json.loads(output.read_text())
+    for database in ("sqlite", "postgresql"):
+        for way in ("sink", "recorder"):
+            outcome = results[database][way]
+            assert outcome["stored"] == outcome["records"] == 2000, (database, way, outcome)
+            assert outcome["records_per_second"] > 0
+        assert results[database]["recorder"]["record_call_us"]["p99"] < 1000
