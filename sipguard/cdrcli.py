@@ -27,6 +27,8 @@ REPORT_GROUPS = ("country", "extension", "jurisdiction", "source", "state", "acc
 TOP_SOURCES = 10
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhdw])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_FORMULA_STARTS = frozenset("=+-@\t\r")
+_NUMBER = re.compile(r"^[+-]?[0-9][0-9 .()-]*$")
 
 WithConfig = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
 
@@ -94,7 +96,7 @@ def _with_sink(settings: Settings, work: Callable[[CdrSink], Coroutine[Any, Any,
     async def go() -> int:
         sink = make_sink(settings.cdr)
         try:
-            await sink.open()
+            await sink.open(read_only=True)  # reading creates nothing, changes nothing
             return await work(sink)
         finally:
             await sink.close()
@@ -116,15 +118,23 @@ async def _export(sink: CdrSink, form: str, since: float | None, until: float | 
     writer = csv.DictWriter(out, fieldnames=list(FIELDS), lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow(record.for_export())
+        writer.writerow({name: _cell(value) for name, value in record.for_export().items()})
     return 0
+
+
+def _cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet shows as text: caller-supplied text that starts like a
+    formula gets a leading quote (numbers such as +12125551234 stay as they are)."""
+    if isinstance(value, str) and value[:1] in _FORMULA_STARTS and not _NUMBER.match(value):
+        return "'" + value
+    return value
 
 
 async def _report(sink: CdrSink, since: float | None, until: float | None,
                   out: TextIO) -> int:
     span = (f"{iso_time(since) if since is not None else 'the first record'} to "
             f"{iso_time(until) if until is not None else 'now'}")
-    out.write(f"Call records from {span}: {await sink.count()} in the database\n")
+    out.write(f"Call records from {span}: {await sink.count(since, until)}\n")
     for group in REPORT_GROUPS:
         out.write(f"\nBy {group}\n")
         out.write(_table(await sink.summary(group, since, until), group))
@@ -170,9 +180,12 @@ async def _replay(settings: Settings, sink: CdrSink, arguments: argparse.Namespa
     out.write(f"{len(records)} call records replayed through {settings.policy_path} "
               f"(version {current.policy.version}) and {arguments.policy} "
               f"(version {candidate.policy.version})\n")
-    out.write(f"\nThe candidate stops {len(stopped)} the current policy let through:\n")
+    out.write("(limits are counted from the first record replayed on)\n")
+    out.write(f"\nThe candidate stops {len(stopped)} the current policy let through "
+              "(or only challenged):\n")
     out.write(_differences(stopped))
-    out.write(f"\nThe candidate lets through {len(released)} the current policy stopped:\n")
+    out.write(f"\nThe candidate lets through {len(released)} the current policy stopped "
+              "(or challenges what it blocked):\n")
     out.write(_differences(released))
     return 0
 

@@ -579,5 +579,18 @@ class Controller(ChallengeFlow):
             commands.extend(self._end_call(call, now, "sipguard", "service stopping"))
         return commands
 
+    def abandon_all(self, now: float) -> list[Command]:
+        """Forget the calls still live when the service stops (their BYEs or CANCELs
+        went unanswered): each is finished, so that it is recorded, ended by sipguard."""
+        commands: list[Command] = []
+        for call in list(self._calls.values()):
+            call.begin_ending(now)
+            call.ended_by = call.ended_by or "sipguard"
+            commands.append(LogEvent("call.ended", "warning", {
+                **call.log_fields(), "ended_by": call.ended_by,
+                "reason": "service stopped before the far end answered its BYE or CANCEL"}))
+            self._finish(call)
+        return commands
+
 
 __all__ = ["Controller", "IvrLink", "uri_address"]

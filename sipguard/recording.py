@@ -22,18 +22,10 @@ from typing import Any
 from sipguard.calls import Call
 from sipguard.cdr.record import CallRecord
 from sipguard.policy import Decision, Policy
-from sipguard.policy.jurisdiction import jurisdiction, us_state
+from sipguard.policy.jurisdiction import US_TERRITORIES, jurisdiction, us_state
 
 ENDING_EVENTS = frozenset({"call.ended", "call.failed", "call.rejected", "call.pin_refused"})
 MAX_NOTES = 20_000  # end reasons of calls not finished yet (bounded: strangers' INVITEs too)
-
-
-def _text(value: str | None) -> str | None:
-    """SIP text as a database takes it: bytes the parser could not decode (kept as lone
-    surrogates) become U+FFFD."""
-    if value is None or value.isascii():
-        return value
-    return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class CallRecords:
@@ -84,21 +76,22 @@ class CallRecords:
         cost = (policy.limits.rate_deck.cost(e164, answered_seconds)
                 if e164 is not None and answered_seconds > 0 else 0.0)
         return CallRecord(
-            call_id=_text(attempt.call_id) or "",
+            call_id=attempt.call_id or "",
             node=self.node,
             started_at=wall(call.started_at) or time.time(),
             answered_at=wall(answered_at),
             ended_at=wall(ended_at),
-            account=_text(attempt.account) or "",
-            extension=_text(attempt.extension),
+            account=attempt.account or "",
+            extension=attempt.extension,
             source=attempt.source,
-            caller=_text(attempt.caller) or None,
-            dialled=_text(attempt.dialled) or "",
+            caller=attempt.caller or None,
+            dialled=attempt.dialled or "",
             e164=e164,
             region=region,
             number_type=number_type,
             number_class=decision.number_class if decision is not None else None,
-            state=us_state(e164) if e164 is not None and region == "US" else None,
+            state=(region if region in US_TERRITORIES
+                   else us_state(e164) if e164 is not None and region == "US" else None),
             jurisdiction=jurisdiction(home_region, home_state, e164, region, number_type),
             decision=decision.verdict.value if decision is not None else "unscreened",
             action=decision.action if decision is not None else None,
@@ -110,6 +103,8 @@ class CallRecords:
             policy_version=decision.policy_version or None if decision is not None else None,
             reason=decision.reason if decision is not None else None,
             status=call.pbx_invite.final_status,
+            trunk_status=(call.trunk_invite.final_status
+                          if call.trunk_invite is not None else None),
             duration=round(answered_seconds, 3),
             cost=cost,
             trunk=call.trunk_name or None,

@@ -8,12 +8,15 @@ leases until its recorded end and is charged its recorded length. Rate,
 concurrency, consecutive-call and spend limits are thus counted as they
 would have been, given the same traffic.
 
-Comparing two policies over the same records gives the calls one would have
-stopped (blocked or challenged) that the other let through, and the reverse.
+Comparing two policies over the same records gives the calls one treats more
+strictly (challenged or blocked where the other let through; blocked where the
+other challenged) and the reverse. Counters start empty at the first record
+replayed: windows that reach back before it count less than they did live.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import itertools
 from collections.abc import Sequence
@@ -59,6 +62,10 @@ class Difference:
                 "candidate": {"action": self.candidate.action, "rule": self.candidate.rule}}
 
 
+LEASE_FOR_EVER = 10 * 365 * 86400.0  # seconds
+STRICTNESS = {Verdict.FORWARD: 0, Verdict.CHALLENGE: 1, Verdict.REJECT: 2}
+
+
 class _QuietLog:
     """Replays log nothing (store outages cannot happen on a memory store)."""
 
@@ -69,7 +76,12 @@ class _QuietLog:
 async def replay(records: Sequence[CallRecord], loaded: LoadedPolicy,
                  path: Path) -> list[Replayed]:
     """Run ``loaded`` over ``records`` (any order); the results follow the records' order."""
-    screener = Screener(path, loaded, _QuietLog(), MemoryStore())
+    # Leases live as long as the longest call: nothing renews them on a simulated clock.
+    policy = loaded.policy
+    endless = dataclasses.replace(policy, limits=dataclasses.replace(
+        policy.limits, lease_seconds=LEASE_FOR_EVER))
+    screener = Screener(path, dataclasses.replace(loaded, policy=endless), _QuietLog(),
+                        MemoryStore())
     order = sorted(range(len(records)), key=lambda index: records[index].started_at)
     decisions: dict[int, Decision] = {}
     endings: list[tuple[float, int, Screening, float]] = []  # (end, tie, screening, seconds)
@@ -101,13 +113,19 @@ async def _end(screener: Screener, end: float, _: int, screening: Screening,
 
 def differences(current: Sequence[Replayed],
                 candidate: Sequence[Replayed]) -> tuple[list[Difference], list[Difference]]:
-    """(calls the candidate stops that the current policy let through, and the reverse)."""
+    """(calls the candidate treats more strictly than the current policy, and the reverse).
+
+    Strictness goes allow < pin < deny: a call the current policy let through and the
+    candidate challenges or blocks is stopped by it, and so is one the current policy
+    challenged and the candidate blocks.
+    """
     stopped: list[Difference] = []
     released: list[Difference] = []
     for now, new in zip(current, candidate, strict=True):
-        if new.stops and not now.stops:
+        before, after = STRICTNESS[now.decision.verdict], STRICTNESS[new.decision.verdict]
+        if after > before:
             stopped.append(Difference(now.record, now.decision, new.decision))
-        elif now.stops and not new.stops:
+        elif after < before:
             released.append(Difference(now.record, now.decision, new.decision))
     return stopped, released
 

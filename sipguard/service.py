@@ -338,6 +338,9 @@ class Service:
             settle = loop.time() + 2.0  # let the BYEs be answered
             while controller.live_calls and loop.time() < settle:
                 await asyncio.sleep(0.05)
+        if controller.live_calls:  # unanswered BYEs: the calls are over all the same
+            self._run(controller.abandon_all(loop.time()), loop.time())
+            self._after_pump()
 
     # -- the pump ------------------------------------------------------------------
 
@@ -559,8 +562,11 @@ class Service:
             if charge is not None:  # unanswered calls give their reservation back
                 self._background_task(self.screener.charge(charge, answered))
             if self.recorder is not None:
-                self.recorder.record(self.records.finished(call, answered, loop.time(),
-                                                           self.screener.policy))
+                try:
+                    self.recorder.record(self.records.finished(call, answered, loop.time(),
+                                                               self.screener.policy))
+                except Exception:  # a bug in a record must not stop the pump
+                    self.log.exception("cdr.record_failed", call_id=call.attempt.call_id)
         self._flush()
         self._rearm()
 

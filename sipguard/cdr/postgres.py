@@ -10,11 +10,13 @@ import asyncpg
 
 from sipguard.cdr import sql
 from sipguard.cdr.record import CallRecord
-from sipguard.cdr.sink import CdrUnavailableError, SummaryRow
+from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow
 
 # What asyncpg raises when the server is down, restarting or refuses us.
 _FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
              asyncpg.InterfaceError)
+# What it raises about the records themselves (bad text, a value out of range).
+_REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError)
 
 
 def _dollar(position: int) -> str:
@@ -31,15 +33,24 @@ class PostgresSink:
         self.timeout = timeout
         self._pool: asyncpg.Pool | None = None
 
-    async def open(self) -> None:
+    async def open(self, read_only: bool = False) -> None:
+        pool: asyncpg.Pool | None = None
         try:
             pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=4,
                                              timeout=self.timeout,
                                              command_timeout=self.timeout)
-            async with pool.acquire() as connection:
-                for statement in sql.schema("DOUBLE PRECISION"):
-                    await connection.execute(statement)
+            if not read_only:
+                async with pool.acquire() as connection:
+                    for statement in sql.schema("DOUBLE PRECISION"):
+                        await connection.execute(statement)
+                    existing = {str(row[0]) for row in await connection.fetch(
+                        "SELECT column_name FROM information_schema.columns "
+                        "WHERE table_name = $1", sql.TABLE)}
+                    for statement in sql.added_columns(existing, "DOUBLE PRECISION"):
+                        await connection.execute(statement)
         except _FAILURES as error:
+            if pool is not None:
+                pool.terminate()
             raise CdrUnavailableError(f"postgresql: {error}") from error
         self._pool = pool
 
@@ -52,10 +63,12 @@ class PostgresSink:
         if not records:
             return
         statement = sql.insert(_dollar, "ON CONFLICT (id) DO NOTHING")
-        rows = [record.as_values() for record in records]
+        rows = await asyncio.to_thread(lambda: [record.as_values() for record in records])
         try:
             async with self._connected().acquire() as connection, connection.transaction():
                 await connection.executemany(statement, rows)
+        except _REFUSALS as error:
+            raise CdrRefusedError(f"postgresql: {error!r}") from error
         except _FAILURES as error:
             raise CdrUnavailableError(f"postgresql: {error}") from error
 
@@ -71,8 +84,9 @@ class PostgresSink:
                            float(row[4]), int(row[5] or 0))
                 for row in await self._fetch(query, parameters)]
 
-    async def count(self) -> int:
-        rows = await self._fetch(f"SELECT COUNT(*) FROM {sql.TABLE}", [])
+    async def count(self, since: float | None = None, until: float | None = None) -> int:
+        clause, parameters = sql.where(since, until, _dollar)
+        rows = await self._fetch(f"SELECT COUNT(*) FROM {sql.TABLE}{clause}", parameters)
         return int(rows[0][0])
 
     async def _fetch(self, query: str, parameters: list[Any]) -> list[Any]:

@@ -22,11 +22,12 @@ FIELDS = (
     "id", "call_id", "node", "started_at", "answered_at", "ended_at", "account", "extension",
     "source", "caller", "dialled", "e164", "region", "number_type", "number_class", "state",
     "jurisdiction", "decision", "action", "would", "category", "rule", "rules", "risk_score",
-    "policy_version", "reason", "status", "duration", "cost", "trunk", "pin_outcome",
+    "policy_version", "reason", "status", "trunk_status", "duration", "cost", "trunk",
+    "pin_outcome",
     "ended_by", "end_reason", "trace",
 )  # fmt: skip
 TIME_FIELDS = ("started_at", "answered_at", "ended_at")
-NUMBER_FIELDS = ("risk_score", "status", "duration", "cost")
+NUMBER_FIELDS = ("risk_score", "status", "trunk_status", "duration", "cost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +61,7 @@ class CallRecord:
     policy_version: str | None = None
     reason: str | None = None  # why the decision was taken
     status: int | None = None  # the final SIP status the PBX got
+    trunk_status: int | None = None  # the trunk's (a PIN call's PBX got the IVR's 200)
     duration: float = 0.0  # seconds answered
     cost: float = 0.0
     trunk: str | None = None
@@ -67,6 +69,18 @@ class CallRecord:
     ended_by: str | None = None  # pbx | trunk | sipguard
     end_reason: str | None = None
     trace: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Text comes from SIP: bytes the parser could not decode, and NULs a URI's %00
+        # unescaped into, are made storable here, once, for every field.
+        for name in TEXT_FIELDS:
+            value = getattr(self, name)
+            if value is not None and not _storable(value):
+                object.__setattr__(self, name, clean_text(value))
+        for name in ("rules", "trace"):
+            items = getattr(self, name)
+            if not all(_storable(item) for item in items):
+                object.__setattr__(self, name, tuple(clean_text(item) for item in items))
 
     def as_row(self) -> dict[str, Any]:
         """Plain values by column (rules and trace as JSON text), for databases and spools."""
@@ -103,6 +117,32 @@ class CallRecord:
     def replace(self, **changes: Any) -> CallRecord:
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
+
+
+TEXT_FIELDS = tuple(name for name in FIELDS if name not in (
+    *TIME_FIELDS, *NUMBER_FIELDS, "rules", "trace"))
+
+
+def _storable(text: str) -> bool:
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def clean_text(text: str) -> str:
+    """Text every database and export takes: lone surrogates (undecodable bytes) and NUL
+    become U+FFFD."""
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that stands for no byte
+        raw = text.encode("utf-8", "replace")
+    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
 
 
 def iso_time(seconds: float) -> str:

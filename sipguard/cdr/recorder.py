@@ -1,20 +1,31 @@
 """The recorder: call records from the service to the spool, then to the database.
 
-:meth:`Recorder.record` only appends to a list, so call handling never waits
-for a disk or a database. A background task takes what has collected every
-``batch_seconds``, writes it to the spool (fsynced, off the event loop:
-from then on the batch is *acknowledged* and survives a crash), then writes
-the spool's batches to the database, oldest first, removing each once the
-database has it. While the database cannot be reached the batches stay in
-the spool and are tried again with a growing pause (up to ``retry_max``);
-the outage and the recovery are each logged once (``cdr.unavailable``,
-``cdr.recovered``). At start, batches a crash left behind are written first.
+:meth:`Recorder.record` only appends to a queue, so call handling never waits for a
+disk or a database. Two background tasks do the rest:
+
+- the *spooler* takes what has collected every ``batch_seconds`` and writes it to the
+  spool in batches of at most ``MAX_BATCH`` (fsynced, off the event loop): from then
+  on a batch is *acknowledged* and survives a crash. A disk that refuses keeps the
+  records queued and tries again a second later;
+- the *storer* writes the spool's batches to the database, oldest first, and removes
+  each once the database has committed it. While the database cannot be reached the
+  batches stay in the spool and it tries again after a growing pause (up to
+  ``retry_max``); the outage and the recovery are each logged once
+  (``cdr.unavailable``, ``cdr.recovered``). A batch the database refuses for its
+  contents is written again record by record, and the records it still refuses are
+  kept beside the spool (``*.refused``) and logged (``cdr.records_refused``), so that
+  one bad record holds up no other.
+
+Spooling never waits for the database. At start, batches a crash left behind are
+written first.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
+from pathlib import Path
 from typing import Any
 
 from sipguard.cdr.record import CallRecord
@@ -22,6 +33,8 @@ from sipguard.cdr.sink import CdrSink, CdrUnavailableError
 from sipguard.cdr.spool import Spool
 
 MAX_QUEUED = 200_000  # records waiting for the spool; past that the oldest are dropped
+MAX_BATCH = 1000  # records in one spool file (and one database transaction)
+SPOOL_RETRY = 1.0  # seconds before a refusing disk is tried again
 
 
 class Recorder:
@@ -34,15 +47,19 @@ class Recorder:
         self.log = log
         self.batch_seconds = batch_seconds
         self.retry_max = retry_max
-        self._queue: list[CallRecord] = []
-        self._wakeup = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
+        self._queue: collections.deque[CallRecord] = collections.deque()
+        self._wakeup = asyncio.Event()  # records are queued
+        self._spooled = asyncio.Event()  # batches are in the spool
+        self._tasks: list[asyncio.Task[None]] = []
         self._open = False
         self._down_since: float | None = None
+        self._spool_failing = False
+        self.pending_batches = 0  # in the spool, not yet in the database
         self.recorded = 0  # handed to record()
         self.acknowledged = 0  # in the spool, fsynced
         self.stored = 0  # committed by the database
-        self.dropped = 0  # lost before the spool (queue full, or the spool failed)
+        self.refused = 0  # refused by the database, kept beside the spool
+        self.dropped = 0  # lost before the spool (the queue was full)
         self.errors = 0  # failed database writes
 
     # -- the service's side ---------------------------------------------------------
@@ -50,33 +67,37 @@ class Recorder:
     def record(self, record: CallRecord) -> None:
         """Take one record (never blocks, never raises)."""
         if len(self._queue) >= MAX_QUEUED:
-            self._queue.pop(0)
+            self._queue.popleft()
             self.dropped += 1
         self._queue.append(record)
         self.recorded += 1
         self._wakeup.set()
 
     def stats(self) -> dict[str, Any]:
-        """Counts for the stats line and the metrics."""
+        """Counts for the stats line and the metrics (no disk access)."""
         return {"recorded": self.recorded, "acknowledged": self.acknowledged,
                 "stored": self.stored, "queued": len(self._queue),
-                "spooled_batches": len(self.spool.pending()), "dropped": self.dropped,
-                "errors": self.errors, "database_up": self._down_since is None,
-                "sink": self.sink.name}
+                "spooled_batches": self.pending_batches, "refused": self.refused,
+                "dropped": self.dropped, "errors": self.errors,
+                "unreadable_lines": self.spool.unreadable_lines,
+                "database_up": self._down_since is None, "sink": self.sink.name}
 
     async def start(self) -> None:
-        """Prepare the spool and start the background task (the database may be down)."""
+        """Prepare the spool and start the background tasks (the database may be down)."""
         self.spool.prepare()
+        self.pending_batches = len(self.spool.pending())
         await self._try_open()
-        self._wakeup.set()  # batches a crash left in the spool go first
-        self._task = asyncio.create_task(self._run())
+        self._spooled.set()  # batches a crash left in the spool go first
+        self._tasks = [asyncio.create_task(self._spooler()),
+                       asyncio.create_task(self._storer())]
 
     async def stop(self, timeout: float = 5.0) -> None:
         """Spool what is queued, give the database a last chance, close."""
-        if self._task is not None:
-            self._task.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
         await self._spool_queued()
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
@@ -85,37 +106,55 @@ class Recorder:
             with contextlib.suppress(Exception):
                 await self.sink.close()
 
-    # -- background ----------------------------------------------------------------
+    # -- spooling --------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        pause = 1.0
+    async def _spooler(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(pause if self._down_since is not None else None):
-                    await self._wakeup.wait()
+            await self._wakeup.wait()
             self._wakeup.clear()
             await asyncio.sleep(self.batch_seconds)  # let a batch collect
             try:
                 await self._spool_queued()
-                stored = await self._store_spooled()
-            except Exception:  # a bug must not stop recording: what is spooled stays
-                self.log.exception("cdr.recorder_failed")
-                stored = False
-            pause = 1.0 if stored else min(pause * 2, self.retry_max)
+            except Exception:  # a bug must not stop recording: the queue stays
+                self.log.exception("cdr.recorder_failed", during="spool")
 
     async def _spool_queued(self) -> None:
-        batch, self._queue = self._queue, []
-        if not batch:
-            return
-        try:
-            await asyncio.to_thread(self.spool.append, batch)
-        except OSError as error:
-            # The disk refused: nothing else can keep them, so they are counted as lost.
-            self.dropped += len(batch)
-            self.log.error("cdr.spool_failed", error=str(error), records=len(batch),
-                           directory=str(self.spool.directory))
-            return
-        self.acknowledged += len(batch)
+        while self._queue:
+            batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
+            try:
+                await asyncio.to_thread(self.spool.append, batch)
+            except OSError as error:  # a full or failing disk: keep them, try again soon
+                self._queue.extendleft(reversed(batch))
+                if not self._spool_failing:
+                    self._spool_failing = True
+                    self.log.error("cdr.spool_failed", error=str(error),
+                                   directory=str(self.spool.directory),
+                                   consequence="records wait in memory until it works")
+                asyncio.get_running_loop().call_later(SPOOL_RETRY, self._wakeup.set)
+                return
+            if self._spool_failing:
+                self._spool_failing = False
+                self.log.warning("cdr.spool_recovered", directory=str(self.spool.directory))
+            self.acknowledged += len(batch)
+            self.pending_batches += 1
+            self._spooled.set()
+
+    # -- storing ---------------------------------------------------------------------
+
+    async def _storer(self) -> None:
+        pause = 1.0
+        while True:
+            if self._down_since is not None:
+                await asyncio.sleep(pause)  # down: try again later, whatever arrives
+            else:
+                await self._spooled.wait()
+            self._spooled.clear()
+            try:
+                stored = await self._store_spooled()
+            except Exception:  # a bug must not stop recording: the spool keeps the batches
+                self.log.exception("cdr.recorder_failed", during="store")
+                stored = False
+            pause = 1.0 if stored else min(pause * 2, self.retry_max)
 
     async def _store_spooled(self) -> bool:
         """Write the spool's batches to the database; False if it is (still) down."""
@@ -124,29 +163,56 @@ class Recorder:
         for path in self.spool.pending():
             try:
                 records = await asyncio.to_thread(self.spool.read, path)
-                await self.sink.write(records)
-            except CdrUnavailableError as error:
-                self.errors += 1
-                self._went_down(str(error))
-                self._open = False  # connect afresh next time (a restarted server)
-                with contextlib.suppress(Exception):
-                    await self.sink.close()
-                return False
             except FileNotFoundError:
                 continue  # another process sharing this spool wrote it first
-            except Exception as error:  # the database refuses this batch itself: set aside
-                self.errors += 1
-                kept = self.spool.set_aside(path)
-                self.log.error("cdr.batch_refused", path=str(kept), error=repr(error),
-                               consequence="the batch is kept beside the spool, not retried")
-                continue
-            except OSError as error:  # the batch file cannot be read
+            except OSError as error:  # unreadable: set aside, do not try it for ever
                 self.log.error("cdr.spool_unreadable", path=str(path), error=str(error))
+                with contextlib.suppress(OSError):
+                    self.spool.set_aside(path)
+                self._batch_done()
+                continue
+            try:
+                await self.sink.write(records)
+            except CdrUnavailableError as error:
+                await self._lost_database(str(error))
+                return False
+            except Exception:  # refused for its contents: find the records at fault
+                if not await self._store_one_by_one(path, records):
+                    return False
                 continue
             self.spool.remove(path)
             self.stored += len(records)
+            self._batch_done()
         self._came_back()
         return True
+
+    async def _store_one_by_one(self, path: Path, records: list[CallRecord]) -> bool:
+        """Store a refused batch record by record; keep the refused ones beside the spool."""
+        refused: list[tuple[CallRecord, str]] = []
+        for record in records:
+            try:
+                await self.sink.write([record])
+            except CdrUnavailableError as error:
+                await self._lost_database(str(error))
+                return False
+            except Exception as error:
+                refused.append((record, repr(error)))
+                continue
+            self.stored += 1
+        if refused:
+            kept = await asyncio.to_thread(self.spool.append,
+                                           [record for record, _ in refused], True)
+            self.refused += len(refused)
+            self.errors += len(refused)
+            self.log.error("cdr.records_refused", records=len(refused), path=str(kept),
+                           error=refused[0][1],
+                           consequence="kept beside the spool, not written again")
+        self.spool.remove(path)
+        self._batch_done()
+        return True
+
+    def _batch_done(self) -> None:
+        self.pending_batches = max(0, self.pending_batches - 1)
 
     async def _try_open(self) -> bool:
         try:
@@ -156,6 +222,13 @@ class Recorder:
             return False
         self._open = True
         return True
+
+    async def _lost_database(self, error: str) -> None:
+        self.errors += 1
+        self._went_down(error)
+        self._open = False  # connect afresh next time (a restarted server)
+        with contextlib.suppress(Exception):
+            await self.sink.close()
 
     def _went_down(self, error: str) -> None:
         if self._down_since is None:

@@ -27,7 +27,11 @@ GROUPS = {
 
 
 class CdrUnavailableError(Exception):
-    """The CDR database cannot be reached (or refused the write)."""
+    """The CDR database cannot be reached, or is not working (try again later)."""
+
+
+class CdrRefusedError(Exception):
+    """The database refuses these records themselves (trying again will not help)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,12 +51,15 @@ class CdrSink(Protocol):
 
     name: str
 
-    async def open(self) -> None:
-        """Connect (and create the table and indexes when missing)."""
+    async def open(self, read_only: bool = False) -> None:
+        """Connect; create the table and indexes when missing, unless ``read_only``."""
         ...
 
     async def write(self, records: Sequence[CallRecord]) -> None:
-        """Store records (those already stored, by id, are left alone)."""
+        """Store records (those already stored, by id, are left alone), all or none.
+
+        Raises CdrUnavailableError when the database is down, CdrRefusedError when it
+        refuses the records' contents."""
         ...
 
     async def records(self, since: float | None = None, until: float | None = None,
@@ -65,8 +72,8 @@ class CdrSink(Protocol):
         """Calls and minutes by ``group`` (a key of GROUPS), most minutes first."""
         ...
 
-    async def count(self) -> int:
-        """How many records there are."""
+    async def count(self, since: float | None = None, until: float | None = None) -> int:
+        """How many records started in [since, until)."""
         ...
 
     async def close(self) -> None:

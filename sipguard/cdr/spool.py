@@ -16,6 +16,7 @@ skipped and counted.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -26,6 +27,8 @@ from pathlib import Path
 from sipguard.cdr.record import CallRecord
 
 SUFFIX = ".jsonl"
+REFUSED = ".refused"
+STALE_TEMPORARY = 60.0  # seconds: a batch file being written is never this old
 
 
 class Spool:
@@ -39,12 +42,23 @@ class Spool:
     def prepare(self) -> None:
         """Create the directory (mode 0700: records name numbers and callers)."""
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        now = time.time()
         for leftover in self.directory.glob(f"*{SUFFIX}.tmp"):
-            leftover.unlink(missing_ok=True)  # never acknowledged: never renamed into place
+            # Never acknowledged: a crash came before the rename. One another process
+            # sharing the spool is writing right now is young: it is left alone.
+            with contextlib.suppress(OSError):
+                if now - leftover.stat().st_mtime > STALE_TEMPORARY:
+                    leftover.unlink()
 
-    def append(self, records: Sequence[CallRecord]) -> Path:
-        """Write one batch durably; return its file (blocking: run it off the event loop)."""
+    def append(self, records: Sequence[CallRecord], refused: bool = False) -> Path:
+        """Write one batch durably; return its file (blocking: run it off the event loop).
+
+        ``refused`` records (the database will not take them) go to a file beside the
+        batches (``*.jsonl.refused``), which is never written to the database again.
+        """
         name = f"{time.time_ns():020d}-{os.getpid()}-{next(self._sequence):08d}{SUFFIX}"
+        if refused:
+            name += REFUSED
         final = self.directory / name
         temporary = final.with_name(name + ".tmp")
         data = "".join(json.dumps(record.as_row(), separators=(",", ":")) + "\n"
@@ -82,7 +96,7 @@ class Spool:
 
     def set_aside(self, path: Path) -> Path:
         """Rename a batch the database refuses (``.refused``): out of the way, not lost."""
-        target = path.with_name(path.name + ".refused")
+        target = path.with_name(path.name + REFUSED)
         path.replace(target)
         return target
 

@@ -9,24 +9,32 @@ from sipguard.cdr.record import FIELDS
 from sipguard.cdr.sink import GROUPS
 
 TABLE = "cdr"
-INTEGER_COLUMNS = frozenset({"risk_score", "status"})
+INTEGER_COLUMNS = frozenset({"risk_score", "status", "trunk_status"})
 REAL_COLUMNS = frozenset({"started_at", "answered_at", "ended_at", "duration", "cost"})
 
 Placeholder = Callable[[int], str]  # position (1-based) -> "?" or "$1"
 
 
+def column(name: str, real_type: str) -> str:
+    """One column's definition."""
+    if name == "id":
+        return "id TEXT PRIMARY KEY"
+    if name in INTEGER_COLUMNS:
+        return f"{name} INTEGER"
+    if name in REAL_COLUMNS:
+        return f"{name} {real_type}" + (" NOT NULL" if name == "started_at" else "")
+    return f"{name} TEXT"
+
+
+def added_columns(existing: set[str], real_type: str) -> list[str]:
+    """ALTER statements for the columns a table made by an older sipguard lacks."""
+    return [f"ALTER TABLE {TABLE} ADD COLUMN {column(name, real_type)}"
+            for name in FIELDS if name not in existing]
+
+
 def schema(real_type: str) -> list[str]:
     """CREATE statements: the table, and the indexes reports and exports need."""
-    columns = []
-    for name in FIELDS:
-        if name == "id":
-            columns.append("id TEXT PRIMARY KEY")
-        elif name in INTEGER_COLUMNS:
-            columns.append(f"{name} INTEGER")
-        elif name in REAL_COLUMNS:
-            columns.append(f"{name} {real_type}" + (" NOT NULL" if name == "started_at" else ""))
-        else:
-            columns.append(f"{name} TEXT")
+    columns = [column(name, real_type) for name in FIELDS]
     return [
         f"CREATE TABLE IF NOT EXISTS {TABLE} ({', '.join(columns)})",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_started ON {TABLE} (started_at)",

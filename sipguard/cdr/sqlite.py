@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,7 +13,11 @@ import aiosqlite
 
 from sipguard.cdr import sql
 from sipguard.cdr.record import FIELDS, CallRecord
-from sipguard.cdr.sink import CdrUnavailableError, SummaryRow
+from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow
+
+# What SQLite raises about the records themselves, rather than about the database.
+_REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError,
+             sqlite3.InterfaceError, ValueError)
 
 
 def _question_mark(_: int) -> str:
@@ -27,19 +33,30 @@ class SqliteSink:
         self.path = path
         self._db: aiosqlite.Connection | None = None
 
-    async def open(self) -> None:
+    async def open(self, read_only: bool = False) -> None:
+        db: aiosqlite.Connection | None = None
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = await aiosqlite.connect(self.path)
-            # WAL: readers (exports, reports) never block the writer; NORMAL is durable
-            # across a process crash, which is what the spool is there for.
-            await db.execute("PRAGMA journal_mode=WAL")
-            await db.execute("PRAGMA synchronous=NORMAL")
-            await db.execute("PRAGMA busy_timeout=5000")
-            for statement in sql.schema("REAL"):
-                await db.execute(statement)
-            await db.commit()
+            if read_only:  # exports and reports: no file, schema or WAL mode is made
+                db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
+                await db.execute("PRAGMA busy_timeout=5000")
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                db = await aiosqlite.connect(self.path)
+                # WAL: readers (exports, reports) never block the writer. FULL: a commit
+                # is on disk when it returns, since the spool's batch goes right after.
+                await db.execute("PRAGMA journal_mode=WAL")
+                await db.execute("PRAGMA synchronous=FULL")
+                await db.execute("PRAGMA busy_timeout=5000")
+                for statement in sql.schema("REAL"):
+                    await db.execute(statement)
+                async with db.execute(f"PRAGMA table_info({sql.TABLE})") as cursor:
+                    existing = {str(row[1]) for row in await cursor.fetchall()}
+                for statement in sql.added_columns(existing, "REAL"):
+                    await db.execute(statement)
+                await db.commit()
         except (OSError, sqlite3.Error) as error:
+            if db is not None:
+                await db.close()
             raise CdrUnavailableError(f"{self.path}: {error}") from error
         self._db = db
 
@@ -53,12 +70,21 @@ class SqliteSink:
             return
         db = self._connection()
         statement = sql.insert(_question_mark, "OR IGNORE")
-        rows = [record.as_values() for record in records]
+        rows = await asyncio.to_thread(lambda: [record.as_values() for record in records])
         try:
             await db.executemany(statement, rows)
             await db.commit()
+        except _REFUSALS as error:
+            await self._rollback(db)
+            raise CdrRefusedError(f"{self.path}: {error!r}") from error
         except sqlite3.Error as error:
+            await self._rollback(db)
             raise CdrUnavailableError(f"{self.path}: {error}") from error
+
+    @staticmethod
+    async def _rollback(db: aiosqlite.Connection) -> None:
+        with contextlib.suppress(sqlite3.Error):
+            await db.rollback()
 
     async def records(self, since: float | None = None, until: float | None = None,
                       limit: int | None = None) -> list[CallRecord]:
@@ -74,8 +100,9 @@ class SqliteSink:
                 for key, calls, answered, minutes, cost, blocked
                 in await self._fetch(query, parameters)]
 
-    async def count(self) -> int:
-        rows = await self._fetch(f"SELECT COUNT(*) FROM {sql.TABLE}", [])
+    async def count(self, since: float | None = None, until: float | None = None) -> int:
+        clause, parameters = sql.where(since, until, _question_mark)
+        rows = await self._fetch(f"SELECT COUNT(*) FROM {sql.TABLE}{clause}", parameters)
         return int(rows[0][0])
 
     async def _fetch(self, query: str, parameters: list[Any]) -> list[Any]:
@@ -88,5 +115,5 @@ class SqliteSink:
 
     async def close(self) -> None:
         if self._db is not None:
-            await self._db.close()
-            self._db = None
+            db, self._db = self._db, None
+            await db.close()

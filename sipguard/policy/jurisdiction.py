@@ -4,7 +4,8 @@ A call from an account whose home is in the US is:
 
 - ``toll-free`` when the number is a toll-free one (NANP 8XX);
 - ``international`` when the number is not in the US (Canada and the
-  Caribbean share +1 but are other countries);
+  Caribbean share +1 but are other countries; Puerto Rico, the US Virgin
+  Islands, Guam, American Samoa and the Northern Marianas count as US states);
 - ``intrastate`` when the number's state is the account's home state;
 - ``interstate`` when it is another state; ``unknown`` when the number's state,
   or the account's, is not known.
@@ -32,7 +33,9 @@ STATE_NAMES = {
     "Virginia": "VA", "Washington": "WA", "West Virginia": "WV", "Wisconsin": "WI",
     "Wyoming": "WY", "Washington D.C.": "DC", "District of Columbia": "DC",
 }  # fmt: skip
-US_STATES = frozenset(STATE_NAMES.values())
+# Territories with their own NANP region codes but inside the US for jurisdiction.
+US_TERRITORIES = frozenset({"PR", "VI", "GU", "AS", "MP"})
+US_STATES = frozenset(STATE_NAMES.values()) | US_TERRITORIES
 
 TOLL_FREE = "toll-free"
 INTERNATIONAL = "international"
@@ -66,9 +69,9 @@ def jurisdiction(home_region: str, home_state: str | None, e164: str | None,
         return DOMESTIC if region == home_region else INTERNATIONAL
     if number_type == "toll_free":
         return TOLL_FREE
-    if region != "US":
+    if region != "US" and region not in US_TERRITORIES:
         return INTERNATIONAL
-    state = us_state(e164)
+    state = region if region in US_TERRITORIES else us_state(e164)
     if state is None or home_state is None:
         return UNKNOWN
     return INTRASTATE if state == home_state else INTERSTATE

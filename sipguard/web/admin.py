@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from aiohttp import web
@@ -32,10 +33,12 @@ class AdminServer:
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         await site.start()
         self._runner = runner
-        server = site._server
-        sockets = getattr(server, "sockets", None) or []
-        bound = sockets[0].getsockname() if sockets else (self.host, self.port)
+        bound = runner.addresses[0] if runner.addresses else (self.host, self.port)
         self.address = (str(bound[0]), int(bound[1]))
+        if not ipaddress.ip_address(self.host).is_loopback:
+            self.log.warning("admin.exposed", listen=f"{self.host}:{self.address[1]}",
+                             detail="the metrics carry no authentication: keep this "
+                                    "address behind a firewall")
         return self.address
 
     async def stop(self) -> None:

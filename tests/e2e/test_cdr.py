@@ -127,6 +127,7 @@ def test_allowed_blocked_and_pin_calls_each_leave_one_record(
     assert (pin["decision"], pin["rule"], pin["pin_outcome"]) == ("challenge", "pin-us",
                                                                  "accepted")
     assert (pin["state"], pin["jurisdiction"], pin["trunk"]) == ("NY", "intrastate", "carrier")
+    assert pin["status"] == 200 and pin["trunk_status"] == 200
     assert uas.received("INVITE") == 3  # the two allowed calls and the PIN call
 
 
@@ -151,7 +152,7 @@ def test_the_csv_export_and_the_report_agree_with_what_was_sent(
     report = _cli(guard, "report", "--since", "1h")
     assert report.returncode == 0, report.stderr
     text = report.stdout
-    assert "5 in the database" in text
+    assert text.splitlines()[0].endswith(": 5")
     country = _section(text, "By country")
     assert country["CA"][:3] == ["3", "3", f"{minutes:.2f}"] and country["GB"][:2] == ["2", "0"]
     assert country["GB"][-1] == "2"  # blocked
@@ -276,3 +277,21 @@ def test_prometheus_metrics_count_the_calls_on_the_admin_address(
     assert samples["sipguard_cdr_stored_total"] == 3
     assert samples["sipguard_cdr_database_up"] == 1
     assert samples["sipguard_store_up"] == 1
+
+
+def test_calls_cut_off_by_the_stop_are_recorded(
+        start_sipguard: StartSipguard, start_uac: Callable[..., Any], black_hole: Any) -> None:
+    """A call still waiting for a silent trunk when sipguard stops is recorded all the same,
+    ended by sipguard, with the 503 the PBX got."""
+    guard = start_sipguard(black_hole.uri, policy=POLICY, drain_grace=0.5)
+    run = start_uac("uac_timeout.xml", guard.target(), service=CANADA, timeout=15)
+    deadline = time.monotonic() + 10
+    while black_hole.requests("INVITE") == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert black_hole.requests("INVITE") >= 1
+    assert guard.stop()  # SIGTERM: drain, hang up what is left, record it, stop
+    run.finish()
+    (record,) = _records(guard)
+    assert (record["decision"], record["status"], record["ended_by"]) == (
+        "forward", 503, "sipguard")
+    assert record["answered_at"] is None and record["trunk_status"] is None
