@@ -184,8 +184,14 @@ def load_admin(data: dict[str, Any], listen: list[ListenAddress],
         problems.add(line_of(admin, "listen"), "admin.listen",
                      'must be "HOST:PORT" with an IP address, such as "127.0.0.1:8080"')
         return AdminSettings()
-    if port and any(address.transport in ("tcp", "tls") and address.host == host
-                    and address.port == port for address in listen):
+    if port and any(address.transport in ("tcp", "tls") and address.port == port
+                    and _same_or_any(address.host, host) for address in listen):
         problems.add(line_of(admin, "listen"), "admin.listen",
                      "must not be one of the SIP listen addresses")
     return AdminSettings(host, port, True)
+
+
+def _same_or_any(one: str, other: str) -> bool:
+    """Whether two listen hosts would take the same port (equal, or one is "any")."""
+    first, second = ipaddress.ip_address(one), ipaddress.ip_address(other)
+    return first == second or first.is_unspecified or second.is_unspecified

@@ -16,7 +16,8 @@ from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow
 _FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
              asyncpg.InterfaceError)
 # What it raises about the records themselves (bad text, a value out of range).
-_REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError)
+_REFUSALS = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, ValueError,
+             OverflowError)
 
 
 def _dollar(position: int) -> str:

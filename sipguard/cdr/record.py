@@ -136,13 +136,13 @@ def _storable(text: str) -> bool:
 
 
 def clean_text(text: str) -> str:
-    """Text every database and export takes: lone surrogates (undecodable bytes) and NUL
-    become U+FFFD."""
-    try:
-        raw = text.encode("utf-8", "surrogateescape")
-    except UnicodeEncodeError:  # a surrogate that stands for no byte
-        raw = text.encode("utf-8", "replace")
-    return raw.decode("utf-8", "replace").replace("\x00", "\ufffd")
+    """Text every database and export takes: bytes the parser could not decode (kept as
+    U+DC80-U+DCFF surrogates) are decoded again as UTF-8 where they are, else become
+    U+FFFD, as do other lone surrogates and NUL."""
+    spare = "".join("\ufffd" if ("\ud800" <= character <= "\udfff"
+                                  and not "\udc80" <= character <= "\udcff")
+                    or character == "\x00" else character for character in text)
+    return spare.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 def iso_time(seconds: float) -> str:

@@ -142,7 +142,7 @@ class Recorder:
     # -- storing ---------------------------------------------------------------------
 
     async def _storer(self) -> None:
-        pause = 1.0
+        pause = min(1.0, self.retry_max)
         while True:
             if self._down_since is not None:
                 await asyncio.sleep(pause)  # down: try again later, whatever arrives
@@ -154,7 +154,7 @@ class Recorder:
             except Exception:  # a bug must not stop recording: the spool keeps the batches
                 self.log.exception("cdr.recorder_failed", during="store")
                 stored = False
-            pause = 1.0 if stored else min(pause * 2, self.retry_max)
+            pause = min(1.0, self.retry_max) if stored else min(pause * 2, self.retry_max)
 
     async def _store_spooled(self) -> bool:
         """Write the spool's batches to the database; False if it is (still) down."""

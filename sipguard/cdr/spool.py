@@ -88,6 +88,8 @@ class Spool:
         records: list[CallRecord] = []
         with path.open("rb") as handle:
             for line in handle:
+                if not line.strip():
+                    continue
                 try:
                     records.append(CallRecord.from_row(json.loads(line)))
                 except (ValueError, TypeError, KeyError):

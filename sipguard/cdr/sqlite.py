@@ -17,7 +17,7 @@ from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow
 
 # What SQLite raises about the records themselves, rather than about the database.
 _REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError,
-             sqlite3.InterfaceError, ValueError)
+             sqlite3.InterfaceError, ValueError, OverflowError)
 
 
 def _question_mark(_: int) -> str:
