@@ -21,7 +21,7 @@ class CdrSettings:
     path: Path = field(default_factory=lambda: Path("var/cdr.sqlite"))
     dsn: str = "postgresql://sipguard@127.0.0.1:5432/sipguard"
     spool: Path = field(default_factory=lambda: Path("var/cdr-spool"))
-    batch_seconds: float = 0.05
+    batch_seconds: float = 1.0  # a batch a second: fsyncs and thread hops cost calls
     timeout: float = 5.0  # seconds a database call may take before it counts as down
 
 
