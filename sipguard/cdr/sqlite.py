@@ -37,6 +37,8 @@ class SqliteSink:
         db: aiosqlite.Connection | None = None
         try:
             if read_only:  # exports and reports: no file, schema or WAL mode is made
+                if not self.path.is_file():
+                    raise CdrUnavailableError(f"{self.path}: no call records yet")
                 db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
                 await db.execute("PRAGMA busy_timeout=5000")
             else:

@@ -47,7 +47,7 @@ UNKNOWN = "unknown"
 
 def us_state(e164: str) -> str | None:
     """The two-letter state of a US number (by its area code), or None."""
-    if not e164.startswith("+1") or len(e164) != 12:
+    if not e164.startswith("+1") or len(e164) != 12 or not e164[1:].isdigit():
         return None
     return US_AREA_CODES.get(e164[2:5])
 
