@@ -42,11 +42,7 @@ from sipguard_process import write_results  # noqa: E402
 from sipguard.cdr import CallRecord, CdrSink, Recorder, Spool  # noqa: E402
 from sipguard.cdr.postgres import PostgresSink  # noqa: E402
 from sipguard.cdr.sqlite import SqliteSink  # noqa: E402
-
-
-class _Quiet:
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
+from sipguard.logs import silent_logger  # noqa: E402
 
 
 def records(count: int) -> list[CallRecord]:
@@ -84,7 +80,7 @@ async def through_sink(sink: CdrSink, batch: list[CallRecord], size: int) -> dic
 
 
 async def through_recorder(sink: CdrSink, spool: Path, batch: list[CallRecord]) -> dict[str, Any]:
-    recorder = Recorder(sink, Spool(spool), _Quiet(), batch_seconds=0.05)
+    recorder = Recorder(sink, Spool(spool), silent_logger(), batch_seconds=0.05)
     await recorder.start()
     costs: list[float] = []
     began = time.perf_counter()

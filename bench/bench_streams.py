@@ -41,6 +41,7 @@ sys.path.insert(0, str(REPO_DIR / "tests" / "e2e"))
 
 from bench_calls import sipp_version, stop_process  # noqa: E402
 from bench_edge import Monitor, Sipp, pbx_result  # noqa: E402
+from harness import free_port  # noqa: E402
 from sipguard_process import SipguardProcess, write_results  # noqa: E402
 from tls_harness import (  # noqa: E402
     Certificates,
@@ -55,21 +56,6 @@ POLICY = REPO_DIR / "tests" / "policies" / "basic.yaml"
 HOST = "127.0.0.1"
 STRANGER = "127.0.0.2"
 DIALLED = "12125551234"
-
-
-def free_port(host: str = HOST) -> int:
-    """A port free for UDP and TCP on ``host`` right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind((host, 0))
-            port = int(udp.getsockname()[1])
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind((host, port))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port")
 
 
 def wait_tcp(port: int, timeout: float = 10.0) -> None:

@@ -47,8 +47,7 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         settings = load_settings(find_config(arguments.config))
     except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
+        error.report()
         return 1
     if arguments.bans_command != "list":
         try:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sipguard.cdr import make_sink
-from sipguard.cdr.record import FIELDS, CallRecord, iso_time
+from sipguard.cdr.record import FIELDS, iso_time
 from sipguard.cdr.sink import CdrSink, CdrUnavailableError, SummaryRow
 from sipguard.policyfile import load_policy_file
 from sipguard.replay import Difference, differences, replay
@@ -75,8 +75,7 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         settings = load_settings(find_config(arguments.config))
     except ConfigError as error:
-        for message in error.problems:
-            print(message, file=sys.stderr)
+        error.report()
         return 1
     try:
         now = time.time()
@@ -162,8 +161,7 @@ async def _replay(settings: Settings, sink: CdrSink, arguments: argparse.Namespa
         current = load_policy_file(settings.policy_path)
         candidate = load_policy_file(Path(arguments.policy))
     except ConfigError as error:
-        for message in error.problems:
-            print(message, file=sys.stderr)
+        error.report()
         return 1
     records = await sink.records(since, until)
     now = await replay(records, current, settings.policy_path)
@@ -200,4 +198,4 @@ def _differences(items: list[Difference]) -> str:
         f"candidate: {item.candidate.action} ({item.candidate.rule})\n" for item in items)
 
 
-__all__ = ["CallRecord", "add_commands", "parse_time", "run"]
+__all__ = ["add_commands", "parse_time", "run"]

@@ -85,8 +85,7 @@ def _load_policy_or_report(path: Path) -> LoadedPolicy | None:
     try:
         loaded = load_policy_file(path)
     except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
+        error.report()
         return None
     for warning in loaded.warnings:
         print(warning, file=sys.stderr)
@@ -216,8 +215,7 @@ def _load_all(arguments: argparse.Namespace) -> tuple[Settings, LoadedPolicy] | 
         settings = load_settings(config)
         policy = load_policy_file(settings.policy_path)
     except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
+        error.report()
         return None
     return settings, policy
 

@@ -61,3 +61,8 @@ def lifecycle_logger() -> Any:
         processors=_processors(_lifecycle_format, target),
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
     )
+
+
+def silent_logger() -> Any:
+    """A logger that writes nothing (replays, benchmarks): structlog's own ReturnLogger."""
+    return structlog.wrap_logger(structlog.ReturnLogger(), processors=[])

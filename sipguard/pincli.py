@@ -43,8 +43,7 @@ def run(arguments: argparse.Namespace) -> int:
     try:
         settings = load_settings(config).pin
     except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
+        error.report()
         return 1
     if arguments.pin_command == "list":
         return _list(settings)
@@ -89,8 +88,7 @@ def _load(settings: PinSettings) -> dict[str, str] | None:
     try:
         return load_pin_file(settings.file)
     except ConfigError as error:
-        for problem in error.problems:
-            print(problem, file=sys.stderr)
+        error.report()
         print(f"{settings.file}: fix or remove the file first; nothing changed",
               file=sys.stderr)
         return None

@@ -22,7 +22,7 @@ from typing import Any
 from sipguard.calls import Call
 from sipguard.cdr.record import CallRecord
 from sipguard.policy import Decision, Policy
-from sipguard.policy.jurisdiction import US_TERRITORIES, jurisdiction, us_state
+from sipguard.policy.jurisdiction import jurisdiction, number_state
 
 ENDING_EVENTS = frozenset({"call.ended", "call.failed", "call.rejected", "call.pin_refused"})
 MAX_NOTES = 20_000  # end reasons of calls not finished yet (bounded: strangers' INVITEs too)
@@ -89,19 +89,9 @@ class CallRecords:
             e164=e164,
             region=region,
             number_type=number_type,
-            number_class=decision.number_class if decision is not None else None,
-            state=(region if region in US_TERRITORIES
-                   else us_state(e164) if e164 is not None and region == "US" else None),
+            state=number_state(e164, region),
             jurisdiction=jurisdiction(home_region, home_state, e164, region, number_type),
-            decision=decision.verdict.value if decision is not None else "unscreened",
-            action=decision.action if decision is not None else None,
-            would=(decision.would or decision.action) if decision is not None else None,
-            category=decision.category or None if decision is not None else None,
-            rule=decision.rule if decision is not None else None,
-            rules=decision.rule_ids if decision is not None else (),
-            risk_score=decision.risk_score if decision is not None else None,
-            policy_version=decision.policy_version or None if decision is not None else None,
-            reason=decision.reason if decision is not None else None,
+            **_decision_fields(decision),
             status=call.pbx_invite.final_status,
             trunk_status=(call.trunk_invite.final_status
                           if call.trunk_invite is not None else None),
@@ -111,6 +101,16 @@ class CallRecords:
             pin_outcome=call.pin_outcome,
             ended_by=call.ended_by,
             end_reason=note[1] if note is not None else None,
-            trace=tuple(f"{entry.rule}: {entry.detail}" for entry in decision.trace)
-            if decision is not None else (),
         )
+
+
+def _decision_fields(decision: Decision | None) -> dict[str, Any]:
+    """What a record takes from the decision (a call that ended first has none)."""
+    if decision is None:
+        return {"decision": "unscreened"}
+    return {"decision": decision.verdict.value, "action": decision.action,
+            "would": decision.would or decision.action, "category": decision.category or None,
+            "rule": decision.rule, "rules": decision.rule_ids,
+            "number_class": decision.number_class, "risk_score": decision.risk_score,
+            "policy_version": decision.policy_version or None, "reason": decision.reason,
+            "trace": tuple(f"{entry.rule}: {entry.detail}" for entry in decision.trace)}

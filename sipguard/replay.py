@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from sipguard.cdr.record import CallRecord
+from sipguard.logs import silent_logger
 from sipguard.policy import CallAttempt, Decision, Verdict
 from sipguard.policyfile import LoadedPolicy
 from sipguard.screening import Screener, Screening
@@ -66,13 +67,6 @@ LEASE_FOR_EVER = 10 * 365 * 86400.0  # seconds
 STRICTNESS = {Verdict.FORWARD: 0, Verdict.CHALLENGE: 1, Verdict.REJECT: 2}
 
 
-class _QuietLog:
-    """Replays log nothing (store outages cannot happen on a memory store)."""
-
-    def __getattr__(self, name: str) -> Any:
-        return lambda *args, **kwargs: None
-
-
 async def replay(records: Sequence[CallRecord], loaded: LoadedPolicy,
                  path: Path) -> list[Replayed]:
     """Run ``loaded`` over ``records`` (any order); the results follow the records' order."""
@@ -80,7 +74,7 @@ async def replay(records: Sequence[CallRecord], loaded: LoadedPolicy,
     policy = loaded.policy
     endless = dataclasses.replace(policy, limits=dataclasses.replace(
         policy.limits, lease_seconds=LEASE_FOR_EVER))
-    screener = Screener(path, dataclasses.replace(loaded, policy=endless), _QuietLog(),
+    screener = Screener(path, dataclasses.replace(loaded, policy=endless), silent_logger(),
                         MemoryStore())
     order = sorted(range(len(records)), key=lambda index: records[index].started_at)
     decisions: dict[int, Decision] = {}

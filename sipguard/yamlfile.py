@@ -8,6 +8,7 @@ and item, and :class:`ConfigError` formats messages that way.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,11 @@ class ConfigError(Exception):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def report(self) -> None:
+        """Print every problem on stderr, one a line (what the command line does)."""
+        for problem in self.problems:
+            print(problem, file=sys.stderr)
 
 
 class MarkedDict(dict[str, Any]):

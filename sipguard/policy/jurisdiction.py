@@ -60,6 +60,13 @@ def state_from_place(place: str) -> str | None:
     return STATE_NAMES.get(place)
 
 
+def number_state(e164: str | None, region: str | None) -> str | None:
+    """The state a number is in: a territory's own code, or a US area code's state."""
+    if region in US_TERRITORIES:
+        return region
+    return us_state(e164) if e164 is not None and region == "US" else None
+
+
 def jurisdiction(home_region: str, home_state: str | None, e164: str | None,
                  region: str | None, number_type: str | None) -> str:
     """The jurisdiction of a call from an account at home in ``home_region``."""
@@ -71,7 +78,7 @@ def jurisdiction(home_region: str, home_state: str | None, e164: str | None,
         return TOLL_FREE
     if region != "US" and region not in US_TERRITORIES:
         return INTERNATIONAL
-    state = region if region in US_TERRITORIES else us_state(e164)
+    state = number_state(e164, region)
     if state is None or home_state is None:
         return UNKNOWN
     return INTRASTATE if state == home_state else INTERSTATE

@@ -12,20 +12,11 @@ from sipguard.policyfile import load_policy_file
 from sipguard.sections import AdminSettings
 from sipguard.settings import Settings, load_settings
 from sipguard.yamlfile import ConfigError
+from tests.unit.test_settings import MINIMAL  # the four required keys
 
 REPO = Path(__file__).resolve().parents[2]
 BASIC = (REPO / "tests" / "policies" / "basic.yaml").read_text()
 
-MINIMAL = """\
-listen: ["udp:127.0.0.1:5060"]
-peers:
-  - name: asterisk-1
-    addresses: ["127.0.0.1/32"]
-trunks:
-  - name: carrier
-    uri: "sip:127.0.0.1:5080"
-policy: policy.yaml
-"""
 WITH_TCP = MINIMAL.replace('listen: ["udp:127.0.0.1:5060"]',
                            'listen: ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060", "tcp:[::1]:5070"]')
 
