@@ -8,7 +8,9 @@ disk or a database. Two background tasks do the rest:
   on a batch is *acknowledged* and survives a crash. A disk that refuses keeps the
   records queued and tries again a second later;
 - the *storer* writes the spool's batches to the database, oldest first, and removes
-  each once the database has committed it. While the database cannot be reached the
+  each once the database has committed it. The batches this process spooled are
+  written from memory (up to ``MAX_KEPT`` records); only the others (left by a crash,
+  or past that bound while the database is down) are read back from their files. While the database cannot be reached the
   batches stay in the spool and it tries again after a growing pause (up to
   ``retry_max``); the outage and the recovery are each logged once
   (``cdr.unavailable``, ``cdr.recovered``). A batch the database refuses for its
@@ -34,6 +36,7 @@ from sipguard.cdr.spool import Spool
 
 MAX_QUEUED = 200_000  # records waiting for the spool; past that the oldest are dropped
 MAX_BATCH = 1000  # records in one spool file (and one database transaction)
+MAX_KEPT = 50_000  # spooled records also kept in memory, so the storer need not read them back
 SPOOL_RETRY = 1.0  # seconds before a refusing disk is tried again
 
 
@@ -51,6 +54,9 @@ class Recorder:
         self._wakeup = asyncio.Event()  # records are queued
         self._spooled = asyncio.Event()  # batches are in the spool
         self._tasks: list[asyncio.Task[None]] = []
+        # Batches spooled by this process, by file: written from memory, not read back.
+        self._kept: dict[Path, list[CallRecord]] = {}
+        self._kept_records = 0
         self._open = False
         self._down_since: float | None = None
         self._spool_failing = False
@@ -122,7 +128,7 @@ class Recorder:
         while self._queue:
             batch = [self._queue.popleft() for _ in range(min(MAX_BATCH, len(self._queue)))]
             try:
-                await asyncio.to_thread(self.spool.append, batch)
+                path = await asyncio.to_thread(self.spool.append, batch)
             except OSError as error:  # a full or failing disk: keep them, try again soon
                 self._queue.extendleft(reversed(batch))
                 if not self._spool_failing:
@@ -137,6 +143,9 @@ class Recorder:
                 self.log.warning("cdr.spool_recovered", directory=str(self.spool.directory))
             self.acknowledged += len(batch)
             self.pending_batches += 1
+            if self._kept_records + len(batch) <= MAX_KEPT:  # else read back from the file
+                self._kept[path] = batch
+                self._kept_records += len(batch)
             self._spooled.set()
 
     # -- storing ---------------------------------------------------------------------
@@ -162,14 +171,14 @@ class Recorder:
             return False
         for path in self.spool.pending():
             try:
-                records = await asyncio.to_thread(self.spool.read, path)
+                records = self._kept.get(path) or await asyncio.to_thread(self.spool.read, path)
             except FileNotFoundError:
                 continue  # another process sharing this spool wrote it first
             except OSError as error:  # unreadable: set aside, do not try it for ever
                 self.log.error("cdr.spool_unreadable", path=str(path), error=str(error))
                 with contextlib.suppress(OSError):
                     self.spool.set_aside(path)
-                self._batch_done()
+                self._batch_done(path)
                 continue
             try:
                 await self.sink.write(records)
@@ -182,7 +191,9 @@ class Recorder:
                 continue
             self.spool.remove(path)
             self.stored += len(records)
-            self._batch_done()
+            self._batch_done(path)
+        for path in [path for path in self._kept if not path.exists()]:
+            self._batch_done(path, counted=False)  # another process sharing the spool stored it
         self._came_back()
         return True
 
@@ -208,11 +219,15 @@ class Recorder:
                            error=refused[0][1],
                            consequence="kept beside the spool, not written again")
         self.spool.remove(path)
-        self._batch_done()
+        self._batch_done(path)
         return True
 
-    def _batch_done(self) -> None:
-        self.pending_batches = max(0, self.pending_batches - 1)
+    def _batch_done(self, path: Path, counted: bool = True) -> None:
+        if counted:
+            self.pending_batches = max(0, self.pending_batches - 1)
+        kept = self._kept.pop(path, None)
+        if kept is not None:
+            self._kept_records -= len(kept)
 
     async def _try_open(self) -> bool:
         try:

@@ -24,6 +24,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+import orjson
+
 from sipguard.cdr.record import CallRecord
 
 SUFFIX = ".jsonl"
@@ -61,8 +63,7 @@ class Spool:
             name += REFUSED
         final = self.directory / name
         temporary = final.with_name(name + ".tmp")
-        data = "".join(json.dumps(record.as_row(), separators=(",", ":")) + "\n"
-                       for record in records).encode()
+        data = b"".join(_line(record) for record in records)
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             view = memoryview(data)
@@ -91,8 +92,8 @@ class Spool:
                 if not line.strip():
                     continue
                 try:
-                    records.append(CallRecord.from_row(json.loads(line)))
-                except (ValueError, TypeError, KeyError):
+                    records.append(CallRecord.from_row(orjson.loads(line)))
+                except (ValueError, TypeError, KeyError):  # orjson.JSONDecodeError is a ValueError
                     self.unreadable_lines += 1
         return records
 
@@ -112,3 +113,13 @@ class Spool:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
+
+
+def _line(record: CallRecord) -> bytes:
+    """One record as a JSON line (orjson; the standard library for an integer past 64 bits,
+    which the database then refuses on its own)."""
+    row = record.as_row()
+    try:
+        return orjson.dumps(row, option=orjson.OPT_APPEND_NEWLINE)
+    except orjson.JSONEncodeError:
+        return json.dumps(row, separators=(",", ":")).encode() + b"\n"
