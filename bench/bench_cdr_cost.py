@@ -1,0 +1,86 @@
+#!/usr/bin/env python3
+"""What recording calls costs in call capacity: sipguard with records on against off.
+
+A rate ladder moves in steps of 20% or more and this machine's speed drifts from one
+minute to the next, so the two ladders of ``bench_calls.py`` cannot tell a 10% cost from
+noise. This benchmark measures what capacity comes from instead, the sipguard process's
+CPU time per call (all its threads: the spool and database threads included), at one
+fixed rate, on fresh processes taken in turn (on, off, on, off, ...) so that drift
+touches both alike. Capacity is inversely proportional to CPU per call, so
+
+    capacity with records on / capacity with records off = CPU per call off / CPU per call on
+
+and the requirement (recording lowers calls per second by no more than 10%) is a ratio of
+0.9 or more. Each run is bounded in calls; every process is stopped by its PID.
+
+    python bench/bench_cdr_cost.py [--rounds 5] [--rate 400] [--calls 4000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+from bench_calls import (
+    Sipguard,
+    SipguardNoCdr,
+    free_udp_port,
+    machine_info,
+    print_step,
+    run_step,
+)
+
+
+def one_run(target_class: type[Sipguard], workdir: Path, rate: int,
+            calls: int) -> float | None:
+    """CPU per call (µs) of one fresh sipguard process over ``calls`` calls at ``rate``."""
+    target = target_class(workdir, free_udp_port())
+    port = target.start()
+    try:
+        run_step(target=target.name, phase="warmup", target_port=port,
+                 uas_port=target.uas_port, rate=50, calls=100, workdir=workdir,
+                 b2bua_pid=target.pid)
+        step = run_step(target=target.name, phase="measure", target_port=port,
+                        uas_port=target.uas_port, rate=rate, calls=calls, workdir=workdir,
+                        b2bua_pid=target.pid)
+        print_step(step)
+        return step.b2bua_cpu_us_per_call if step.passed else None
+    finally:
+        target.stop()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5, help="runs of each (default 5)")
+    parser.add_argument("--rate", type=int, default=400, help="calls per second (default 400)")
+    parser.add_argument("--calls", type=int, default=4000, help="calls per run (default 4000)")
+    args = parser.parse_args(argv)
+    machine = machine_info()
+    print(f"records on/off, {args.rounds} rounds of {args.calls} calls at {args.rate}/s; "
+          f"load average at start {machine.get('loadavg_at_start')}", flush=True)
+    cpu: dict[str, list[float]] = {"on": [], "off": []}
+    with tempfile.TemporaryDirectory(prefix="sipguard-cdr-cost-") as directory:
+        for number in range(args.rounds):
+            for label, target_class in (("on", Sipguard), ("off", SipguardNoCdr)):
+                workdir = Path(directory) / f"{label}-{number}"
+                workdir.mkdir()
+                value = one_run(target_class, workdir, args.rate, args.calls)
+                if value is not None:
+                    cpu[label].append(value)
+    if not cpu["on"] or not cpu["off"]:
+        print("not measured: a run failed (see the lines above)")
+        return 1
+    on, off = statistics.median(cpu["on"]), statistics.median(cpu["off"])
+    print(f"\nCPU per call, median of {len(cpu['on'])} / {len(cpu['off'])} runs: "
+          f"records on {on:.0f} µs, records off {off:.0f} µs")
+    print(f"  on:  {', '.join(f'{value:.0f}' for value in cpu['on'])}")
+    print(f"  off: {', '.join(f'{value:.0f}' for value in cpu['off'])}")
+    print(f"capacity with records on / off: {off / on:.3f} (the requirement: 0.9 or more)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
