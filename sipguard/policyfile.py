@@ -35,6 +35,7 @@ from sipguard.policy.model import (
     TypeRule,
 )
 from sipguard.policy.numbers import ALWAYS_EMERGENCY, DialPlan, NumberType, clean, to_e164
+from sipguard.policyalerts import read_alerts
 from sipguard.policylimits import read_limits
 from sipguard.policyreader import REGIONS, PolicyReader
 from sipguard.yamlfile import ConfigError, MarkedDict, line_of, load_marked
@@ -43,7 +44,7 @@ COUNTRY_CODES = frozenset(phonenumbers.COUNTRY_CODE_TO_REGION_CODE)
 DAYS = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 FULL_DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 TOP_KEYS = ("version", "mode", "accounts", "destinations", "number_types", "time_rules", "risk",
-            "limits", "blocked_numbers", "emergency_numbers")
+            "limits", "blocked_numbers", "emergency_numbers", "alerts")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +86,7 @@ def load_policy_file(path: Path) -> LoadedPolicy:
         limits=limits,
         blocked_numbers=blocked,
         extra_emergency_numbers=extra_emergency,
+        alerts=read_alerts(reader, data, {account.name for account in accounts}),
         mode=reader.mode(data, "mode"),
         source=str(path),
     )

@@ -62,7 +62,7 @@ def _classes(reader: PolicyReader, item: dict[str, Any], at: str) -> frozenset[s
     return frozenset(CLASSES) if "any" in names else frozenset(names)
 
 
-def _seconds(reader: PolicyReader, item: dict[str, Any], key: str, where: str) -> float | None:
+def seconds_of(reader: PolicyReader, item: dict[str, Any], key: str, where: str) -> float | None:
     """A duration written as 90, "90s", "5m", "1h" or "1d"."""
     value = item.get(key)
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
@@ -94,7 +94,7 @@ def read_limits(reader: PolicyReader, data: dict[str, Any]) -> Limits:
                 continue
             window = 0.0
             if kind is LimitKind.RATE:
-                seconds = _seconds(reader, item, "window", f"{at}.window")
+                seconds = seconds_of(reader, item, "window", f"{at}.window")
                 if seconds is None:
                     continue
                 window = seconds
@@ -119,7 +119,7 @@ def read_limits(reader: PolicyReader, data: dict[str, Any]) -> Limits:
             reader.error(raw_durations, index, at, "must be a mapping")
             continue
         reader.known_keys(item, ("id", "class", "max"), at)
-        seconds = _seconds(reader, item, "max", f"{at}.max")
+        seconds = seconds_of(reader, item, "max", f"{at}.max")
         classes = _classes(reader, item, at)
         if seconds is not None and classes is not None:
             durations.append(DurationLimit(str(item.get("id") or f"duration:{index}"), classes,
@@ -189,7 +189,7 @@ def _spend(reader: PolicyReader, limits: dict[str, Any]
         if isinstance(maximum, bool) or not isinstance(maximum, int | float) or maximum < 0:
             reader.error(item, "max", f"{at}.max", "must be an amount, 0 or more")
             continue
-        window = _seconds(reader, item, "window", f"{at}.window")
+        window = seconds_of(reader, item, "window", f"{at}.window")
         classes = _classes(reader, item, at)
         if window is None or classes is None:
             continue
@@ -239,7 +239,7 @@ def _consecutive(reader: PolicyReader, section: dict[str, Any]) -> list[Consecut
         if isinstance(maximum, bool) or not isinstance(maximum, int) or maximum < 1:
             reader.error(item, "max", f"{at}.max", "must be a whole number, 1 or more")
             continue
-        window = _seconds(reader, item, "window", f"{at}.window") if "window" in item else 3600.0
+        window = seconds_of(reader, item, "window", f"{at}.window") if "window" in item else 3600.0
         classes = _classes(reader, item, at)
         if window is None or classes is None:
             continue

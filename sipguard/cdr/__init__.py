@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sipguard.cdr.record import FIELDS, CallRecord
 from sipguard.cdr.recorder import Recorder
-from sipguard.cdr.sink import GROUPS, CdrSink, CdrUnavailableError, SummaryRow
+from sipguard.cdr.sink import GROUPS, CdrSink, CdrUnavailableError, SummaryRow, TrafficRow
 from sipguard.cdr.spool import Spool
 
 
@@ -37,4 +37,4 @@ def make_sink(settings: CdrSettings) -> CdrSink:
 
 
 __all__ = ["FIELDS", "GROUPS", "CallRecord", "CdrSettings", "CdrSink", "CdrUnavailableError",
-           "Recorder", "Spool", "SummaryRow", "make_sink"]
+           "Recorder", "Spool", "SummaryRow", "TrafficRow", "make_sink"]

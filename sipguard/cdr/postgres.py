@@ -10,7 +10,7 @@ import asyncpg
 
 from sipguard.cdr import sql
 from sipguard.cdr.record import CallRecord
-from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow
+from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow, TrafficRow
 
 # What asyncpg raises when the server is down, restarting or refuses us.
 _FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
@@ -97,6 +97,18 @@ class PostgresSink:
         except _FAILURES as error:
             raise CdrUnavailableError(f"postgresql: {error}") from error
 
+    async def traffic(self, since: float, until: float | None,
+                      bucket: float = 900.0) -> list[TrafficRow]:
+        query, parameters = sql.traffic(_floor, bucket, since, until, _dollar)
+        return sql.traffic_rows(await self._fetch(query, parameters))
+
+    async def first_seen(self) -> dict[str, float]:
+        return {str(account): float(first) for account, first in await self._fetch(
+            sql.FIRST_SEEN, [])}
+
+    async def sources(self) -> set[str]:
+        return {str(row[0]) for row in await self._fetch(sql.SOURCES, [])}
+
     async def close(self) -> None:
         if self._pool is not None:
             pool, self._pool = self._pool, None
@@ -104,3 +116,8 @@ class PostgresSink:
                 await asyncio.wait_for(pool.close(), timeout=self.timeout)
             except (TimeoutError, *_FAILURES):
                 pool.terminate()
+
+
+def _floor(expression: str) -> str:
+    """The whole-number floor of a non-negative expression."""
+    return f"FLOOR({expression})::bigint"

@@ -10,8 +10,9 @@ disk or a database. Two background tasks do the rest:
 - the *storer* writes the spool's batches to the database, oldest first, and removes
   each once the database has committed it. The batches this process spooled are
   written from memory (up to ``MAX_KEPT`` records); only the others (left by a crash,
-  or past that bound while the database is down) are read back from their files. While the database cannot be reached the
-  batches stay in the spool and it tries again after a growing pause (up to
+  or past that bound while the database is down) are read back from their files.
+  While the database cannot be reached the batches stay in the spool and it tries
+  again after a growing pause (up to
   ``retry_max``); the outage and the recovery are each logged once
   (``cdr.unavailable``, ``cdr.recovered``). A batch the database refuses for its
   contents is written again record by record, and the records it still refuses are
@@ -171,7 +172,9 @@ class Recorder:
             return False
         for path in self.spool.pending():
             try:
-                records = self._kept.get(path) or await asyncio.to_thread(self.spool.read, path)
+                kept = self._kept.get(path)
+                records = (kept if kept is not None
+                           else await asyncio.to_thread(self.spool.read, path))
             except FileNotFoundError:
                 continue  # another process sharing this spool wrote it first
             except OSError as error:  # unreadable: set aside, do not try it for ever

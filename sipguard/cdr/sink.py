@@ -46,6 +46,19 @@ class SummaryRow:
     blocked: int  # rejected by the policy
 
 
+@dataclass(frozen=True, slots=True)
+class TrafficRow:
+    """Calls and minutes of one account, jurisdiction and country in one time bucket
+    (what baselines are learned from)."""
+
+    account: str
+    jurisdiction: str
+    region: str
+    bucket: int  # int(started_at // bucket seconds)
+    calls: int
+    minutes: float
+
+
 class CdrSink(Protocol):
     """A place call records are kept and read back from."""
 
@@ -74,6 +87,20 @@ class CdrSink(Protocol):
 
     async def count(self, since: float | None = None, until: float | None = None) -> int:
         """How many records started in [since, until)."""
+        ...
+
+    async def traffic(self, since: float, until: float | None,
+                      bucket: float = 900.0) -> list[TrafficRow]:
+        """Calls and minutes by account, jurisdiction, country and ``bucket`` seconds of
+        start time, for records that started in [since, until)."""
+        ...
+
+    async def first_seen(self) -> dict[str, float]:
+        """When each account's first record started."""
+        ...
+
+    async def sources(self) -> set[str]:
+        """Every source address the records name."""
         ...
 
     async def close(self) -> None:

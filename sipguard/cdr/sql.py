@@ -4,9 +4,10 @@ placeholders only)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from sipguard.cdr.record import FIELDS
-from sipguard.cdr.sink import GROUPS
+from sipguard.cdr.sink import GROUPS, TrafficRow
 
 TABLE = "cdr"
 INTEGER_COLUMNS = frozenset({"risk_score", "status", "trunk_status"})
@@ -39,6 +40,7 @@ def schema(real_type: str) -> list[str]:
         f"CREATE TABLE IF NOT EXISTS {TABLE} ({', '.join(columns)})",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_started ON {TABLE} (started_at)",
         f"CREATE INDEX IF NOT EXISTS {TABLE}_account_started ON {TABLE} (account, started_at)",
+        f"CREATE INDEX IF NOT EXISTS {TABLE}_source ON {TABLE} (source)",
     ]
 
 
@@ -89,3 +91,26 @@ def summary(group: str, since: float | None, until: float | None, limit: int | N
     if limit is not None:
         query += f" LIMIT {int(limit)}"
     return query, parameters
+
+
+def traffic(floor: Callable[[str], str], bucket: float, since: float, until: float | None,
+            placeholder: Placeholder) -> tuple[str, list[float]]:
+    """Calls and minutes by account, jurisdiction, country and time bucket (``floor``
+    is the dialect's whole-number floor of an expression)."""
+    clause, parameters = where(since, until, placeholder)
+    size = float(bucket)
+    query = (f"SELECT account, COALESCE(jurisdiction, 'unknown'), COALESCE(region, ''), "
+             f"{floor(f'started_at / {size!r}')} AS bucket, COUNT(*), "
+             f"COALESCE(SUM(duration), 0) / 60.0 FROM {TABLE}{clause} GROUP BY 1, 2, 3, 4")
+    return query, parameters
+
+
+def traffic_rows(rows: list[Any]) -> list[TrafficRow]:
+    """TrafficRow objects from the rows of :func:`traffic`."""
+    return [TrafficRow(str(account), str(where), str(region), int(bucket), int(calls),
+                       float(minutes))
+            for account, where, region, bucket, calls, minutes in rows]
+
+
+FIRST_SEEN = f"SELECT account, MIN(started_at) FROM {TABLE} GROUP BY account"
+SOURCES = f"SELECT DISTINCT source FROM {TABLE} WHERE source IS NOT NULL"

@@ -13,7 +13,7 @@ import aiosqlite
 
 from sipguard.cdr import sql
 from sipguard.cdr.record import FIELDS, CallRecord
-from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow
+from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow, TrafficRow
 
 # What SQLite raises about the records themselves, rather than about the database.
 _REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError,
@@ -115,7 +115,24 @@ class SqliteSink:
         except sqlite3.Error as error:
             raise CdrUnavailableError(f"{self.path}: {error}") from error
 
+    async def traffic(self, since: float, until: float | None,
+                      bucket: float = 900.0) -> list[TrafficRow]:
+        query, parameters = sql.traffic(_floor, bucket, since, until, _question_mark)
+        return sql.traffic_rows(await self._fetch(query, parameters))
+
+    async def first_seen(self) -> dict[str, float]:
+        return {str(account): float(first) for account, first in await self._fetch(
+            sql.FIRST_SEEN, [])}
+
+    async def sources(self) -> set[str]:
+        return {str(row[0]) for row in await self._fetch(sql.SOURCES, [])}
+
     async def close(self) -> None:
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
+
+
+def _floor(expression: str) -> str:
+    """The whole-number floor of a non-negative expression."""
+    return f"CAST({expression} AS INTEGER)"

@@ -13,6 +13,7 @@ from datetime import time
 from types import MappingProxyType
 from typing import Any
 
+from sipguard.policy.alerting import AlertPolicy
 from sipguard.policy.numbers import DialPlan, NumberType
 from sipguard.policy.ratedeck import EMPTY_DECK, RateDeck
 
@@ -348,6 +349,7 @@ class Policy:
     limits: Limits = field(default_factory=Limits)
     blocked_numbers: frozenset[str] = frozenset()
     extra_emergency_numbers: frozenset[str] = frozenset()
+    alerts: AlertPolicy = field(default_factory=AlertPolicy)
     mode: Mode = Mode.ENFORCE
     source: str = ""
 

@@ -105,6 +105,11 @@ class StateStore(Protocol):
         """The mark's value and the seconds it has left at ``now``; None when absent or expired."""
         ...
 
+    async def get_marks(self, keys: Sequence[str],
+                        now: float) -> list[tuple[str, float] | None]:
+        """:meth:`get_mark` of several keys at once (one round trip for Redis)."""
+        ...
+
     async def list_marks(self, prefix: str, now: float) -> list[tuple[str, str, float]]:
         """Every live mark whose key starts with ``prefix``: (key, value, seconds left)."""
         ...

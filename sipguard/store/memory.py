@@ -208,6 +208,11 @@ class MemoryStore:
             return None
         return value, expiry - now
 
+    async def get_marks(self, keys: Sequence[str],
+                        now: float) -> list[tuple[str, float] | None]:
+        """The marks' values and seconds left (None for each one absent or expired)."""
+        return [await self.get_mark(key, now) for key in keys]
+
     async def list_marks(self, prefix: str, now: float) -> list[tuple[str, str, float]]:
         """Every live mark whose key starts with ``prefix``."""
         return [(key, value, expiry - now) for key, (value, expiry) in self._marks.items()

@@ -297,6 +297,14 @@ class RedisStore:
         """The mark's value and its seconds left, or None."""
         return _read_mark(await self._call(self._client.get(self.prefix + key)), now)
 
+    async def get_marks(self, keys: Sequence[str],
+                        now: float) -> list[tuple[str, float] | None]:
+        """The marks' values and seconds left, in one MGET."""
+        if not keys:
+            return []
+        replies = await self._call(self._client.mget([self.prefix + key for key in keys]))
+        return [_read_mark(reply, now) for reply in replies]
+
     async def list_marks(self, prefix: str, now: float) -> list[tuple[str, str, float]]:
         """Every live mark under ``prefix`` (SCAN, then MGET in batches: no blocking KEYS)."""
         keys: list[bytes | str] = []
