@@ -1,4 +1,5 @@
-"""The ``sipguard`` command line: run, check, explain, pin.
+"""The ``sipguard`` command line: run, check, explain, pin, bans, cdr, report, replay,
+lock, unlock, lockdown, locks, alerts.
 
 Every subcommand takes ``--config FILE`` (default conf/sipguard.yaml, then
 /etc/sipguard/sipguard.yaml). Exit codes: 0 success, 1 invalid input
@@ -15,7 +16,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sipguard import banscli, cdrcli, logs, pincli
+from sipguard import banscli, cdrcli, lockcli, logs, pincli
 from sipguard.policy import CallAttempt, Decision, LimitKind, Policy, Verdict, clean, evaluate
 from sipguard.policy.limits import limit_checks
 from sipguard.policyfile import LoadedPolicy, load_policy_file
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     pincli.add_commands(commands, with_config)
     banscli.add_commands(commands, with_config)
     cdrcli.add_commands(commands, with_config)
+    lockcli.add_commands(commands, with_config)
     return parser
 
 
@@ -67,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
         return banscli.run(arguments)
     if arguments.command in ("cdr", "report", "replay"):
         return cdrcli.run(arguments)
+    if arguments.command in lockcli.COMMANDS:
+        return lockcli.run(arguments)
     return _explain(arguments)
 
 

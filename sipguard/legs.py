@@ -121,6 +121,11 @@ class ControllerBase:
         """Calls not yet forgotten."""
         return len(self._calls)
 
+    def answered_calls(self) -> list[Call]:
+        """The live calls the trunk has answered."""
+        return [call for call in self._calls.values()
+                if call.trunk_answered and call.answered_at is not None]
+
     def calls_by_state(self) -> dict[str, int]:
         """How many live calls are in each state (for the stats line)."""
         return dict(collections.Counter(call.state.value for call in self._calls.values()))

@@ -73,6 +73,8 @@ class Locks:
         self.store = store
         self.log = log
         self._known: dict[str, Lock | None] = {}  # what the store last said, by key
+        self.refused = 0  # calls a lock or the kill switch refused
+        self.set = 0  # locks set (by hand or by an alert)
 
     async def lock(self, account: str, scope: str, reason: str, by: str) -> Lock:
         """Lock an account (replacing a lock it has)."""
@@ -83,6 +85,7 @@ class Locks:
         lock = Lock(account, scope, reason, by, time.time())
         await self.store.put_mark(LOCK_PREFIX + account, _encode(lock), FOREVER, time.time())
         self._known[LOCK_PREFIX + account] = lock
+        self.set += 1
         self.log.warning("lock.added", account=account, scope=scope, reason=reason, by=by)
         return lock
 
@@ -134,6 +137,11 @@ class Locks:
         self._known.update(zip(keys, found, strict=True))
         return found[0], found[1]
 
+    def stats(self) -> dict[str, Any]:
+        """Counts for the stats line and the metrics (as last read: no store access)."""
+        return {"refused": self.refused, "set": self.set,
+                "lockdown": self._known.get(LOCKDOWN_KEY) is not None}
+
     async def apply(self, account: str, decision: Decision) -> Decision:
         """The decision once locks are applied: a call they stop is refused."""
         if decision.verdict is Verdict.REJECT or decision.rule == "emergency":
@@ -145,6 +153,7 @@ class Locks:
                 scope = "all calls" if held.scope == "all" else "international calls"
                 detail = f"{what} ({scope}; by {held.by}: {held.reason})"
                 entry = TraceEntry(rule, True, detail, "lock", "deny")
+                self.refused += 1
                 return dataclasses.replace(
                     decision, verdict=Verdict.REJECT, rule=rule, would="deny",
                     category="dialling locked", reason=detail,

@@ -97,3 +97,31 @@ class _StatsCollector(Collector):
                                     value=1.0 if cdr.get("database_up") else 0.0)
         yield GaugeMetricFamily("sipguard_store_up", "1 when the state store answers",
                                 value=0.0 if stats.get("store_down") else 1.0)
+        yield from _alert_metrics(stats)
+
+
+def _alert_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
+    """Alerts raised by type and level, deliveries by channel, locks."""
+    alerts = stats.get("alerts")
+    if alerts:
+        raised = CounterMetricFamily("sipguard_alerts", "Alerts raised, by type and level",
+                                     labels=("type", "level"))
+        for name, count in alerts.get("raised", {}).items():
+            kind, _, level = name.partition("/")
+            raised.add_metric((kind, level), float(count))
+        yield raised
+        deliveries = CounterMetricFamily("sipguard_alert_deliveries",
+                                         "Alert deliveries by channel and outcome",
+                                         labels=("channel", "outcome"))
+        for channel, counts in alerts.get("channels", {}).items():
+            for outcome in ("sent", "failed", "dropped"):
+                deliveries.add_metric((channel, outcome), float(counts.get(outcome, 0)))
+        yield deliveries
+    locks = stats.get("locks") or {}
+    yield CounterMetricFamily("sipguard_lock_refusals",
+                              "Calls refused by an account lock or the kill switch",
+                              value=float(locks.get("refused") or 0))
+    yield CounterMetricFamily("sipguard_locks_set", "Account locks set (by hand or by alerts)",
+                              value=float(locks.get("set") or 0))
+    yield GaugeMetricFamily("sipguard_lockdown", "1 while the kill switch is on (as last read)",
+                            value=1.0 if locks.get("lockdown") else 0.0)

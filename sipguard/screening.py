@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sipguard.locks import Locks
 from sipguard.policy import (
     CallAttempt,
     Decision,
@@ -118,6 +119,8 @@ class Screener:
         self.policy: Policy = loaded.policy
         self.log = log
         self.store: StateStore = store if store is not None else MemoryStore()
+        # Account locks and the kill switch (never for emergency calls).
+        self.locks = Locks(self.store, log)
         self.usage = UsageTracker()
         self.store_down = False
         self._mtime = _mtime(path)
@@ -132,7 +135,7 @@ class Screener:
         attempt = dataclasses.replace(attempt, when=when)
         destination = clean(attempt.dialled)
         usage = self.usage.usage(attempt.account, destination, monotonic_now)
-        decision = evaluate(policy, attempt, usage)
+        decision = await self.locks.apply(attempt.account, evaluate(policy, attempt, usage))
         screening = Screening(decision)
         if decision.verdict is not Verdict.REJECT and decision.rule != "emergency":
             screening = await self._count(policy, attempt, decision, lease_id, when)

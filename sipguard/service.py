@@ -31,6 +31,8 @@ from typing import Any
 import asyncio_dgram
 
 from sipguard import logs
+from sipguard.alertcontrol import alert_handlers, lock_handlers
+from sipguard.alerts import Alerting
 from sipguard.calls import (
     CheckPin,
     Command,
@@ -112,6 +114,15 @@ class Service:
             if cdr.enabled else None)
         self.metrics = Metrics(self.stats)
         self.admin: AdminServer | None = None
+        # Alerts: baselines from the records, events from the calls; never in a call's way.
+        self.alerting: Alerting | None = None
+        if settings.alerts.enabled:
+            self.alerting = Alerting(
+                settings.alerts, lambda: self.screener.policy, self.screener.store,
+                self.screener.locks, self.log,
+                reader=(lambda: make_sink(cdr)) if cdr.enabled else None,
+                live_calls=self._answered_calls)
+            self.edge.bans.on_ban = self.alerting.banned
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -122,6 +133,8 @@ class Service:
         await self.wire.bind()
         if self.recorder is not None:
             await self.recorder.start()  # a database that is down only delays the records
+        if self.alerting is not None:
+            await self.alerting.start()
         self.endpoint = Endpoint(self.wire.locals,
                                  settings.timers, settings.max_message_size,
                                  server_name=settings.user_agent)
@@ -196,6 +209,8 @@ class Service:
             await asyncio.wait(list(self._background), timeout=2.0)
         for charge in self._charges.values():  # calls cut off by the stop: give budgets back
             await self.screener.charge(charge, 0.0)
+        if self.alerting is not None:
+            await self.alerting.stop()
         if self.recorder is not None:
             await self.recorder.stop()
         await self.screener.release_many(
@@ -265,7 +280,9 @@ class Service:
         async def stats(_: dict[str, Any]) -> dict[str, Any]:
             return {"stats": self.stats()}
 
-        handlers = {**self.edge.handlers(loop.time), "stats": stats}
+        handlers = {**self.edge.handlers(loop.time), "stats": stats,
+                    **lock_handlers(self.screener.locks),
+                    **(alert_handlers(self.alerting) if self.alerting is not None else {})}
         server = ControlServer(self.settings.control_socket, handlers, self.log)
         try:
             await server.start()
@@ -291,6 +308,8 @@ class Service:
             "ivr_sessions": self.ivr.active_sessions if self.ivr is not None else 0,
             "cdr": self.recorder.stats() if self.recorder is not None else None,
             "store_down": self.screener.store_down,
+            "alerts": self.alerting.stats() if self.alerting is not None else None,
+            "locks": self.screener.locks.stats(),
             **self.edge.stats(),
         }
 
@@ -313,14 +332,20 @@ class Service:
 
     def reload_policy(self) -> None:
         """Load the policy file again; keep the running policy when it is invalid."""
-        self.screener.reload("SIGHUP")
+        if self.screener.reload("SIGHUP"):
+            self._policy_changed()
         self.edge.load_blocklist()
+
+    def _policy_changed(self) -> None:
+        if self.alerting is not None:
+            self.alerting.policy_changed(self.screener.policy)
 
     async def _watch_policy(self) -> None:
         """Reload the policy when its file changes (checked every policy_poll seconds)."""
         while True:
             await asyncio.sleep(self.settings.policy_poll)
-            self.screener.check_for_change()
+            if self.screener.check_for_change():
+                self._policy_changed()
 
     async def _drain(self) -> None:
         """Refuse new calls, wait for calls in progress, then hang up what is left."""
@@ -484,6 +509,8 @@ class Service:
             check = await self.pins.check(command.account, command.extension, command.digits,
                                           time.time())
             outcome = check.outcome.value
+            if outcome == "locked" and self.alerting is not None:
+                self.alerting.pin_locked(command.account, command.extension, check.locked_for)
         except Exception:  # a bug in the check must refuse the call, not hang it
             self.log.exception("pin.check_failed", account=command.account,
                                extension=command.extension)
@@ -509,9 +536,13 @@ class Service:
         self.metrics.screened(screening.decision, loop.time() - began)
         try:
             now = loop.time()
-            if self.recorder is not None and controller.is_live(command.call_key):
+            live = controller.is_live(command.call_key)
+            if (self.recorder is not None or self.alerting is not None) and live:
                 # The call's record carries the decision and its trace.
                 self.records.screened(command.call_key, screening.decision)
+            if self.alerting is not None:
+                self.alerting.screened(command.call_key, command.attempt, screening.decision,
+                                       live)
             commands = controller.screened(command.call_key, screening.decision, now,
                                            screening.max_duration)
             if controller.is_live(command.call_key):
@@ -561,14 +592,28 @@ class Service:
             charge = self._charges.pop(call_key, None)
             if charge is not None:  # unanswered calls give their reservation back
                 self._background_task(self.screener.charge(charge, answered))
-            if self.recorder is not None:
+            if self.recorder is not None or self.alerting is not None:
                 try:
-                    self.recorder.record(self.records.finished(call, answered, loop.time(),
-                                                               self.screener.policy))
+                    record = self.records.finished(call, answered, loop.time(),
+                                                   self.screener.policy)
+                    if self.recorder is not None:
+                        self.recorder.record(record)
+                    if self.alerting is not None:
+                        self.alerting.finished(call_key, record)
                 except Exception:  # a bug in a record must not stop the pump
                     self.log.exception("cdr.record_failed", call_id=call.attempt.call_id)
         self._flush()
         self._rearm()
+
+    def _answered_calls(self) -> list[tuple[int, float, float]]:
+        """This node's answered calls: (call key, started wall-clock, seconds answered)."""
+        controller, loop = self.controller, self._loop
+        if controller is None or loop is None:
+            return []
+        now = loop.time()
+        offset = time.time() - now
+        return [(call.key, call.started_at + offset, now - (call.answered_at or now))
+                for call in controller.answered_calls()]
 
     async def _renew_leases(self) -> None:
         """Renew the leases of live calls, a third of a lease's life at a time."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sipguard.alerts.settings import AlertSettings, load_alert_settings
 from sipguard.calls import Network, Peer, PeerAuth, Trunk
 from sipguard.cdr import CdrSettings
 from sipguard.configfields import choice as _choice
@@ -120,6 +121,7 @@ class Settings:
     tls: TlsSettings = field(default_factory=TlsSettings)
     cdr: CdrSettings = field(default_factory=CdrSettings)
     admin: AdminSettings = field(default_factory=AdminSettings)
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 def find_config(explicit: str | None) -> Path:
@@ -161,7 +163,7 @@ def load_settings(path: Path) -> Settings:
     if not isinstance(data, dict):
         raise ConfigError([f"{path}:1: (top): must be a mapping of settings"])
     known = {"listen", "peers", "trunks", "policy", "sip", "service", "logging", "store", "pin",
-             "ivr", "edge", "transport", "tls", "cdr", "admin"}
+             "ivr", "edge", "transport", "tls", "cdr", "admin", "alerts"}
     for key in data:
         if key not in known:
             known_list = ", ".join(sorted(known))
@@ -245,6 +247,7 @@ def load_settings(path: Path) -> Settings:
         tls=tls,
         cdr=load_cdr(data, path, problems),
         admin=load_admin(data, listen, problems),
+        alerts=load_alert_settings(data, problems),
     )
     problems.raise_if_any()
     return settings

@@ -118,13 +118,14 @@ class Alerting:
 
     # -- what the service reports (never waits) ------------------------------------------
 
-    def screened(self, call_key: int, attempt: CallAttempt, decision: Decision) -> None:
-        """A decision was taken on a call attempt."""
+    def screened(self, call_key: int, attempt: CallAttempt, decision: Decision,
+                 live: bool = True) -> None:
+        """A decision was taken on a call attempt (``live``: the call is still up)."""
         policy = self.policy()
         where = _jurisdiction(policy, attempt.account, decision)
         number = decision.number
         region = number.region if number is not None else None
-        if decision.verdict is not Verdict.REJECT:
+        if decision.verdict is not Verdict.REJECT and live:
             self._live[call_key] = (attempt.account, where, region)
         sources = self._sources
         if sources is not None and attempt.source not in sources:

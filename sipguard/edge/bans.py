@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,6 +66,8 @@ class Bans:
         self.store = store
         self.edge = edge
         self.log = log
+        # Told of every ban (address, reason, seconds, by): the alerts.
+        self.on_ban: Callable[[str, str, float, str], None] | None = None
 
     async def failure(self, host: str, reason: str, wall: float, monotonic: float) -> bool:
         """Count one failure of ``host``; ban it when it has had too many. True if banned."""
@@ -107,6 +110,8 @@ class Bans:
                              consequence="banned on this node only")
         self.log.warning("ban.added", address=host, reason=reason, seconds=round(seconds),
                          offences=offences, by=by)
+        if self.on_ban is not None:
+            self.on_ban(host, reason, seconds, by)
         return Ban(host, reason, seconds, offences, by)
 
     async def unban(self, host: str, by: str = "sipguard") -> bool:

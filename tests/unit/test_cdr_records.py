@@ -410,7 +410,7 @@ def test_added_columns_bring_an_older_table_up_to_date():
 
 def test_schema_types_each_column():
     """The table has every column in FIELDS order: id the key, started_at required, numbers typed."""
-    table, started, account_started = sql.schema("DOUBLE PRECISION")
+    table, started, account_started, source = sql.schema("DOUBLE PRECISION")
     assert table.startswith("CREATE TABLE IF NOT EXISTS cdr (")
     columns = table[table.index("(") + 1:-1].split(", ")
     assert [column.split()[0] for column in columns] == list(FIELDS)
@@ -422,6 +422,7 @@ def test_schema_types_each_column():
     assert started == "CREATE INDEX IF NOT EXISTS cdr_started ON cdr (started_at)"
     assert account_started == (
         "CREATE INDEX IF NOT EXISTS cdr_account_started ON cdr (account, started_at)")
+    assert source == "CREATE INDEX IF NOT EXISTS cdr_source ON cdr (source)"
 
 
 @pytest.mark.parametrize(

@@ -582,7 +582,7 @@ def test_every_problem_in_a_file_is_reported_at_once():
     assert sorted(problems) == sorted(
         [
             f"{path}:10: surprise: unknown key (known: version, mode, accounts, destinations, "
-            "number_types, time_rules, risk, limits, blocked_numbers, emergency_numbers)",
+            "number_types, time_rules, risk, limits, blocked_numbers, emergency_numbers, alerts)",
             f"{path}:4: accounts[0].time_zone: 'Mars/Olympus_Mons' is not a time zone "
             "(such as America/New_York)",
             f"{path}:6: destinations.default: 'maybe' is not one of allow, pin, deny",
