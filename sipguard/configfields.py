@@ -8,12 +8,15 @@ from typing import Any
 from sipguard.yamlfile import MarkedDict, Problems, line_of
 
 
-def section_of(data: dict[str, Any], name: str, problems: Problems) -> dict[str, Any]:
+def section_of(data: dict[str, Any], name: str, problems: Problems,
+               where: str | None = None) -> dict[str, Any]:
+    """The mapping under ``name`` (empty when absent or not a mapping: reported at
+    ``where``, the key's whole path, default ``name``)."""
     value = data.get(name)
     if value is None:
         return MarkedDict()
     if not isinstance(value, dict):
-        problems.add(line_of(data, name), name, "must be a mapping")
+        problems.add(line_of(data, name), where or name, "must be a mapping")
         return MarkedDict()
     return value
 

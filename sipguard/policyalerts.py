@@ -76,7 +76,8 @@ def read_alerts(reader: PolicyReader, data: dict[str, Any],
         expectations=expectations,
         thresholds=thresholds,
         min_minutes=_number(reader, section, "min_minutes", "alerts.min_minutes", 10.0),
-        min_calls=int(_number(reader, section, "min_calls", "alerts.min_calls", 10.0)),
+        min_calls=int(_number(reader, section, "min_calls", "alerts.min_calls", 10,
+                              integer=True)),
         contacts=contacts if contacts is not None else ("log",),
         time_zone=zone,
         types=_types(reader, section),
@@ -224,12 +225,19 @@ def _type(reader: PolicyReader, item: dict[str, Any], where: str,
             repeat_after
     threshold = int(_number(reader, item, "threshold", f"{where}.threshold",
                             defaults.threshold, integer=True))
+    if threshold < 1:
+        reader.error(item, "threshold", f"{where}.threshold", "must be 1 or more")
+        threshold = defaults.threshold
     risk = int(_number(reader, item, "min_country_risk", f"{where}.min_country_risk",
                        defaults.min_country_risk, integer=True))
+    if risk > 100:
+        reader.error(item, "min_country_risk", f"{where}.min_country_risk",
+                     "must be 0 to 100 (the policy's country risk scale)")
+        risk = defaults.min_country_risk
     return AlertTypeSettings(
         enabled=enabled, levels=levels, jurisdictions=jurisdictions,
         contacts=_contacts(reader, item, "contacts", f"{where}.contacts"),
-        level=level, threshold=max(threshold, 1), window=window, repeat_after=repeat_after,
+        level=level, threshold=threshold, window=window, repeat_after=repeat_after,
         min_country_risk=risk)
 
 

@@ -111,7 +111,8 @@ class Problems:
 def line_of(container: Any, key: str | int) -> int:
     """The line of a key or item in a marked container (0 when unknown)."""
     if isinstance(container, MarkedDict) and isinstance(key, str):
-        return container.key_lines.get(key, container.line)
+        lines: dict[str, int] = getattr(container, "key_lines", {})
+        return lines.get(key, container.line)
     if isinstance(container, MarkedList) and isinstance(key, int):
         if 0 <= key < len(container.item_lines):
             return container.item_lines[key]

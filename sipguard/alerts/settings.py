@@ -97,7 +97,7 @@ def load_alert_settings(data: dict[str, Any], problems: Problems) -> AlertSettin
         problems.add(line_of(section, "enabled"), "alerts.enabled", "must be true or false")
         enabled = True
     webhooks: dict[str, HttpSettings] = {}
-    raw_hooks = section_of(section, "webhooks", problems)
+    raw_hooks = section_of(section, "webhooks", problems, "alerts.webhooks")
     for name, item in raw_hooks.items():
         where = f"alerts.webhooks.{name}"
         if not isinstance(item, dict):
@@ -106,12 +106,13 @@ def load_alert_settings(data: dict[str, Any], problems: Problems) -> AlertSettin
         hook = _http(item, where, HTTP_KEYS, problems)
         if hook is not None:
             webhooks[str(name)] = hook
-    sms = None
-    if section.get("sms") is not None:
-        sms = _http(section_of(section, "sms", problems), "alerts.sms", SMS_KEYS, problems)
-    email = None
-    if section.get("email") is not None:
-        email = _email(section_of(section, "email", problems), problems)
+    sms = email = None
+    raw_sms = section_of(section, "sms", problems, "alerts.sms")
+    if raw_sms:
+        sms = _http(raw_sms, "alerts.sms", SMS_KEYS, problems)
+    raw_email = section_of(section, "email", problems, "alerts.email")
+    if raw_email:
+        email = _email(raw_email, problems)
     return AlertSettings(
         enabled=enabled,
         check_seconds=number(section, "check_seconds", 30.0, problems, "alerts", minimum=0.1),
@@ -138,7 +139,7 @@ def _http(section: dict[str, Any], where: str, keys: tuple[str, ...],
         problems.add(line_of(section, "url"), f"{where}.url",
                      "must be an http:// or https:// URL")
         return None
-    headers = section_of(section, "headers", problems)
+    headers = section_of(section, "headers", problems, f"{where}.headers")
     for name, value in headers.items():
         if not isinstance(value, str | int) or isinstance(value, bool):
             problems.add(line_of(headers, name), f"{where}.headers.{name}", "must be text")
@@ -171,7 +172,8 @@ def _email(section: dict[str, Any], problems: Problems) -> EmailSettings | None:
             value = None
         texts[key] = value
     if (texts["username"] is None) != (texts["password"] is None):
-        problems.add(line_of(section, "username" if texts["username"] is None else "password"),
+        problems.add(line_of(section, "username" if texts["username"] is not None
+                             else "password"),
                      where, "username and password go together")
     security = choice(section, "security", "none", ("none", "starttls", "tls"), problems, where)
     return EmailSettings(

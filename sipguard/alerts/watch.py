@@ -16,7 +16,7 @@ plus the minutes of this node's calls still up) is compared with its baseline
 
 Before an alert goes out: its type must be on at that level and jurisdiction,
 and not snoozed (a mark in the state store until the end of the day); the same
-alert (same key and level) goes out once within its repeat window, across every
+alert (same key and level) goes out at most once in each ``repeat_after`` period, across every
 node (an event counted in the store: only the first count sends). An urgent
 alert about an account locks its dialling when the policy says so. The alert is
 then queued for its contacts (sipguard.alerts.dispatch) and kept in the list
@@ -50,6 +50,8 @@ SNOOZE_PREFIX = "alert:snooze:"
 SENT_PREFIX = "alert:sent:"
 RECENT = 500  # alerts kept for `sipguard alerts list`
 MAX_TASKS = 1000  # events being looked at; past that they are skipped (counted)
+MAX_SOURCES = 1_000_000  # source addresses remembered for first-source alerts
+MAX_LIVE = 200_000  # live calls remembered for their minutes so far
 EVER = 10 * 365 * 86400.0
 LiveCalls = Callable[[], Iterable[tuple[int, float, float]]]  # key, started, answered seconds
 
@@ -125,10 +127,11 @@ class Alerting:
         where = _jurisdiction(policy, attempt.account, decision)
         number = decision.number
         region = number.region if number is not None else None
-        if decision.verdict is not Verdict.REJECT and live:
+        if decision.verdict is not Verdict.REJECT and live and len(self._live) < MAX_LIVE:
             self._live[call_key] = (attempt.account, where, region)
         sources = self._sources
-        if sources is not None and attempt.source not in sources:
+        if sources is not None and attempt.source not in sources and \
+                len(sources) < MAX_SOURCES:
             sources.add(attempt.source)
             self._spawn(self._first_source(attempt, where))
         if decision.would != "deny" and decision.verdict is not Verdict.REJECT:
@@ -299,8 +302,9 @@ class Alerting:
                               "percent_above": None if finding.percent is None
                               else round(finding.percent),
                               "hour": finding.label, "baseline_weeks": finding.weeks}))
-            if await self.fire(alert, 2 * HOUR):
-                fired.append(alert)
+            sent = await self.fire(alert, 2 * HOUR)
+            if sent is not None:
+                fired.append(sent)
         return fired
 
     def _add_live(self, table: TrafficTable, now: float) -> None:
@@ -315,24 +319,29 @@ class Alerting:
 
     # -- firing ----------------------------------------------------------------------
 
-    async def fire(self, alert: Alert, repeat_after: float) -> bool:
-        """Send an alert unless it is off, snoozed or already sent; True when sent."""
+    async def fire(self, alert: Alert, repeat_after: float) -> Alert | None:
+        """Send an alert unless it is off, snoozed or already sent within ``repeat_after``
+        seconds; the alert as sent, or None."""
         policy = self.policy()
         settings = policy.alerts.settings(alert.type)
         if not settings.sends(alert.level, alert.jurisdiction):
             self.suppressed += 1
-            return False
+            return None
         now = time.time()
         try:
             if await self.store.get_mark(SNOOZE_PREFIX + alert.type.value, now) is not None:
                 self.suppressed += 1
-                return False
-            if await self.store.count_event(f"{SENT_PREFIX}{alert.key}:{alert.level.value}",
-                                            repeat_after, now) > 1:
-                return False  # sent already (here or by another node)
+                return None
+            # Once per repeat_after period, counted in the store so that the first node
+            # to count it (atomically) is the one that sends it.
+            period = int(now // repeat_after)
+            if await self.store.count_event(
+                    f"{SENT_PREFIX}{alert.key}:{alert.level.value}:{period}",
+                    repeat_after, now) > 1:
+                return None  # sent already (here or by another node)
             for lower in (level for level in Level if level.rank < alert.level.rank):
                 # A louder alert sent: the quieter ones of the same key are not sent later.
-                await self.store.count_event(f"{SENT_PREFIX}{alert.key}:{lower.value}",
+                await self.store.count_event(f"{SENT_PREFIX}{alert.key}:{lower.value}:{period}",
                                              repeat_after, now)
         except StoreUnavailableError as error:
             self.log.warning("alert.store_unavailable", error=str(error),
@@ -345,7 +354,7 @@ class Alerting:
         unserved = self.dispatcher.submit(alert, policy.alerts.contacts_for(alert.type))
         if unserved:
             self.log.warning("alert.unserved", id=alert.id, contacts=unserved)
-        return True
+        return alert
 
     async def _maybe_lock(self, alert: Alert) -> Alert:
         """An urgent alert about an account locks it when the policy says so."""
