@@ -653,12 +653,13 @@ limits:
 
 
 class SipguardNoCdr(Sipguard):
-    """sipguard with call records switched off: what recording costs is the difference."""
+    """sipguard with call records and the alerts built on them switched off: what
+    recording (and watching the records) costs is the difference."""
 
     name = "sipguard-nocdr"
 
     def store_config(self) -> str:
-        return "cdr: {enabled: false}\n"
+        return "cdr: {enabled: false}\nalerts: {enabled: false}\n"
 
 
 class SipguardLimits(Sipguard):

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """What recording calls costs in call capacity: sipguard with records on against off.
 
+"On" is sipguard as it ships (records, and the alerts that watch them); "off" has both
+switched off (``cdr: {enabled: false}``, ``alerts: {enabled: false}``).
+
 A rate ladder moves in steps of 20% or more and this machine's speed drifts from one
 minute to the next, so the two ladders of ``bench_calls.py`` cannot tell a 10% cost from
 noise. This benchmark measures what capacity comes from instead, the sipguard process's
