@@ -11,11 +11,12 @@ how long the call was answered, and ``cost`` what the rate deck makes of it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 # Columns, in the order exports write them.
 FIELDS = (
@@ -85,8 +86,10 @@ class CallRecord:
     def as_row(self) -> dict[str, Any]:
         """Plain values by column (rules and trace as JSON text), for databases and spools."""
         row = {name: getattr(self, name) for name in FIELDS}
-        row["rules"] = json.dumps(list(self.rules))
-        row["trace"] = json.dumps(list(self.trace))
+        # orjson: a tenth of the standard library's time (the text is clean: see
+        # __post_init__), on the spool's and the database's threads for every record.
+        row["rules"] = orjson.dumps(list(self.rules)).decode()
+        row["trace"] = orjson.dumps(list(self.trace)).decode()
         return row
 
     def as_values(self) -> tuple[Any, ...]:
@@ -100,7 +103,7 @@ class CallRecord:
         values = {name: row[name] for name in FIELDS if name in row}
         for name in ("rules", "trace"):
             raw = values.get(name)
-            values[name] = tuple(json.loads(raw)) if isinstance(raw, str) and raw else tuple(
+            values[name] = tuple(orjson.loads(raw)) if isinstance(raw, str) and raw else tuple(
                 raw or ())
         return cls(**values)
 

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -210,6 +211,7 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
 def _alert_sections(tmp_path: Path, smtp_port: int, webhook_url: str,
                     **alerts: Any) -> dict[str, Any]:
     return {
+        "admin": {"listen": "127.0.0.1:0"},
         "cdr": {"path": str(tmp_path / "cdr.sqlite"), "spool": str(tmp_path / "spool"),
                 "batch_seconds": 0.2},
         "alerts": {"check_seconds": 1.0,
@@ -288,6 +290,10 @@ def test_a_burst_of_international_calls_at_night_fires_an_urgent_alert_and_locks
     assert [item["level"] for item in international] == ["urgent"]
     assert any(item["details"]["dimension"] == "country:CA" for item in raised)
     assert guard.stats()["locks"]["refused"] == 1
+    metrics = _metrics(guard)
+    assert metrics['sipguard_alerts_total{level="urgent",type="traffic"}'] >= 1
+    assert metrics['sipguard_alert_deliveries_total{channel="email",outcome="sent"}'] >= 1
+    assert metrics["sipguard_locks_set_total"] == 1
 
 
 def test_a_dead_webhook_and_a_dead_smtp_server_hold_up_no_call(
@@ -319,7 +325,7 @@ def test_the_kill_switch_stops_international_calls_and_lets_domestic_and_911_thr
     """`sipguard lockdown on` refuses the next international call; domestic and emergency
     calls go through; `lockdown off` lets international calls through again."""
     uas = start_uas("uas_answer.xml", extra=["-m", "100"])
-    guard = start_sipguard(uas.uri, policy=POLICY)
+    guard = start_sipguard(uas.uri, policy=POLICY, sections={"admin": {"listen": "127.0.0.1:0"}})
     on = _cli(guard, "lockdown", "on", "--reason", "incident 42")
     assert on.returncode == 0 and "lockdown ON" in on.stdout, on.stderr
     status = _cli(guard, "lockdown", "status")
@@ -329,7 +335,19 @@ def test_the_kill_switch_stops_international_calls_and_lets_domestic_and_911_thr
     assert run_uac("uac_call_bye.xml", guard.target(), service="911").successful == 1
     rejected = guard.events("call.rejected", lambda event: event.get("rule") == "lockdown")
     assert len(rejected) == 1
+    metrics = _metrics(guard)
+    assert metrics["sipguard_lock_refusals_total"] == 1 and metrics["sipguard_lockdown"] == 1
     off = _cli(guard, "lockdown", "off")
     assert off.returncode == 0 and "lockdown off" in off.stdout
     assert run_uac("uac_call_bye.xml", guard.target(), service=CANADA).successful == 1
     assert uas.received("INVITE") == 3  # US, 911, and Canada after the lockdown
+    assert _metrics(guard)["sipguard_lockdown"] == 0
+
+
+def _metrics(guard: Sipguard) -> dict[str, float]:
+    """The samples of GET /metrics on the admin address."""
+    admin = guard.wait_for("service.started")[0]["admin"]
+    with urllib.request.urlopen(f"http://{admin}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines() if line and not line.startswith("#")}

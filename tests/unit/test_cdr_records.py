@@ -220,7 +220,7 @@ def test_row_round_trip_of_a_full_record():
     """as_row keeps every column, with rules and trace as JSON text, and from_row undoes it."""
     row = FULL.as_row()
     assert list(row) == list(FIELDS)
-    assert row["rules"] == '["pin-gb", "risk"]'
+    assert row["rules"] == '["pin-gb","risk"]'
     assert json.loads(row["trace"]) == ["pin-gb: region GB", "risk: 35 < 60"]
     assert CallRecord.from_row(row) == FULL
 
