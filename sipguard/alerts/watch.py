@@ -16,8 +16,8 @@ plus the minutes of this node's calls still up) is compared with its baseline
 
 Before an alert goes out: its type must be on at that level and jurisdiction,
 and not snoozed (a mark in the state store until the end of the day); the same
-alert (same key and level) goes out at most once in each ``repeat_after`` period, across every
-node (an event counted in the store: only the first count sends). An urgent
+alert (same key and level) goes out once within ``repeat_after`` of its last sending, across
+every node (a mark in the store; a claim counted there lets one node send it). An urgent
 alert about an account locks its dialling when the policy says so. The alert is
 then queued for its contacts (sipguard.alerts.dispatch) and kept in the list
 of recent alerts.
@@ -53,6 +53,7 @@ MAX_TASKS = 1000  # events being looked at; past that they are skipped (counted)
 MAX_SOURCES = 1_000_000  # source addresses remembered for first-source alerts
 MAX_LIVE = 200_000  # live calls remembered for their minutes so far
 EVER = 10 * 365 * 86400.0
+CLAIM_SECONDS = 10.0  # nodes raising the same alert at once: the first claim sends it
 LiveCalls = Callable[[], Iterable[tuple[int, float, float]]]  # key, started, answered seconds
 
 
@@ -332,17 +333,18 @@ class Alerting:
             if await self.store.get_mark(SNOOZE_PREFIX + alert.type.value, now) is not None:
                 self.suppressed += 1
                 return None
-            # Once per repeat_after period, counted in the store so that the first node
-            # to count it (atomically) is the one that sends it.
-            period = int(now // repeat_after)
-            if await self.store.count_event(
-                    f"{SENT_PREFIX}{alert.key}:{alert.level.value}:{period}",
-                    repeat_after, now) > 1:
+            # Once within repeat_after of the last send: a mark in the store says it was
+            # sent; a claim counted in the store (atomically) lets only one node send it.
+            sent = f"{SENT_PREFIX}{alert.key}:{alert.level.value}"
+            if await self.store.get_mark(sent, now) is not None:
                 return None  # sent already (here or by another node)
-            for lower in (level for level in Level if level.rank < alert.level.rank):
+            if await self.store.count_event(sent + ":claim", min(CLAIM_SECONDS, repeat_after),
+                                            now) > 1:
+                return None  # another node is sending it right now
+            for level in (level for level in Level if level.rank <= alert.level.rank):
                 # A louder alert sent: the quieter ones of the same key are not sent later.
-                await self.store.count_event(f"{SENT_PREFIX}{alert.key}:{lower.value}:{period}",
-                                             repeat_after, now)
+                await self.store.put_mark(f"{SENT_PREFIX}{alert.key}:{level.value}", alert.id,
+                                          repeat_after, now)
         except StoreUnavailableError as error:
             self.log.warning("alert.store_unavailable", error=str(error),
                              consequence="sent without checking for repeats")

@@ -351,3 +351,29 @@ def _metrics(guard: Sipguard) -> dict[str, float]:
         text = response.read().decode()
     return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
             for line in text.splitlines() if line and not line.startswith("#")}
+
+
+def test_a_ban_alerts_the_webhook_and_a_snoozed_type_stays_silent(
+        start_uas: StartUas, start_sipguard: StartSipguard, smtp_server: tuple[int, Mailbox],
+        webhook: Webhook, tmp_path: Path) -> None:
+    """`sipguard bans add` raises a ban alert that reaches the webhook; after
+    `sipguard alerts snooze ban` the next ban raises none, and `alerts list` shows the
+    snooze."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri, policy=POLICY,
+                           sections=_alert_sections(tmp_path, smtp_server[0], webhook.url))
+    banned = _cli(guard, "bans", "add", "127.0.0.9", "--reason", "scanning")
+    assert banned.returncode == 0, banned.stderr
+    alert = _wait(lambda: next((body for body in webhook.bodies if body["type"] == "ban"),
+                               None), 20, "the ban alert")
+    assert alert["level"] == "notify" and alert["details"]["address"] == "127.0.0.9"
+    assert "Source address 127.0.0.9 banned for " in alert["text"] and "scanning" in alert["text"]
+    snoozed = _cli(guard, "alerts", "snooze", "ban")
+    assert snoozed.returncode == 0 and "ban alerts snoozed" in snoozed.stdout, snoozed.stderr
+    assert _cli(guard, "bans", "add", "127.0.0.10").returncode == 0
+    guard.wait_for("ban.added", count=2)
+    time.sleep(1.0)  # time enough for an alert that should not come
+    assert [body["details"]["address"] for body in webhook.bodies if body["type"] == "ban"] \
+        == ["127.0.0.9"]
+    listed = json.loads(_cli(guard, "alerts", "list", "--json").stdout)
+    assert "ban" in listed["snoozed"] and listed["stats"]["suppressed"] >= 1
