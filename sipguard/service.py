@@ -534,15 +534,12 @@ class Service:
             self.log.exception("call.screening_failed", call_id=command.attempt.call_id)
             screening = Screening(failed_closed(command.attempt))
         self.metrics.screened(screening.decision, loop.time() - began)
+        live = controller.is_live(command.call_key)
         try:
             now = loop.time()
-            live = controller.is_live(command.call_key)
             if (self.recorder is not None or self.alerting is not None) and live:
                 # The call's record carries the decision and its trace.
                 self.records.screened(command.call_key, screening.decision)
-            if self.alerting is not None:
-                self.alerting.screened(command.call_key, command.attempt, screening.decision,
-                                       live)
             commands = controller.screened(command.call_key, screening.decision, now,
                                            screening.max_duration)
             if controller.is_live(command.call_key):
@@ -559,6 +556,12 @@ class Service:
         except Exception:  # the last line of defence, as for datagrams
             self.log.exception("sip.internal_error", during="screened",
                                call_id=command.attempt.call_id)
+        if self.alerting is not None:
+            try:  # after the call has gone on: an alerting bug never holds a call up
+                self.alerting.screened(command.call_key, command.attempt, screening.decision,
+                                       live)
+            except Exception:
+                self.log.exception("alert.failed", call_id=command.attempt.call_id)
         self._after_pump()
 
     def _background_task(self, work: Coroutine[Any, Any, None]) -> None:
