@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
+import traceback
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -233,7 +235,14 @@ def _run(arguments: argparse.Namespace) -> int:
     from sipguard.service import Service  # noqa: PLC0415 - keeps check/explain light
 
     service = Service(settings, policy)
-    return _run_loop(service.run(), settings.event_loop)
+    try:
+        return _run_loop(service.run(), settings.event_loop)
+    except Exception:
+        # A service that failed must end: the database connections' threads would keep
+        # the interpreter waiting for them (acknowledged records are in the spool).
+        traceback.print_exc()
+        sys.stderr.flush()
+        os._exit(70)
 
 
 def _run_loop(coroutine: object, choice: str) -> int:

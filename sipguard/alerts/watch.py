@@ -85,6 +85,9 @@ class Alerting:
         self._learned: tuple[float, int] | None = None  # (hour, weeks) of the history
         # Live calls let through: call key -> (account, jurisdiction, region, started).
         self._live: dict[int, tuple[str, str, str | None]] = {}
+        # What this node sent lately (key:level -> until when), so that a flood of the
+        # same event costs no store round trips.
+        self._sent_here: dict[str, float] = {}
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -329,6 +332,8 @@ class Alerting:
             self.suppressed += 1
             return None
         now = time.time()
+        if self._sent_here.get(f"{alert.key}:{alert.level.value}", 0.0) > now:
+            return None  # sent by this node within repeat_after
         try:
             if await self.store.get_mark(SNOOZE_PREFIX + alert.type.value, now) is not None:
                 self.suppressed += 1
@@ -348,6 +353,11 @@ class Alerting:
         except StoreUnavailableError as error:
             self.log.warning("alert.store_unavailable", error=str(error),
                              consequence="sent without checking for repeats")
+        if len(self._sent_here) > 10_000:
+            self._sent_here = {key: until for key, until in self._sent_here.items()
+                               if until > now}
+        for level in (level for level in Level if level.rank <= alert.level.rank):
+            self._sent_here[f"{alert.key}:{level.value}"] = now + repeat_after
         alert = await self._maybe_lock(alert)
         self.recent.appendleft(alert)
         self.counts[(alert.type.value, alert.level.value)] += 1
