@@ -117,11 +117,11 @@ async def _export(sink: CdrSink, form: str, since: float | None, until: float | 
     writer = csv.DictWriter(out, fieldnames=list(FIELDS), lineterminator="\n")
     writer.writeheader()
     for record in records:
-        writer.writerow({name: _cell(value) for name, value in record.for_export().items()})
+        writer.writerow({name: csv_cell(value) for name, value in record.for_export().items()})
     return 0
 
 
-def _cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     """A CSV cell a spreadsheet shows as text: caller-supplied text that starts like a
     formula gets a leading quote (numbers such as +12125551234 stay as they are)."""
     if isinstance(value, str) and value[:1] in _FORMULA_STARTS and not _NUMBER.match(value):

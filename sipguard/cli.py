@@ -20,6 +20,7 @@ from typing import Any
 
 from sipguard import banscli, cdrcli, lockcli, logs, pincli
 from sipguard.policy import CallAttempt, Decision, LimitKind, Policy, Verdict, clean, evaluate
+from sipguard.policy.explain import format_decision
 from sipguard.policy.limits import limit_checks
 from sipguard.policyfile import LoadedPolicy, load_policy_file
 from sipguard.screening import make_store
@@ -55,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     banscli.add_commands(commands, with_config)
     cdrcli.add_commands(commands, with_config)
     lockcli.add_commands(commands, with_config)
+    commands.add_parser("admin-password", help="hash a dashboard password for admin.users "
+                        "(read twice without echo from a terminal, or one line of stdin)")
     return parser
 
 
@@ -73,7 +76,32 @@ def main(argv: list[str] | None = None) -> int:
         return cdrcli.run(arguments)
     if arguments.command in lockcli.COMMANDS:
         return lockcli.run(arguments)
+    if arguments.command == "admin-password":
+        return _admin_password()
     return _explain(arguments)
+
+
+MIN_PASSWORD = 12
+
+
+def _admin_password() -> int:
+    """Print the scrypt hash of a password for ``admin.users`` (never the password)."""
+    import getpass  # noqa: PLC0415
+
+    from sipguard.pins import hash_pin  # noqa: PLC0415 - the same scrypt hash as PINs
+
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if len(password) < MIN_PASSWORD:
+        print(f"a password has at least {MIN_PASSWORD} characters", file=sys.stderr)
+        return 1
+    print(hash_pin(password))
+    return 0
 
 
 def _policy_path(arguments: argparse.Namespace) -> Path:
@@ -189,30 +217,6 @@ def _counters(arguments: argparse.Namespace, policy: Policy, decision: Decision,
          else " at once"}
         for check, count in zip(checks, counts, strict=True)
     ]
-
-
-def format_decision(attempt: CallAttempt, decision: Decision) -> str:
-    """The decision and its trace as text (``explain`` prints this)."""
-    number = decision.number
-    lines = [f"dialled:  {attempt.dialled}"]
-    if number is not None:
-        lines.append(f"number:   {number.e164 or '(not a number)'}  region "
-                     f"{number.region or '-'}  type {number.number_type.value}  class "
-                     f"{decision.number_class or '-'}")
-    lines += [f"account:  {attempt.account}   extension: {attempt.extension or '-'}",
-              f"action:   {decision.action} ({decision.category}; rule {decision.rule})"]
-    if decision.would and decision.would != decision.action:
-        lines.append(f"would:    {decision.would} if every rule enforced (report mode)")
-    if decision.risk_score is not None:
-        lines.append(f"risk:     {decision.risk_score}/100")
-    lines.append(f"policy:   version {decision.policy_version}")
-    lines.append("trace:")
-    for entry in decision.trace:
-        mark = "matched" if entry.matched else "-      "
-        action = f" -> {entry.action}" if entry.action else ""
-        report = " [report]" if entry.mode == "report" else ""
-        lines.append(f"  {mark} {entry.stage:<11} {entry.rule}{action}{report}: {entry.detail}")
-    return "\n".join(lines)
 
 
 def _load_all(arguments: argparse.Namespace) -> tuple[Settings, LoadedPolicy] | None:

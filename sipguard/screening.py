@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -123,6 +124,8 @@ class Screener:
         self.locks = Locks(self.store, log)
         self.usage = UsageTracker()
         self.store_down = False
+        # The last reload: when, whether it was taken, and the problems of a refused one.
+        self.last_reload: dict[str, Any] | None = None
         self._mtime = _mtime(path)
         for warning in loaded.warnings:
             log.warning("policy.warning", warning=warning)
@@ -345,7 +348,10 @@ class Screener:
         except ConfigError as error:
             self.log.error("policy.reload_failed", path=str(self.path), reason=reason,
                            problems=error.problems, version=self.policy.version)
+            self.last_reload = {"at": time.time(), "ok": False, "reason": reason,
+                                "problems": list(error.problems)}
             return False
+        self.last_reload = {"at": time.time(), "ok": True, "reason": reason, "problems": []}
         old = self.policy.version
         self.policy = loaded.policy
         for warning in loaded.warnings:

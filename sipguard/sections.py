@@ -4,8 +4,9 @@
 from __future__ import annotations
 
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from sipguard.calls import Trunk
@@ -23,7 +24,8 @@ TRANSPORT_KEYS = ("idle_timeout", "max_connections", "max_connections_per_source
                   "connect_timeout", "handshake_timeout")
 TLS_KEYS = ("certificate", "key", "client_ca", "verify_client", "ca", "verify_server",
             "min_version")
-ADMIN_KEYS = ("listen",)
+ADMIN_KEYS = ("listen", "token", "token_file", "users", "session_hours")
+MIN_TOKEN = 24  # characters of an API token
 CDR_KEYS = ("enabled", "backend", "path", "dsn", "spool", "batch_seconds", "timeout")
 DEFAULT_CDR_FILE = "../var/cdr.sqlite"  # relative to the configuration file
 DEFAULT_CDR_SPOOL = "../var/cdr-spool"
@@ -163,9 +165,18 @@ class AdminSettings:
     host: str = "127.0.0.1"
     port: int = 8080
     enabled: bool = False
+    token: str | None = None  # Authorization: Bearer TOKEN (scripts, the JSON API)
+    users: MappingProxyType[str, str] = field(  # user -> scrypt hash (the dashboard)
+        default_factory=lambda: MappingProxyType({}))
+    session_hours: float = 12.0
+
+    @property
+    def has_credentials(self) -> bool:
+        """Whether the dashboard and the API can be opened at all (no defaults)."""
+        return self.token is not None or bool(self.users)
 
 
-def load_admin(data: dict[str, Any], listen: list[ListenAddress],
+def load_admin(data: dict[str, Any], listen: list[ListenAddress], path: Path,
                problems: Problems) -> AdminSettings:
     """``admin.listen: "HOST:PORT"`` (IPv6 as "[::1]:8080"); never a SIP listen address."""
     if data.get("admin") is None:
@@ -188,7 +199,37 @@ def load_admin(data: dict[str, Any], listen: list[ListenAddress],
                     and _same_or_any(address.host, host) for address in listen):
         problems.add(line_of(admin, "listen"), "admin.listen",
                      "must not be one of the SIP listen addresses")
-    return AdminSettings(host, port, True)
+    token, users = _admin_credentials(admin, path, problems)
+    return AdminSettings(host, port, True, token, users,
+                         number(admin, "session_hours", 12.0, problems, "admin", minimum=0.1))
+
+
+def _admin_credentials(admin: dict[str, Any], path: Path,
+                       problems: Problems) -> tuple[str | None, MappingProxyType[str, str]]:
+    """``admin.token`` (or ``token_file``) and ``admin.users`` (name: scrypt hash)."""
+    token = admin.get("token")
+    if admin.get("token_file") is not None:
+        try:
+            token = (path.parent / str(admin["token_file"])).read_text().strip()
+        except OSError as error:
+            problems.add(line_of(admin, "token_file"), "admin.token_file",
+                         f"cannot read it: {error.strerror or error}")
+            token = None
+    if token is not None and (not isinstance(token, str) or len(token) < MIN_TOKEN):
+        problems.add(line_of(admin, "token_file" if "token_file" in admin else "token"),
+                     "admin.token", f"must be at least {MIN_TOKEN} characters "
+                     "(make one with: openssl rand -hex 24)")
+        token = None
+    users: dict[str, str] = {}
+    raw = section_of(admin, "users", problems, "admin.users")
+    for name, stored in raw.items():
+        parts = stored.split("$") if isinstance(stored, str) else []
+        if len(parts) != 6 or parts[0] != "scrypt":
+            problems.add(line_of(raw, name), f"admin.users.{name}",
+                         "must be a password hash made by `sipguard admin-password`")
+            continue
+        users[str(name)] = stored
+    return token, MappingProxyType(users)
 
 
 def _same_or_any(one: str, other: str) -> bool:

@@ -60,6 +60,8 @@ from sipguard.sip.endpoint import Endpoint
 from sipguard.sip.transport import Address, Local
 from sipguard.transports import UdpListener
 from sipguard.web import AdminServer
+from sipguard.web.access import Access
+from sipguard.web.dashboard import Dashboard, Parts
 from sipguard.wire import Wire
 
 ShutdownTrigger = Callable[[], Awaitable[None]]
@@ -224,7 +226,18 @@ class Service:
         settings = self.settings.admin
         if not settings.enabled:
             return None
-        server = AdminServer(settings.host, settings.port, self.metrics, self.log)
+        cdr = self.settings.cdr
+        dashboard = Dashboard(Parts(
+            stats=self.stats, policy=lambda: self.screener.policy,
+            last_reload=lambda: self.screener.last_reload, locks=self.screener.locks,
+            alerting=self.alerting, edge=self.edge,
+            reader=(lambda: make_sink(cdr)) if cdr.enabled else None, log=self.log),
+            Access(settings))
+        if not settings.has_credentials:
+            self.log.warning("admin.dashboard_closed",
+                             detail="no admin.token or admin.users: the dashboard and the "
+                                    "JSON API answer 503 until one is configured")
+        server = AdminServer(settings.host, settings.port, self.metrics, self.log, dashboard)
         try:
             host, port = await server.start()
         except OSError as error:

@@ -246,7 +246,7 @@ def load_settings(path: Path) -> Settings:
         streams=load_streams(data, problems),
         tls=tls,
         cdr=load_cdr(data, path, problems),
-        admin=load_admin(data, listen, problems),
+        admin=load_admin(data, listen, path, problems),
         alerts=load_alert_settings(data, problems),
     )
     problems.raise_if_any()

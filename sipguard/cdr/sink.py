@@ -23,6 +23,7 @@ GROUPS = {
     "state": "COALESCE(state, '-')",
     "account": "COALESCE(account, '?')",
     "decision": "COALESCE(decision, '?')",
+    "rule": "COALESCE(rule, '-')",
 }
 
 

@@ -1,4 +1,5 @@
-"""The admin HTTP server (aiohttp): GET /metrics for Prometheus, GET /health."""
+"""The admin HTTP server (aiohttp): GET /metrics for Prometheus, GET /health, and the
+dashboard with its JSON API (sipguard.web.dashboard) behind authentication."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ from typing import Any
 from aiohttp import web
 
 from sipguard.metrics import CONTENT_TYPE, Metrics
+from sipguard.web.dashboard import Dashboard
 
 
 class AdminServer:
     """Serves the metrics on ``host:port`` (port 0: a free one, see ``address``)."""
 
-    def __init__(self, host: str, port: int, metrics: Metrics, log: Any) -> None:
+    def __init__(self, host: str, port: int, metrics: Metrics, log: Any,
+                 dashboard: Dashboard | None = None) -> None:
+        self.dashboard = dashboard
         self.host = host
         self.port = port
         self.metrics = metrics
@@ -25,6 +29,8 @@ class AdminServer:
         app = web.Application()
         app.router.add_get("/metrics", self._metrics)
         app.router.add_get("/health", self._health)
+        if self.dashboard is not None:
+            self.dashboard.add_routes(app)
         return app
 
     async def start(self) -> tuple[str, int]:
@@ -37,11 +43,13 @@ class AdminServer:
         self.address = (str(bound[0]), int(bound[1]))
         if not ipaddress.ip_address(self.host).is_loopback:
             self.log.warning("admin.exposed", listen=f"{self.host}:{self.address[1]}",
-                             detail="the metrics carry no authentication: keep this "
-                                    "address behind a firewall")
+                             detail="/metrics carries no authentication (the dashboard does): "
+                                    "keep this address behind a firewall")
         return self.address
 
     async def stop(self) -> None:
+        if self.dashboard is not None:
+            await self.dashboard.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

@@ -1,0 +1,273 @@
+"""The dashboard's HTML: server-rendered pages, one stylesheet, no JavaScript, nothing
+fetched from anywhere else (the pages work with no internet). Bars are drawn with
+CSS widths; every value from a call (numbers, addresses, rule ids) is escaped."""
+
+from __future__ import annotations
+
+from html import escape
+from typing import Any
+from urllib.parse import quote
+
+from sipguard.web.access import Caller
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self'; img-src 'self'; "
+                               "form-action 'self'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+TITLES = {"country": "Minutes by country", "extension": "Minutes per extension",
+          "jurisdiction": "Minutes per jurisdiction", "source": "Top source addresses",
+          "state": "Minutes per state", "account": "Minutes per customer (account)",
+          "rule": "Calls by deciding rule"}
+RANGES = ("1h", "24h", "7d", "30d")
+
+CSS = """
+:root { --ink: #1d2430; --muted: #5b6576; --line: #d9dee7; --bg: #f5f7fa;
+        --accent: #2457c5; --bad: #b3261e; --warn: #a15c00; --good: #1e7b34; }
+* { box-sizing: border-box; }
+body { margin: 0; font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif;
+       color: var(--ink); background: var(--bg); }
+header { background: #1d2430; color: #fff; padding: 10px 24px; display: flex;
+         align-items: center; gap: 24px; }
+header strong { font-size: 17px; letter-spacing: .02em; }
+header nav a { color: #cfd8e8; text-decoration: none; margin-right: 16px; }
+header nav a.here { color: #fff; border-bottom: 2px solid #fff; }
+header form { margin-left: auto; }
+main { padding: 20px 24px; max-width: 1200px; }
+h1 { font-size: 20px; margin: 0 0 16px; }
+h2 { font-size: 16px; margin: 0 0 10px; }
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr));
+        gap: 16px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; }
+.figure { font-size: 30px; font-weight: 600; }
+.muted { color: var(--muted); }
+.bad { color: var(--bad); } .warn { color: var(--warn); } .good { color: var(--good); }
+table { width: 100%; border-collapse: collapse; font-variant-numeric: tabular-nums; }
+th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line);
+         vertical-align: top; }
+th { font-weight: 600; color: var(--muted); font-size: 13px; }
+td.n, th.n { text-align: right; }
+td.bar { width: 30%; } td.bar meter { width: 100%; height: 10px; }
+.wide { grid-column: 1 / -1; }
+.level-urgent { color: var(--bad); font-weight: 600; }
+.level-warning { color: var(--warn); font-weight: 600; }
+.banner a { color: #fff; }
+.banner { background: var(--bad); color: #fff; padding: 10px 16px; border-radius: 8px;
+          margin-bottom: 16px; font-weight: 600; }
+.error { background: #fdecea; border: 1px solid #f5c2bd; padding: 8px 12px;
+         border-radius: 6px; margin-bottom: 12px; }
+form.inline { display: inline; }
+input, select, button { font: inherit; padding: 5px 8px; border: 1px solid var(--line);
+                        border-radius: 6px; }
+button { background: var(--accent); color: #fff; border-color: var(--accent); cursor: pointer; }
+button.danger { background: var(--bad); border-color: var(--bad); }
+button.quiet { background: #fff; color: var(--ink); }
+pre { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px;
+      overflow-x: auto; font-size: 13px; }
+.ranges a { margin-right: 10px; }
+.login { max-width: 360px; margin: 80px auto; }
+.login input { width: 100%; margin-bottom: 10px; }
+"""
+
+
+def _e(value: Any) -> str:
+    return escape("" if value is None else str(value))
+
+
+def _page(title: str, here: str, caller: Caller | None, body: str) -> str:
+    links = "".join(
+        f'<a href="{path}"{" class=here" if path == here else ""}>{name}</a>'
+        for path, name in (("/", "Overview"), ("/widgets", "Traffic"), ("/alerts", "Alerts"),
+                           ("/locks", "Bans and locks"), ("/explain", "Explain")))
+    logout = ""
+    if caller is not None and caller.how == "session":
+        logout = (f'<form method="post" action="/logout"><span class="muted">'
+                  f'{_e(caller.user)}</span> <button class="quiet">Log out</button></form>')
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+            f'<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f'<title>{_e(title)} · sipguard</title>'
+            f'<link rel="stylesheet" href="/static/sipguard.css"></head><body>'
+            f'<header><strong>sipguard</strong><nav>{links}</nav>{logout}</header>'
+            f'<main><h1>{_e(title)}</h1>{body}</main></body></html>')
+
+
+def _csrf(caller: Caller) -> str:
+    return f'<input type="hidden" name="csrf" value="{_e(caller.csrf or "")}">'
+
+
+def _table(rows: list[dict[str, Any]], key_title: str, measure: str = "minutes") -> str:
+    if not rows:
+        return '<p class="muted">No calls in this range.</p>'
+    top = max((float(row[measure]) for row in rows), default=0.0) or 1.0
+    lines = [f'<table><tr><th>{_e(key_title)}</th><th class=n>calls</th><th class=n>'
+             f'answered</th><th class=n>minutes</th><th class=n>blocked</th><th></th></tr>']
+    for row in rows[:25]:
+        width = max(1.0, float(row[measure]) / top * 100)
+        lines.append(f'<tr><td>{_e(row["key"])}</td><td class=n>{row["calls"]}</td>'
+                     f'<td class=n>{row["answered"]}</td><td class=n>{row["minutes"]:.2f}</td>'
+                     f'<td class=n>{row["blocked"]}</td><td class="bar"><meter min="0" max="100" '
+                     f'value="{width:.0f}"></meter></td></tr>')
+    lines.append("</table>")
+    return "".join(lines)
+
+
+def overview(data: dict[str, Any], caller: Caller) -> str:
+    banner = ('<div class="banner">Kill switch ON: no international calls from any account. '
+              '<a href="/locks">Bans and locks</a></div>'
+              if data["lockdown"] else "")
+    reload = data["policy"]["last_reload"]
+    reload_text = "not reloaded since start"
+    if reload:
+        state = ('<span class="good">taken</span>' if reload["ok"]
+                 else '<span class="bad">refused</span>')
+        reload_text = f"last reload {state} ({_e(reload['reason'])})" + "".join(
+            f"<div class='error'>{_e(problem)}</div>" for problem in reload["problems"])
+    decisions = "".join(
+        f'<tr><td>{_e(row["key"])}</td><td class=n>{row["calls"]}</td>'
+        f'<td class=n>{row["per_minute"]}</td></tr>' for row in data["last_hour_by_decision"])
+    blocked = "".join(f'<tr><td>{_e(row["key"])}</td><td class=n>{row["blocked"]}</td></tr>'
+                      for row in data["top_blocked_rules_24h"])
+    alerts = "".join(f'<tr><td class="level-{_e(alert["level"])}">{_e(alert["level"])}</td>'
+                     f'<td>{_e(alert["text"])}</td></tr>' for alert in data["alerts"])
+    cdr = data["cdr"] or {}
+    health = [("State store", data["store_up"]),
+              ("Call records database", bool(cdr.get("database_up")) and
+               not data["records_error"])]
+    health_rows = "".join(
+        f'<tr><td>{name}</td><td class="{"good" if ok else "bad"}">{"up" if ok else "DOWN"}'
+        f"</td></tr>" for name, ok in health)
+    body = (
+        f'{banner}<div class="grid">'
+        f'<div class="card"><h2>Live calls</h2><div class="figure" id="live-calls">'
+        f'{data["live_calls"]}</div><div class="muted">{data["locks"]} account locks · '
+        f'{data["bans"]} bans</div></div>'
+        f'<div class="card"><h2>Calls in the last hour, by decision</h2><table>'
+        f'<tr><th>decision</th><th class=n>calls</th><th class=n>per minute</th></tr>'
+        f'{decisions or "<tr><td colspan=3 class=muted>none</td></tr>"}</table></div>'
+        f'<div class="card"><h2>Top blocking rules (24 h)</h2><table><tr><th>rule</th>'
+        f'<th class=n>blocked</th></tr>'
+        f'{blocked or "<tr><td colspan=2 class=muted>none</td></tr>"}</table></div>'
+        f'<div class="card"><h2>Policy</h2><div>version <code>'
+        f'{_e(data["policy"]["version"])}</code></div><div class="muted">'
+        f'{_e(data["policy"]["source"])}</div><div>{reload_text}</div></div>'
+        f'<div class="card"><h2>Health</h2><table>{health_rows}</table>'
+        f'<div class="muted">{cdr.get("stored", 0)} records stored, '
+        f'{cdr.get("spooled_batches", 0)} batches waiting in the spool</div></div>'
+        f'<div class="card wide"><h2>Recent alerts</h2><table>'
+        f'{alerts or "<tr><td class=muted>No alerts since the service started.</td></tr>"}'
+        f'</table></div></div>')
+    return _page("Overview", "/", caller, body)
+
+
+def widgets(tables: dict[str, list[dict[str, Any]]], since: str, caller: Caller) -> str:
+    ranges = " ".join(
+        f'<a href="/widgets?since={span}">{f"<b>{span}</b>" if span == since else span}</a>'
+        for span in RANGES)
+    cards = "".join(
+        f'<div class="card"><h2>{_e(TITLES[group])}</h2>'
+        f'{_table(rows, group, "calls" if group in ("source", "rule") else "minutes")}'
+        f'<p><a href="/api/widgets/{group}?format=csv&amp;since={quote(since)}">'
+        f"Export CSV</a></p></div>"
+        for group, rows in tables.items())
+    return _page(f"Traffic, last {since}", "/widgets", caller,
+                 f'<p class="ranges">Range: {ranges}</p><div class="grid">{cards}</div>')
+
+
+def alerts(data: dict[str, Any], caller: Caller) -> str:
+    snoozed = data.get("snoozed") or {}
+    kinds = ("traffic", "first_source", "failed_international", "denied_high_risk",
+             "limit_reached", "pin_lockout", "ban")
+    rows = "".join(
+        f'<tr><td>{_e(alert["at"])}</td><td class="level-{_e(alert["level"])}">'
+        f'{_e(alert["level"])}</td><td>{_e(alert["type"])}</td><td>{_e(alert["text"])}</td>'
+        f"</tr>" for alert in data.get("alerts", []))
+    snooze = "".join(
+        f'<tr><td>{kind}</td><td>'
+        + (f'snoozed, {int(snoozed[kind]) // 60} min left' if kind in snoozed else "on")
+        + f'</td><td><form class="inline" method="post" action="/api/alerts/snooze">'
+        f'{_csrf(caller)}<input type="hidden" name="type" value="{kind}">'
+        f'<button class="quiet">Snooze for today</button></form></td></tr>'
+        for kind in kinds)
+    body = (f'<div class="card"><h2>Recent alerts</h2><table><tr><th>at (UTC)</th><th>level'
+            f'</th><th>type</th><th>what</th></tr>'
+            f'{rows or "<tr><td colspan=4 class=muted>none</td></tr>"}</table></div><br>'
+            f'<div class="card"><h2>Alert types</h2><p class="muted">Thresholds and contacts '
+            f"are in the policy's alerts section (reloaded when the file changes).</p>"
+            f"<table>{snooze}</table></div>")
+    return _page("Alerts", "/alerts", caller, body)
+
+
+def locks(data: dict[str, Any], bans: dict[str, Any], caller: Caller,
+          error: str | None) -> str:
+    switch = data.get("lockdown")
+    problem = f'<div class="error">{_e(error)}</div>' if error else ""
+    if switch:
+        kill = (f'<div class="banner">Kill switch ON since by {_e(switch["by"])}: '
+                f'{_e(switch["reason"])}</div><form method="post" action="/api/lockdown">'
+                f'{_csrf(caller)}<input type="hidden" name="on" value="off">'
+                f'<button>Release the kill switch</button></form>')
+    else:
+        kill = (f'<form method="post" action="/api/lockdown">{_csrf(caller)}'
+                f'<input type="hidden" name="on" value="on">'
+                f'<p>Stops every international call from every account at once '
+                f'(emergency calls still go through). Type <b>LOCKDOWN</b> to confirm.</p>'
+                f'<input name="confirm" placeholder="LOCKDOWN" autocomplete="off"> '
+                f'<input name="reason" placeholder="reason"> '
+                f'<button class="danger">Switch the kill switch on</button></form>')
+    lock_rows = "".join(
+        f'<tr><td>{_e(lock["account"])}</td><td>{_e(lock["scope"])}</td>'
+        f'<td>{_e(lock["by"])}: {_e(lock["reason"])}</td><td><form class="inline" '
+        f'method="post" action="/api/unlock">{_csrf(caller)}<input type="hidden" '
+        f'name="account" value="{_e(lock["account"])}"><button class="quiet">Unlock</button>'
+        f"</form></td></tr>" for lock in data.get("locks", []))
+    ban_rows = "".join(
+        f'<tr><td>{_e(ban["address"])}</td><td class=n>{int(ban["seconds_left"]) // 60} min'
+        f'</td><td>{_e(ban["by"])}: {_e(ban["reason"])}</td><td><form class="inline" '
+        f'method="post" action="/api/unban">{_csrf(caller)}<input type="hidden" '
+        f'name="address" value="{_e(ban["address"])}"><button class="quiet">Unban</button>'
+        f"</form></td></tr>" for ban in bans.get("bans", []))
+    body = (
+        f'{problem}<div class="grid"><div class="card wide">'
+        f"<h2>Kill switch</h2>{kill}</div>"
+        f'<div class="card"><h2>Account locks</h2><table><tr><th>account</th><th>class</th>'
+        f'<th>by / reason</th><th></th></tr>'
+        f'{lock_rows or "<tr><td colspan=4 class=muted>none</td></tr>"}</table><br>'
+        f'<form method="post" action="/api/lock">{_csrf(caller)}<input name="account" '
+        f'placeholder="account" required> <select name="scope"><option>international'
+        f'</option><option>all</option></select> <input name="reason" placeholder="reason"> '
+        f'<button>Lock</button></form></div>'
+        f'<div class="card"><h2>Bans</h2><table><tr><th>address</th><th class=n>left</th>'
+        f'<th>by / reason</th><th></th></tr>'
+        f'{ban_rows or "<tr><td colspan=4 class=muted>none</td></tr>"}</table></div></div>')
+    return _page("Bans and locks", "/locks", caller, body)
+
+
+def explain(query: dict[str, str], result: dict[str, Any] | None, error: str | None,
+            caller: Caller, accounts: list[str]) -> str:
+    options = "".join(f'<option{" selected" if name == query.get("account") else ""}>'
+                      f"{_e(name)}</option>" for name in accounts)
+    form = (f'<form method="get" action="/explain" class="card"><input name="number" '
+            f'placeholder="number as dialled" value="{_e(query.get("number", ""))}" required> '
+            f'<select name="account">{options}</select> <input name="extension" '
+            f'placeholder="extension" value="{_e(query.get("extension", ""))}"> '
+            f'<input name="at" placeholder="time (ISO 8601)" value="{_e(query.get("at", ""))}"> '
+            f"<button>Explain</button></form>")
+    shown = ""
+    if error:
+        shown = f'<div class="error">{_e(error)}</div>'
+    elif result is not None:
+        shown = (f'<h2 id="decision">Decision: {_e(result["action"])}</h2>'
+                 f'<pre id="trace">{_e(result["text"])}</pre>')
+    return _page("Explain a number", "/explain", caller, form + "<br>" + shown)
+
+
+def login(failed: bool) -> str:
+    problem = '<div class="error">Wrong user or password.</div>' if failed else ""
+    body = (f'<div class="card login">{problem}<form method="post" action="/login">'
+            f'<input name="user" placeholder="user" autocomplete="username" required>'
+            f'<input name="password" type="password" placeholder="password" '
+            f'autocomplete="current-password" required><button>Log in</button></form></div>')
+    return _page("Log in", "", None, body)

@@ -1,0 +1,226 @@
+"""The dashboard and its JSON API end to end, over real HTTP on loopback: after SIPp has
+placed allowed and blocked calls through sipguard, the widgets count them as the records
+do, the CSV export matches the CDRs, explain says what `sipguard explain` says, the kill
+switch stops the next international INVITE and releasing it lets the next one through,
+and nothing answers without credentials or with a forged form.
+
+(The issue asks for these checks in a headless Chromium driven by Playwright; that part
+is not built yet: these tests drive the same pages and API with urllib.)
+"""
+
+from __future__ import annotations
+
+import http.cookiejar
+import json
+import re
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections import Counter
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from harness import Sipguard, SippResult, SippUas
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "t0ken-for-the-dashboard-tests-0123456789"
+PASSWORD = "correct horse battery"
+POLICY = """
+accounts:
+  - name: asterisk-1
+    home_region: US
+    home_state: NY
+    time_zone: UTC
+    may_dial: [domestic, international, premium]
+destinations:
+  default: deny
+  rules:
+    - {id: allow-us, region: US, action: allow}
+    - {id: allow-ca, region: CA, action: allow}
+"""
+CANADA = "14165550123"
+UK = "011442079460321"
+
+StartUas = Callable[..., SippUas]
+StartSipguard = Callable[..., Sipguard]
+RunUac = Callable[..., SippResult]
+
+
+def _cli(guard: Sipguard, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "sipguard", *args, "--config", str(guard.config_path)],
+        capture_output=True, text=True, timeout=60, input=stdin, check=False)
+
+
+def _password_hash() -> str:
+    done = subprocess.run([sys.executable, "-m", "sipguard", "admin-password"],
+                          input=PASSWORD + "\n", capture_output=True, text=True, timeout=60,
+                          check=True)
+    return done.stdout.strip()
+
+
+class Client:
+    """HTTP to the admin address, with a cookie jar (the browser's session)."""
+
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.jar))
+
+    def call(self, method: str, path: str, body: Any = None, token: str | None = None,
+             form: dict[str, str] | None = None,
+             headers: dict[str, str] | None = None) -> tuple[int, str, str]:
+        """(status, final URL, body text)."""
+        data = None
+        sent = dict(headers or {})
+        if token:
+            sent["Authorization"] = f"Bearer {token}"
+        if body is not None:
+            data = json.dumps(body).encode()
+            sent["Content-Type"] = "application/json"
+        if form is not None:
+            data = urllib.parse.urlencode(form).encode()
+            sent["Content-Type"] = "application/x-www-form-urlencoded"
+            sent.setdefault("Referer", self.base + path)
+        request = urllib.request.Request(self.base + path, data=data, headers=sent,
+                                         method=method)
+        try:
+            with self.opener.open(request, timeout=10) as response:
+                return response.status, response.geturl(), response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.geturl(), error.read().decode()
+
+    def json(self, path: str, token: str = TOKEN) -> Any:
+        status, _, text = self.call("GET", path, token=token)
+        assert status == 200, (status, text)
+        return json.loads(text)
+
+
+def _start(start_uas: StartUas, start_sipguard: StartSipguard) -> tuple[Sipguard, Client]:
+    uas = start_uas("uas_answer.xml", extra=["-m", "100"])
+    guard = start_sipguard(uas.uri, policy=POLICY, sections={
+        "admin": {"listen": "127.0.0.1:0", "token": TOKEN,
+                  "users": {"ops": _password_hash()}},
+        "cdr": {"batch_seconds": 0.2}})
+    admin = guard.wait_for("service.started")[0]["admin"]
+    return guard, Client(f"http://{admin}")
+
+
+def _wait_stored(guard: Sipguard, count: int) -> None:
+    deadline = time.monotonic() + 30
+    while guard.stats()["cdr"]["stored"] < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert guard.stats()["cdr"]["stored"] >= count
+
+
+def test_the_widgets_and_the_csv_export_count_the_calls_as_the_records_do(
+        start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac) -> None:
+    """Two allowed calls to Canada and one blocked to the UK: the country widget, the
+    overview and the CSV export agree with `sipguard cdr export`."""
+    guard, client = _start(start_uas, start_sipguard)
+    assert run_uac("uac_call_bye.xml", guard.target(), service=CANADA, calls=2,
+                   rate=20).successful == 2
+    assert run_uac("uac_blocked.xml", guard.target(), service=UK).successful == 1
+    _wait_stored(guard, 3)
+
+    country = {row["key"]: row for row in client.json("/api/widgets/country?since=1h")["rows"]}
+    assert (country["CA"]["calls"], country["CA"]["answered"], country["CA"]["blocked"]) == (
+        2, 2, 0)
+    assert (country["GB"]["calls"], country["GB"]["blocked"]) == (1, 1)
+    exported = json.loads(_cli(guard, "cdr", "export", "--format", "json").stdout)
+    assert Counter(record["region"] for record in exported) == Counter(
+        {key: row["calls"] for key, row in country.items()})
+    minutes = sum(record["duration"] for record in exported if record["region"] == "CA") / 60
+    assert country["CA"]["minutes"] == pytest.approx(minutes, abs=0.01)
+
+    status, _, text = client.call("GET", "/api/widgets/country?since=1h&format=csv",
+                                  token=TOKEN)
+    assert status == 200
+    lines = text.strip().splitlines()
+    assert lines[0] == "country,calls,answered,minutes,cost,blocked"
+    assert sorted(line.split(",")[:2] for line in lines[1:]) == [["CA", "2"], ["GB", "1"]]
+
+    overview = client.json("/api/overview")
+    by_decision = {row["key"]: row["calls"] for row in overview["last_hour_by_decision"]}
+    assert by_decision == {"forward": 2, "reject": 1}
+    assert overview["live_calls"] == 0 and overview["store_up"] is True
+    assert overview["policy"]["version"] and overview["lockdown"] is False
+    assert [row["key"] for row in overview["top_blocked_rules_24h"]] == ["default"]
+    for group in ("extension", "jurisdiction", "source", "state", "account"):
+        rows = client.json(f"/api/widgets/{group}?since=1h")["rows"]
+        assert sum(row["calls"] for row in rows) == 3, group
+
+
+def test_explain_says_what_the_command_line_says(
+        start_uas: StartUas, start_sipguard: StartSipguard) -> None:
+    """The explain API and page give the decision and trace `sipguard explain` prints."""
+    guard, client = _start(start_uas, start_sipguard)
+    result = client.json(f"/api/explain?number={UK}&extension=2001")
+    assert result["action"] == "deny" and result["rule"] == "default"
+    printed = _cli(guard, "explain", "--extension", "2001", UK)
+    assert printed.returncode == 0, printed.stderr
+    assert result["text"] == printed.stdout.rstrip("\n")
+    status, _, page = client.call("GET", f"/explain?number={CANADA}", token=TOKEN)
+    assert status == 200 and "Decision: allow" in page and "allow-ca" in page
+
+
+def test_the_kill_switch_stops_the_next_international_invite_until_released(
+        start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac) -> None:
+    """Switching on needs the confirmation; then the next call to Canada gets 403, a US
+    call goes through; released, Canada goes through again."""
+    guard, client = _start(start_uas, start_sipguard)
+    status, _, text = client.call("POST", "/api/lockdown", {"on": True}, token=TOKEN)
+    assert status == 400 and "LOCKDOWN" in text
+    status, _, _ = client.call("POST", "/api/lockdown",
+                               {"on": True, "confirm": "LOCKDOWN", "reason": "drill"},
+                               token=TOKEN)
+    assert status == 200
+    assert client.json("/api/locks")["lockdown"]["reason"] == "drill"
+    assert run_uac("uac_blocked.xml", guard.target(), service=CANADA).successful == 1
+    assert run_uac("uac_call_bye.xml", guard.target(), service="12125551234").successful == 1
+    assert "Kill switch ON" in client.call("GET", "/", token=TOKEN)[2]
+    status, _, _ = client.call("POST", "/api/lockdown", {"on": False}, token=TOKEN)
+    assert status == 200 and client.json("/api/locks")["lockdown"] is None
+    assert run_uac("uac_call_bye.xml", guard.target(), service=CANADA).successful == 1
+    actions = guard.events("admin.action")
+    assert [(event["action"], event["user"]) for event in actions] == [
+        ("lockdown", "token"), ("lockdown", "token")]
+
+
+def test_nothing_answers_without_credentials_or_to_a_forged_form(
+        start_uas: StartUas, start_sipguard: StartSipguard) -> None:
+    """No credentials: 401 from the API and the login page for a browser; a wrong token
+    401; a logged-in session's POST without its CSRF token 403, with it done and logged."""
+    guard, client = _start(start_uas, start_sipguard)
+    assert client.call("GET", "/api/overview")[0] == 401
+    assert client.call("GET", "/api/overview", token="not-the-token-at-all-0000000")[0] == 401
+    status, url, _ = client.call("GET", "/")
+    assert status == 200 and url.endswith("/login")
+    assert client.call("POST", "/api/lock", {"account": "asterisk-1"})[0] == 401
+
+    status, url, _ = client.call("POST", "/login", form={"user": "ops", "password": "wrong"})
+    assert url.endswith("/login?failed=1")
+    status, url, page = client.call("POST", "/login", form={"user": "ops",
+                                                             "password": PASSWORD})
+    assert status == 200 and url == client.base + "/" and "Live calls" in page
+    status, _, _ = client.call("POST", "/api/lock", form={"account": "asterisk-1"},
+                               headers={"Referer": client.base + "/locks"})
+    assert status == 403
+    status, _, locks_page = client.call("GET", "/locks")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', locks_page)
+    assert status == 200 and csrf is not None
+    status, url, page = client.call("POST", "/api/lock", form={
+        "account": "asterisk-1", "scope": "international", "reason": "test",
+        "csrf": csrf.group(1)}, headers={"Referer": client.base + "/locks"})
+    assert status == 200 and url.endswith("/locks") and "asterisk-1" in page
+    (lock,) = client.json("/api/locks")["locks"]
+    assert lock["by"] == "web:ops" and lock["scope"] == "international"
+    assert guard.events("admin.action", lambda event: event.get("user") == "ops")
+    assert guard.events("admin.forged")
+    for path in ("/widgets", "/alerts", "/explain"):
+        assert client.call("GET", path)[0] == 200, path
