@@ -4,6 +4,7 @@ CSS widths; every value from a call (numbers, addresses, rule ids) is escaped.""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from html import escape
 from typing import Any
 from urllib.parse import quote
@@ -39,9 +40,10 @@ header form { margin-left: auto; }
 main { padding: 20px 24px; max-width: 1200px; }
 h1 { font-size: 20px; margin: 0 0 16px; }
 h2 { font-size: 16px; margin: 0 0 10px; }
-.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr));
+.grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(420px, 1fr));
         gap: 16px; }
-.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; }
+.card { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px;
+        overflow-x: auto; }
 .figure { font-size: 30px; font-weight: 600; }
 .muted { color: var(--muted); }
 .bad { color: var(--bad); } .warn { color: var(--warn); } .good { color: var(--good); }
@@ -50,7 +52,8 @@ th, td { text-align: left; padding: 4px 6px; border-bottom: 1px solid var(--line
          vertical-align: top; }
 th { font-weight: 600; color: var(--muted); font-size: 13px; }
 td.n, th.n { text-align: right; }
-td.bar { width: 30%; } td.bar meter { width: 100%; height: 10px; }
+td.bar { width: 22%; min-width: 70px; } td.bar meter { width: 100%; height: 10px; }
+td:first-child { word-break: break-all; }
 .wide { grid-column: 1 / -1; }
 .level-urgent { color: var(--bad); font-weight: 600; }
 .level-warning { color: var(--warn); font-weight: 600; }
@@ -205,7 +208,8 @@ def locks(data: dict[str, Any], bans: dict[str, Any], caller: Caller,
     switch = data.get("lockdown")
     problem = f'<div class="error">{_e(error)}</div>' if error else ""
     if switch:
-        kill = (f'<div class="banner">Kill switch ON since by {_e(switch["by"])}: '
+        kill = (f'<div class="banner">Kill switch ON since {_when(switch["since"])} by '
+                f'{_e(switch["by"])}: '
                 f'{_e(switch["reason"])}</div><form method="post" action="/api/lockdown">'
                 f'{_csrf(caller)}<input type="hidden" name="on" value="off">'
                 f'<button>Release the kill switch</button></form>')
@@ -262,6 +266,10 @@ def explain(query: dict[str, str], result: dict[str, Any] | None, error: str | N
         shown = (f'<h2 id="decision">Decision: {_e(result["action"])}</h2>'
                  f'<pre id="trace">{_e(result["text"])}</pre>')
     return _page("Explain a number", "/explain", caller, form + "<br>" + shown)
+
+
+def _when(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def login(failed: bool) -> str:
