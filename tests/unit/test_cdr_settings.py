@@ -169,10 +169,10 @@ def test_admin_beside_tcp_sip_addresses(tmp_path: Path, listen: str, expected: A
 
 def test_admin_unknown_key_is_an_error(tmp_path: Path):
     """A key admin does not know is named with its line."""
-    extra = 'admin:\n  listen: "127.0.0.1:9100"\n  token: x\n'
+    extra = 'admin:\n  listen: "127.0.0.1:9100"\n  password: x\n'
     problems = _problems(tmp_path, extra)
-    line = _line(MINIMAL, extra, "token:")
-    assert any(f"sipguard.yaml:{line}: admin.token: unknown setting" in problem
+    line = _line(MINIMAL, extra, "password:")
+    assert any(f"sipguard.yaml:{line}: admin.password: unknown setting" in problem
                for problem in problems), problems
 
 
