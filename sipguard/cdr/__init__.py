@@ -8,7 +8,14 @@ from pathlib import Path
 
 from sipguard.cdr.record import FIELDS, CallRecord
 from sipguard.cdr.recorder import Recorder
-from sipguard.cdr.sink import GROUPS, CdrSink, CdrUnavailableError, SummaryRow, TrafficRow
+from sipguard.cdr.sink import (
+    GROUPS,
+    CdrSink,
+    CdrUnavailableError,
+    SummaryRow,
+    TimelineRow,
+    TrafficRow,
+)
 from sipguard.cdr.spool import Spool
 
 
@@ -37,4 +44,4 @@ def make_sink(settings: CdrSettings) -> CdrSink:
 
 
 __all__ = ["FIELDS", "GROUPS", "CallRecord", "CdrSettings", "CdrSink", "CdrUnavailableError",
-           "Recorder", "Spool", "SummaryRow", "TrafficRow", "make_sink"]
+           "Recorder", "Spool", "SummaryRow", "TimelineRow", "TrafficRow", "make_sink"]

@@ -10,7 +10,13 @@ import asyncpg
 
 from sipguard.cdr import sql
 from sipguard.cdr.record import CallRecord
-from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow, TrafficRow
+from sipguard.cdr.sink import (
+    CdrRefusedError,
+    CdrUnavailableError,
+    SummaryRow,
+    TimelineRow,
+    TrafficRow,
+)
 
 # What asyncpg raises when the server is down, restarting or refuses us.
 _FAILURES = (OSError, asyncio.TimeoutError, asyncpg.PostgresError,
@@ -101,6 +107,12 @@ class PostgresSink:
                       bucket: float = 900.0) -> list[TrafficRow]:
         query, parameters = sql.traffic(_floor, bucket, since, until, _dollar)
         return sql.traffic_rows(await self._fetch(query, parameters))
+
+    async def timeline(self, since: float, until: float | None = None,
+                       bucket: float = 60.0) -> list[TimelineRow]:
+        query, parameters = sql.timeline(_floor, bucket, since, until, _dollar)
+        return [TimelineRow(float(start), str(decision), int(calls))
+                for start, decision, calls in await self._fetch(query, parameters)]
 
     async def first_seen(self) -> dict[str, float]:
         return {str(account): float(first) for account, first in await self._fetch(

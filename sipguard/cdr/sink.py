@@ -60,6 +60,15 @@ class TrafficRow:
     minutes: float
 
 
+@dataclass(frozen=True, slots=True)
+class TimelineRow:
+    """Calls with one decision that started in one time bucket."""
+
+    bucket: float  # its start, in seconds
+    decision: str
+    calls: int
+
+
 class CdrSink(Protocol):
     """A place call records are kept and read back from."""
 
@@ -94,6 +103,11 @@ class CdrSink(Protocol):
                       bucket: float = 900.0) -> list[TrafficRow]:
         """Calls and minutes by account, jurisdiction, country and ``bucket`` seconds of
         start time, for records that started in [since, until)."""
+        ...
+
+    async def timeline(self, since: float, until: float | None = None,
+                       bucket: float = 60.0) -> list[TimelineRow]:
+        """Calls by ``bucket`` seconds of start time and decision, oldest first."""
         ...
 
     async def first_seen(self) -> dict[str, float]:

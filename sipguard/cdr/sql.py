@@ -112,5 +112,16 @@ def traffic_rows(rows: list[Any]) -> list[TrafficRow]:
             for account, where, region, bucket, calls, minutes in rows]
 
 
+def timeline(floor: Callable[[str], str], bucket: float, since: float, until: float | None,
+             placeholder: Placeholder) -> tuple[str, list[float]]:
+    """Calls by time bucket (its start, in seconds) and decision."""
+    clause, parameters = where(since, until, placeholder)
+    size = float(bucket)
+    query = (f"SELECT {floor(f'started_at / {size!r}')} * {size!r} AS bucket, "
+             f"COALESCE(decision, '?'), COUNT(*) FROM {TABLE}{clause} GROUP BY 1, 2 "
+             "ORDER BY 1, 2")
+    return query, parameters
+
+
 FIRST_SEEN = f"SELECT account, MIN(started_at) FROM {TABLE} GROUP BY account"
 SOURCES = f"SELECT DISTINCT source FROM {TABLE} WHERE source IS NOT NULL"

@@ -5,15 +5,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
-from sipguard.cdr import sql
+from sipguard.cdr import rollup, sql
 from sipguard.cdr.record import FIELDS, CallRecord
-from sipguard.cdr.sink import CdrRefusedError, CdrUnavailableError, SummaryRow, TrafficRow
+from sipguard.cdr.sink import (
+    CdrRefusedError,
+    CdrUnavailableError,
+    SummaryRow,
+    TimelineRow,
+    TrafficRow,
+)
 
 # What SQLite raises about the records themselves, rather than about the database.
 _REFUSALS = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.ProgrammingError,
@@ -32,6 +39,7 @@ class SqliteSink:
     def __init__(self, path: Path) -> None:
         self.path = path
         self._db: aiosqlite.Connection | None = None
+        self._rolled = False  # the database has rollups (summaries read them)
 
     async def open(self, read_only: bool = False) -> None:
         db: aiosqlite.Connection | None = None
@@ -41,6 +49,8 @@ class SqliteSink:
                     raise CdrUnavailableError(f"{self.path}: no call records yet")
                 db = await aiosqlite.connect(f"file:{self.path}?mode=ro", uri=True)
                 await db.execute("PRAGMA busy_timeout=5000")
+                async with db.execute(rollup.EXISTS) as cursor:
+                    self._rolled = await cursor.fetchone() is not None
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 db = await aiosqlite.connect(self.path)
@@ -55,7 +65,11 @@ class SqliteSink:
                     existing = {str(row[1]) for row in await cursor.fetchall()}
                 for statement in sql.added_columns(existing, "REAL"):
                     await db.execute(statement)
+                for statement in rollup.SCHEMA:
+                    await db.execute(statement)
+                await _roll_up(db)  # records an older sipguard wrote
                 await db.commit()
+                self._rolled = True
         except (OSError, sqlite3.Error) as error:
             if db is not None:
                 await db.close()
@@ -75,6 +89,7 @@ class SqliteSink:
         rows = await asyncio.to_thread(lambda: [record.as_values() for record in records])
         try:
             await db.executemany(statement, rows)
+            await _roll_up(db)
             await db.commit()
         except _REFUSALS as error:
             await self._rollback(db)
@@ -96,7 +111,10 @@ class SqliteSink:
 
     async def summary(self, group: str, since: float | None = None,
                       until: float | None = None, limit: int | None = None) -> list[SummaryRow]:
-        query, parameters = sql.summary(group, since, until, limit, _question_mark)
+        if self._rolled:
+            query, parameters = rollup.summary(group, since, until, limit, time.time())
+        else:
+            query, parameters = sql.summary(group, since, until, limit, _question_mark)
         return [SummaryRow(str(key), int(calls), int(answered or 0), float(minutes),
                            float(cost), int(blocked or 0))
                 for key, calls, answered, minutes, cost, blocked
@@ -120,6 +138,12 @@ class SqliteSink:
         query, parameters = sql.traffic(_floor, bucket, since, until, _question_mark)
         return sql.traffic_rows(await self._fetch(query, parameters))
 
+    async def timeline(self, since: float, until: float | None = None,
+                       bucket: float = 60.0) -> list[TimelineRow]:
+        query, parameters = sql.timeline(_floor, bucket, since, until, _question_mark)
+        return [TimelineRow(float(start), str(decision), int(calls))
+                for start, decision, calls in await self._fetch(query, parameters)]
+
     async def first_seen(self) -> dict[str, float]:
         return {str(account): float(first) for account, first in await self._fetch(
             sql.FIRST_SEEN, [])}
@@ -131,6 +155,22 @@ class SqliteSink:
         if self._db is not None:
             db, self._db = self._db, None
             await db.close()
+
+
+async def _roll_up(db: aiosqlite.Connection) -> None:
+    """Add the records above the rollup's watermark to the rollups, in the transaction
+    that wrote them."""
+    async with db.execute(rollup.READ_MARK) as cursor:
+        row = await cursor.fetchone()
+    before = int(row[0]) if row is not None else 0
+    async with db.execute(rollup.LAST_ROWID) as cursor:
+        row = await cursor.fetchone()
+    after = int(row[0]) if row is not None else 0
+    if after <= before:
+        return
+    for statement in rollup.add_new_rows():
+        await db.execute(statement, (before, after))
+    await db.execute(rollup.WRITE_MARK, (after,))
 
 
 def _floor(expression: str) -> str:
