@@ -43,7 +43,7 @@ def lock_handlers(locks: Locks) -> dict[str, Handler]:
 
 
 def alert_handlers(alerting: Alerting) -> dict[str, Handler]:
-    """alerts.list, alerts.snooze, alerts.unsnooze."""
+    """alerts.list, alerts.ack, alerts.snooze, alerts.unsnooze."""
 
     def alert_type(request: dict[str, Any]) -> AlertType:
         name = str(request.get("type"))
@@ -55,8 +55,17 @@ def alert_handlers(alerting: Alerting) -> dict[str, Handler]:
 
     async def listed(request: dict[str, Any]) -> dict[str, Any]:
         limit = int(request.get("limit") or 50)
-        return {"alerts": [alert.as_dict() for alert in list(alerting.recent)[:limit]],
+        return {"alerts": alerting.journal.listed(limit),
+                "open": len(alerting.journal.open_alerts()),
                 "snoozed": await alerting.snoozed(), "stats": alerting.stats()}
+
+    async def acknowledge(request: dict[str, Any]) -> dict[str, Any]:
+        ids = request.get("ids")
+        if isinstance(ids, str):
+            ids = [ids]
+        if not isinstance(ids, list) or not ids or not all(isinstance(i, str) for i in ids):
+            raise ValueError('ids: give alert ids, or ["all"]')
+        return {"acknowledged": alerting.acknowledge(ids, str(request.get("by") or "cli"))}
 
     async def snooze(request: dict[str, Any]) -> dict[str, Any]:
         kind = alert_type(request)
@@ -68,4 +77,5 @@ def alert_handlers(alerting: Alerting) -> dict[str, Handler]:
         await alerting.unsnooze(kind, str(request.get("by") or "cli"))
         return {"type": kind.value}
 
-    return {"alerts.list": listed, "alerts.snooze": snooze, "alerts.unsnooze": unsnooze}
+    return {"alerts.list": listed, "alerts.ack": acknowledge, "alerts.snooze": snooze,
+            "alerts.unsnooze": unsnooze}

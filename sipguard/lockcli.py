@@ -1,10 +1,11 @@
-"""``sipguard lock|unlock|lockdown|locks`` and ``sipguard alerts list|snooze|unsnooze``.
+"""``sipguard lock|unlock|lockdown|locks`` and ``sipguard alerts list|ack|snooze|unsnooze|set``.
 
 Like `sipguard bans`, each command goes to the running service over its control
 socket. When no service answers and the state store is Redis, the lock commands
 work on the store itself (every node reads the locks on every call); with the
 memory store the locks live in the service, so it must be running. Alerts are
-the running service's: `sipguard alerts` needs it.
+the running service's: `sipguard alerts` needs it, except `alerts set`, which edits
+the policy file (sipguard.policyedit) that the service then reloads.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from sipguard import control
 from sipguard.locks import SCOPES, Locks
 from sipguard.logs import silent_logger
 from sipguard.policy.alerting import AlertType
+from sipguard.policyedit import current_values, edit_alerts
+from sipguard.policyfile import load_policy_file
 from sipguard.screening import make_store
 from sipguard.settings import Settings, find_config, load_settings
 from sipguard.yamlfile import ConfigError
@@ -51,6 +54,19 @@ def add_commands(commands: Any,
     recent = with_config(actions.add_parser("list", help="recent alerts and snoozed types"))
     recent.add_argument("--json", action="store_true", help="print them as JSON")
     recent.add_argument("--limit", type=int, default=50, help="how many (default 50)")
+    acknowledge = with_config(actions.add_parser(
+        "ack", help="acknowledge alerts (they leave the open alerts)"))
+    acknowledge.add_argument("ids", nargs="+", metavar="ID",
+                             help="alert ids as `alerts list` shows them, or: all")
+    change = with_config(actions.add_parser(
+        "set", help="change alert thresholds and contacts in the policy file",
+        description="Change keys of the policy file's alerts section (comments kept; "
+                    "checked as `sipguard check` does; nothing is written if the result is "
+                    "invalid). With no KEY=VALUE, print what can be changed and its values."))
+    change.add_argument("pairs", nargs="*", metavar="KEY=VALUE",
+                        help="e.g. thresholds.notify=30 contacts=log,email:ops@example.org "
+                             "types.ban.enabled=false types.traffic.contacts=webhook:pager")
+    change.add_argument("--json", action="store_true", help="print the result as JSON")
     types = [kind.value for kind in AlertType]
     for name, text in (("snooze", "silence an alert type for the rest of the day"),
                        ("unsnooze", "end a snooze")):
@@ -65,6 +81,8 @@ def run(arguments: argparse.Namespace) -> int:
     except ConfigError as error:
         error.report()
         return 1
+    if arguments.command == "alerts" and arguments.alerts_command == "set":
+        return _set(settings, arguments)
     who = f"cli:{getpass.getuser()}"
     command, fields = _request(arguments, who)
     try:
@@ -85,6 +103,56 @@ def run(arguments: argparse.Namespace) -> int:
     return 0
 
 
+def _set(settings: Settings, arguments: argparse.Namespace) -> int:
+    """`sipguard alerts set`: edit the policy file (the service reloads it on its own)."""
+    path = settings.policy_path
+    if not arguments.pairs:
+        try:
+            values = current_values(load_policy_file(path).policy.alerts)
+        except ConfigError as error:
+            error.report()
+            return 1
+        if arguments.json:
+            print(json.dumps(values, indent=2))
+        else:
+            for key, value in values.items():
+                print(f"{key} = {_shown(value)}")
+        return 0
+    changes: dict[str, str] = {}
+    for pair in arguments.pairs:
+        key, equals, value = pair.partition("=")
+        if not equals:
+            print(f"sipguard: {pair!r}: give KEY=VALUE", file=sys.stderr)
+            return 2
+        changes[key.strip().removeprefix("alerts.")] = value
+    try:
+        edit = edit_alerts(path, changes,
+                           check=lambda policy: settings.alerts.unreachable_problems(
+                               policy.alerts, settings.path))
+    except ConfigError as error:
+        error.report()
+        return 1
+    if arguments.json:
+        print(json.dumps(edit.as_dict(), indent=2))
+    elif not edit.changed:
+        print(f"{path}: no change (the policy already does that)")
+    else:
+        for key, (before, after) in edit.changed.items():
+            print(f"alerts.{key}: {_shown(before)} -> {_shown(after)}")
+        print(f"{path}: written (policy version {edit.version}; the previous text is in "
+              f"{edit.backup}); a running service takes it within "
+              f"{settings.policy_poll:g} s")
+    return 0
+
+
+def _shown(value: Any) -> str:
+    if value is None:
+        return "(the section's contacts)"
+    if isinstance(value, list):
+        return ", ".join(str(item) for item in value) or "(none)"
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _request(arguments: argparse.Namespace, who: str) -> tuple[str, dict[str, Any]]:
     command = arguments.command
     if command == "lock":
@@ -101,6 +169,8 @@ def _request(arguments: argparse.Namespace, who: str) -> tuple[str, dict[str, An
         return "locks.list", {}
     if arguments.alerts_command == "list":
         return "alerts.list", {"limit": arguments.limit}
+    if arguments.alerts_command == "ack":
+        return "alerts.ack", {"ids": list(arguments.ids), "by": who}
     return f"alerts.{arguments.alerts_command}", {"type": arguments.type, "by": who}
 
 
@@ -134,6 +204,10 @@ def _print(arguments: argparse.Namespace, reply: dict[str, Any]) -> None:
         _print_locks(arguments, reply)
     elif arguments.alerts_command == "list":
         _print_alerts(arguments, reply)
+    elif arguments.alerts_command == "ack":
+        done = reply["acknowledged"]
+        print(f"acknowledged {len(done)} alert{'s' if len(done) != 1 else ''}"
+              + (f": {', '.join(done)}" if done else ""))
     elif arguments.alerts_command == "snooze":
         print(f"{reply['type']} alerts snoozed for {int(reply['seconds']) // 60} min "
               "(until the end of the day)")
@@ -166,10 +240,14 @@ def _print_alerts(arguments: argparse.Namespace, reply: dict[str, Any]) -> None:
     for name, left in sorted(reply.get("snoozed", {}).items()):
         print(f"snoozed: {name} ({int(left) // 60} min left)")
     if not reply["alerts"]:
-        print("no alerts since the service started")
+        print("no alerts kept")
         return
+    print(f"{reply.get('open', 0)} open (acknowledge with: sipguard alerts ack ID|all)")
     for alert in reply["alerts"]:
-        print(f"{alert['at']}  {alert['level']:<7}  {alert['type']:<20}  {alert['text']}")
+        done = alert.get("acknowledged")
+        state = f"ack by {done['by']}" if done else "OPEN"
+        print(f"{alert['at']}  {alert['id'][:12]}  {alert['level']:<7}  {alert['type']:<20}  "
+              f"{state:<16}  {alert['text']}")
 
 
 def _when(seconds: float) -> str:

@@ -231,7 +231,10 @@ class Service:
             stats=self.stats, policy=lambda: self.screener.policy,
             last_reload=lambda: self.screener.last_reload, locks=self.screener.locks,
             alerting=self.alerting, edge=self.edge,
-            reader=(lambda: make_sink(cdr)) if cdr.enabled else None, log=self.log),
+            reader=(lambda: make_sink(cdr)) if cdr.enabled else None, log=self.log,
+            policy_path=self.settings.policy_path, reload_policy=self.reload_policy,
+            unreachable=lambda policy: self.settings.alerts.unreachable_problems(
+                policy.alerts, self.settings.path)),
             Access(settings))
         if not settings.has_credentials:
             self.log.warning("admin.dashboard_closed",
@@ -343,11 +346,13 @@ class Service:
                        "transactions_by_state": endpoint.transactions_by_state()}
         logs.lifecycle_logger().info("service.stats", **self.stats(), **details)
 
-    def reload_policy(self) -> None:
+    def reload_policy(self, reason: str = "SIGHUP") -> bool:
         """Load the policy file again; keep the running policy when it is invalid."""
-        if self.screener.reload("SIGHUP"):
+        taken = self.screener.reload(reason)
+        if taken:
             self._policy_changed()
         self.edge.load_blocklist()
+        return taken
 
     def _policy_changed(self) -> None:
         if self.alerting is not None:

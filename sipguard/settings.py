@@ -247,7 +247,7 @@ def load_settings(path: Path) -> Settings:
         tls=tls,
         cdr=load_cdr(data, path, problems),
         admin=load_admin(data, listen, path, problems),
-        alerts=load_alert_settings(data, problems),
+        alerts=load_alert_settings(data, problems, path),
     )
     problems.raise_if_any()
     return settings

@@ -8,6 +8,7 @@ their way.
 
     alerts:
       check_seconds: 30          # how often traffic is compared with its baseline
+      journal: ../var/alerts.jsonl   # the alerts raised and acknowledged, kept across restarts
       email: {host: 127.0.0.1, port: 25, sender: sipguard@pbx.example, starttls: false}
       sms: {url: "https://sms.example/send", headers: {Authorization: "Bearer ..."}}
       webhooks:
@@ -17,14 +18,17 @@ their way.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
 from sipguard.configfields import choice, integer, number, section_of, unknown_keys
+from sipguard.policy.alerting import AlertPolicy, AlertType
 from sipguard.yamlfile import Problems, line_of
 
-SECTION_KEYS = ("enabled", "check_seconds", "queue", "email", "sms", "webhooks")
+SECTION_KEYS = ("enabled", "check_seconds", "queue", "journal", "email", "sms", "webhooks")
+DEFAULT_JOURNAL = "../var/alerts.jsonl"  # relative to the configuration file
 DELIVERY_KEYS = ("timeout", "retries", "retry_seconds")
 EMAIL_KEYS = ("host", "port", "sender", "username", "password", "security", *DELIVERY_KEYS)
 HTTP_KEYS = ("url", "headers", *DELIVERY_KEYS)
@@ -76,6 +80,7 @@ class AlertSettings:
     sms: HttpSettings | None = None
     webhooks: MappingProxyType[str, HttpSettings] = field(
         default_factory=lambda: MappingProxyType({}))
+    journal: Path | None = None  # None: recent alerts in memory only
 
     def unknown_contacts(self, contacts: tuple[str, ...]) -> list[str]:
         """The contacts this configuration cannot reach."""
@@ -87,9 +92,23 @@ class AlertSettings:
                 missing.append(contact)
         return missing
 
+    def unreachable(self, alerts: AlertPolicy) -> list[str]:
+        """The contacts a policy's alerts section names (its own and its types') that
+        this configuration has no channel for."""
+        contacts = {*alerts.contacts, *(contact for alert_type in AlertType
+                                        for contact in alerts.contacts_for(alert_type))}
+        return self.unknown_contacts(tuple(sorted(contacts)))
 
-def load_alert_settings(data: dict[str, Any], problems: Problems) -> AlertSettings:
-    """Read the section (defaults when absent: alerts go to the log only)."""
+    def unreachable_problems(self, alerts: AlertPolicy, config: Path) -> list[str]:
+        """``unreachable`` as problems that refuse an edit of the policy's contacts."""
+        return [f"alerts: no channel in {config} for {contact} (add it to that file's "
+                "alerts section first)" for contact in self.unreachable(alerts)]
+
+
+def load_alert_settings(data: dict[str, Any], problems: Problems,
+                        path: Path | None = None) -> AlertSettings:
+    """Read the section (defaults when absent: alerts go to the log only). ``path`` is the
+    configuration file's, which the journal's path is relative to."""
     section = section_of(data, "alerts", problems)
     unknown_keys(section, "alerts", SECTION_KEYS, problems)
     enabled = section.get("enabled", True)
@@ -113,7 +132,14 @@ def load_alert_settings(data: dict[str, Any], problems: Problems) -> AlertSettin
     raw_email = section_of(section, "email", problems, "alerts.email")
     if raw_email:
         email = _email(raw_email, problems)
+    journal = None
+    raw_journal = section.get("journal", DEFAULT_JOURNAL)
+    if not isinstance(raw_journal, str) or not raw_journal:
+        problems.add(line_of(section, "journal"), "alerts.journal", "must be a file path")
+    elif path is not None:
+        journal = (path.parent / raw_journal).resolve()
     return AlertSettings(
+        journal=journal,
         enabled=enabled,
         check_seconds=number(section, "check_seconds", 30.0, problems, "alerts", minimum=0.1),
         queue=integer(section, "queue", 1000, problems, "alerts", minimum=1),

@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from sipguard.alerts.baseline import BUCKET, HOUR, TrafficTable, findings
 from sipguard.alerts.dispatch import Dispatcher
+from sipguard.alerts.journal import AlertJournal
 from sipguard.alerts.model import Alert
 from sipguard.alerts.settings import AlertSettings
 from sipguard.cdr import CallRecord, CdrSink, CdrUnavailableError
@@ -73,7 +74,7 @@ class Alerting:
         self._make_reader = reader
         self._reader: CdrSink | None = None
         self._live_calls = live_calls
-        self.recent: collections.deque[Alert] = collections.deque(maxlen=RECENT)
+        self.journal = AlertJournal(settings.journal, RECENT)
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.skipped = 0
         self.suppressed = 0  # off, snoozed, or a level or jurisdiction not sent
@@ -91,7 +92,17 @@ class Alerting:
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    @property
+    def recent(self) -> list[Alert]:
+        """The alerts kept (this node's, the last RECENT), newest first."""
+        return list(self.journal.alerts)
+
     async def start(self) -> None:
+        self.journal.load()
+        if self.journal.unreadable:
+            self.log.warning("alert.journal_unreadable", path=str(self.journal.path),
+                             lines=self.journal.unreadable, error=self.journal.read_error,
+                             consequence="alerts from before this start are not listed")
         self.dispatcher.start()
         self._warn_unreachable(self.policy())
         self._loop_task = asyncio.create_task(self._watch())
@@ -113,10 +124,7 @@ class Alerting:
         self._warn_unreachable(policy)
 
     def _warn_unreachable(self, policy: Policy) -> None:
-        alerts = policy.alerts
-        contacts = {*alerts.contacts, *(contact for alert_type in AlertType
-                                        for contact in alerts.contacts_for(alert_type))}
-        missing = self.settings.unknown_contacts(tuple(sorted(contacts)))
+        missing = self.settings.unreachable(policy.alerts)
         if missing:
             self.log.error("alert.contacts_unreachable", contacts=missing,
                            consequence="sipguard.yaml's alerts section has no channel for "
@@ -359,7 +367,7 @@ class Alerting:
         for level in (level for level in Level if level.rank <= alert.level.rank):
             self._sent_here[f"{alert.key}:{level.value}"] = now + repeat_after
         alert = await self._maybe_lock(alert)
-        self.recent.appendleft(alert)
+        self.journal.add(alert)
         self.counts[(alert.type.value, alert.level.value)] += 1
         self.log.info("alert.raised", id=alert.id, type=alert.type.value,
                       level=alert.level.value, key=alert.key, account=alert.account)
@@ -391,6 +399,23 @@ class Alerting:
                      MappingProxyType({**alert.details, "locked": scope}), alert.at, alert.id)
 
     # -- by hand (control socket) -------------------------------------------------------
+
+    def acknowledge(self, ids: list[str], by: str) -> list[str]:
+        """Acknowledge alerts by id or a prefix of 6 characters or more that names one
+        (``["all"]``: every open one); the ids acknowledged now."""
+        if ids == ["all"]:
+            ids = [alert.id for alert in self.journal.open_alerts()]
+        found = []
+        for given in ids:
+            alert_id = self.journal.resolve(given)
+            if alert_id is None:
+                raise ValueError(f"no alert {given!r} among the recent ones (give its id as "
+                                 "`sipguard alerts list` shows it)")
+            found.append(alert_id)
+        done = self.journal.acknowledge(found, by)
+        if done:
+            self.log.warning("alert.acknowledged", ids=done, by=by)
+        return done
 
     async def snooze(self, alert_type: AlertType, by: str) -> float:
         """Snooze a type for the rest of the day (the policy's alerts.time_zone); the

@@ -9,7 +9,9 @@ logged with who did it (``admin.action``).
     GET  /api/widgets/GROUP?since=&until=  minutes and calls by country, extension,
                                            jurisdiction, source, state, account, rule
                                            (add format=csv for a CSV file)
-    GET  /api/alerts   POST /api/alerts/snooze {type}
+    GET  /api/alerts   POST /api/alerts/ack {id: ID or "all"}   POST /api/alerts/snooze {type}
+    GET  /api/alerts/settings   POST /api/alerts/settings {KEY: VALUE, ...}  thresholds and
+                       contacts, written to the policy file (sipguard.policyedit), then reloaded
     GET  /api/locks    POST /api/lock {account, scope, reason}   POST /api/unlock {account}
                        POST /api/lockdown {on, confirm: "LOCKDOWN" to switch it on}
     GET  /api/bans     POST /api/unban {address}
@@ -18,13 +20,16 @@ logged with who did it (``admin.action``).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
@@ -37,8 +42,10 @@ from sipguard.edge.guard import EdgeGuard
 from sipguard.locks import Locks
 from sipguard.policy import CallAttempt, Policy, evaluate
 from sipguard.policy.explain import format_decision
-from sipguard.web import pages
+from sipguard.policyedit import EDITABLE, current_values, edit_alerts
+from sipguard.web import charts, pages
 from sipguard.web.access import COOKIE, Access, Caller
+from sipguard.yamlfile import ConfigError
 
 WIDGETS = ("country", "extension", "jurisdiction", "source", "state", "account", "rule")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -56,6 +63,9 @@ class Parts:
     edge: EdgeGuard
     reader: Callable[[], CdrSink] | None
     log: Any
+    policy_path: Path | None = None  # None: alert settings cannot be changed here
+    reload_policy: Callable[[str], bool] = lambda _reason: False
+    unreachable: Callable[[Policy], list[str]] = lambda _policy: []
 
 
 class Dashboard:
@@ -79,13 +89,16 @@ class Dashboard:
         app.router.add_post("/login", self._login)
         app.router.add_post("/logout", self._logout)
         for path, handler in (("/api/overview", self.overview), ("/api/alerts", self.alerts),
+                              ("/api/alerts/settings", self.alert_settings),
                               ("/api/locks", self.locks), ("/api/bans", self.bans)):
             app.router.add_get(path, self._api(handler))
         app.router.add_get("/api/widgets/{group}", self._widget)
         app.router.add_get("/api/explain", self._api(self.explain))
         for path, action in (("/api/lock", self._lock), ("/api/unlock", self._unlock),
                              ("/api/lockdown", self._lockdown), ("/api/unban", self._unban),
-                             ("/api/alerts/snooze", self._snooze)):
+                             ("/api/alerts/snooze", self._snooze),
+                             ("/api/alerts/ack", self._acknowledge),
+                             ("/api/alerts/settings", self._edit_alert_settings)):
             app.router.add_post(path, self._action(action))
 
     # -- what the API and the pages show -----------------------------------------------
@@ -93,11 +106,13 @@ class Dashboard:
     async def overview(self, _: web.Request) -> dict[str, Any]:
         stats = self.parts.stats()
         now = time.time()
-        decisions, blocked = [], []
+        decisions, blocked, timeline = [], [], []
         records_error = None
         try:
             reader = await self._open_reader()
             if reader is not None:
+                timeline = [(row.bucket, row.decision, row.calls)
+                            for row in await reader.timeline(now - 3600, None, 60.0)]
                 decisions = [asdict(row) for row in await reader.summary("decision", now - 3600)]
                 blocked = [asdict(row) for row in await reader.summary("rule", now - 86400)
                            if row.blocked][:10]
@@ -106,13 +121,19 @@ class Dashboard:
             await self._drop_reader()
         held, switch = await self.parts.locks.listing()
         policy = self.parts.policy()
-        alerts = list(self.parts.alerting.recent)[:10] if self.parts.alerting else []
+        journal = self.parts.alerting.journal if self.parts.alerting else None
+        alerts = journal.open_alerts() if journal is not None else []
         return {
             "live_calls": stats.get("calls", 0),
             "last_hour_by_decision": [{**row, "per_minute": round(row["calls"] / 60, 2)}
                                       for row in decisions],
+            "calls_per_minute": [
+                {"minute": datetime.fromtimestamp(start, UTC).isoformat(timespec="minutes"),
+                 "start": start, "by_decision": counts}
+                for start, counts in charts.minutes_of_the_hour(timeline, now)],
             "top_blocked_rules_24h": blocked,
-            "alerts": [alert.as_dict() for alert in alerts],
+            "open_alerts": len(alerts),
+            "alerts": [alert.as_dict() for alert in alerts[:10]],
             "policy": {"version": policy.version, "source": policy.source,
                        "last_reload": self.parts.last_reload()},
             "store_up": not stats.get("store_down"),
@@ -140,6 +161,12 @@ class Dashboard:
         if "alerts.list" not in self._alerts:
             return {"alerts": [], "snoozed": {}, "stats": None}
         return await self._alerts["alerts.list"]({"limit": 200})
+
+    async def alert_settings(self, _: web.Request) -> dict[str, Any]:
+        return {"values": current_values(self.parts.policy().alerts),
+                "editable": list(EDITABLE),
+                "policy_file": None if self.parts.policy_path is None
+                else str(self.parts.policy_path)}
 
     async def locks(self, _: web.Request) -> dict[str, Any]:
         return await self._locks["locks.list"]({})
@@ -190,6 +217,31 @@ class Dashboard:
     async def _unban(self, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         return {"removed": await self.parts.edge.unban(str(body["address"]),
                                                        f"web:{caller.user}")}
+
+    async def _acknowledge(self, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
+        if "alerts.ack" not in self._alerts:
+            raise ValueError("alerts are switched off")
+        ids = body.get("ids") or body.get("id")
+        return await self._alerts["alerts.ack"]({"ids": ids, "by": f"web:{caller.user}"})
+
+    async def _edit_alert_settings(self, body: dict[str, Any],
+                                   caller: Caller) -> dict[str, Any]:
+        path = self.parts.policy_path
+        if path is None:
+            raise ValueError("the policy file is not known here")
+        try:
+            edit = await asyncio.to_thread(edit_alerts, path, body, self.parts.unreachable)
+        except ConfigError as error:
+            raise ValueError("; ".join(error.problems)) from None
+        if edit.changed:
+            self.parts.log.warning("policy.edited", path=str(path), by=f"web:{caller.user}",
+                                   changed={key: after for key, (_, after)
+                                            in edit.changed.items()},
+                                   version=edit.version)
+            if not self.parts.reload_policy(f"web:{caller.user}"):
+                raise ValueError("the policy file was written but the service refused to "
+                                 "load it; see the overview's policy card")
+        return edit.as_dict()
 
     async def _snooze(self, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
         if "alerts.snooze" not in self._alerts:
@@ -263,8 +315,7 @@ class Dashboard:
                 return web.json_response({"error": "not JSON"}, status=400)
             if not isinstance(body, dict):
                 return web.json_response({"error": "a JSON object, please"}, status=400)
-            body = {str(key): value if isinstance(value, str | bool | int | float) else str(value)
-                    for key, value in body.items()}
+            body = {str(key): _plain(value) for key, value in body.items()}
             given = body.pop("csrf", None)
             if self.access.forged(request, caller, given if isinstance(given, str) else None):
                 self.parts.log.warning("admin.forged", path=request.path, user=caller.user,
@@ -274,13 +325,14 @@ class Dashboard:
                 result = await action(body, caller)
             except (ValueError, KeyError) as error:
                 if form:
-                    raise web.HTTPSeeOther(f"{_back(request)}?error={error}") from None
+                    raise web.HTTPSeeOther(
+                        f"{_back(request)}?error={quote(str(error))}") from None
                 return web.json_response({"error": str(error)}, status=400)
             self.parts.log.warning("admin.action", action=request.path.rsplit("/", 1)[1],
                                    user=caller.user, how=caller.how, remote=request.remote,
                                    **{key: value for key, value in body.items()
                                       if key in ("account", "scope", "on", "address", "type",
-                                                 "reason")})
+                                                 "reason", "id", "ids")})
             if form:
                 raise web.HTTPSeeOther(_back(request))
             return web.json_response(result)
@@ -315,7 +367,8 @@ class Dashboard:
         return pages.widgets(tables, request.query.get("since", "24h"), caller)
 
     async def _alerts_page(self, request: web.Request, caller: Caller) -> str:
-        return pages.alerts(await self.alerts(request), caller)
+        return pages.alerts(await self.alerts(request), await self.alert_settings(request),
+                            caller, request.query.get("error"))
 
     async def _locks_page(self, request: web.Request, caller: Caller) -> str:
         return pages.locks(await self.locks(request), await self.bans(request), caller,
@@ -362,6 +415,15 @@ class Dashboard:
         response = web.HTTPSeeOther("/login")
         response.del_cookie(COOKIE, path="/")
         raise response
+
+
+def _plain(value: Any) -> Any:
+    """A form's or a JSON body's value as text, a number, true/false or a list of text."""
+    if isinstance(value, str | bool | int | float):
+        return value
+    if isinstance(value, list):
+        return [str(item) for item in value]
+    return str(value)
 
 
 def _unauthorized() -> web.Response:

@@ -9,6 +9,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
+from sipguard.web import charts
 from sipguard.web.access import Caller
 
 SECURITY_HEADERS = {
@@ -24,6 +25,8 @@ TITLES = {"country": "Minutes by country", "extension": "Minutes per extension",
           "state": "Minutes per state", "account": "Minutes per customer (account)",
           "rule": "Calls by deciding rule"}
 RANGES = ("1h", "24h", "7d", "30d")
+TYPES = ("traffic", "first_source", "failed_international", "denied_high_risk",
+         "limit_reached", "pin_lockout", "ban")
 
 CSS = """
 :root { --ink: #1d2430; --muted: #5b6576; --line: #d9dee7; --bg: #f5f7fa;
@@ -54,6 +57,8 @@ th { font-weight: 600; color: var(--muted); font-size: 13px; }
 td.n, th.n { text-align: right; }
 td.bar { width: 22%; min-width: 70px; } td.bar meter { width: 100%; height: 10px; }
 td:first-child { word-break: break-all; }
+td.when, td.level-notify, td.level-warning, td.level-urgent { white-space: nowrap;
+  word-break: normal; }
 .wide { grid-column: 1 / -1; }
 .level-urgent { color: var(--bad); font-weight: 600; }
 .level-warning { color: var(--warn); font-weight: 600; }
@@ -71,6 +76,9 @@ button.quiet { background: #fff; color: var(--ink); }
 pre { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: 12px;
       overflow-x: auto; font-size: 13px; }
 .ranges a { margin-right: 10px; }
+svg.chart { display: block; max-height: 220px; }
+.legend { font-size: 13px; color: var(--muted); margin-top: 4px; }
+.legend .key { margin-right: 14px; }
 .login { max-width: 360px; margin: 80px auto; }
 .login input { width: 100%; margin-bottom: 10px; }
 """
@@ -135,6 +143,7 @@ def overview(data: dict[str, Any], caller: Caller) -> str:
                       for row in data["top_blocked_rules_24h"])
     alerts = "".join(f'<tr><td class="level-{_e(alert["level"])}">{_e(alert["level"])}</td>'
                      f'<td>{_e(alert["text"])}</td></tr>' for alert in data["alerts"])
+    minutes = [(minute["start"], minute["by_decision"]) for minute in data["calls_per_minute"]]
     cdr = data["cdr"] or {}
     health = [("State store", data["store_up"]),
               ("Call records database", bool(cdr.get("database_up")) and
@@ -147,6 +156,12 @@ def overview(data: dict[str, Any], caller: Caller) -> str:
         f'<div class="card"><h2>Live calls</h2><div class="figure" id="live-calls">'
         f'{data["live_calls"]}</div><div class="muted">{data["locks"]} account locks · '
         f'{data["bans"]} bans</div></div>'
+        f'<div class="card"><h2>Health</h2><table>{health_rows}</table>'
+        f'<div class="muted">{cdr.get("stored", 0)} records stored, '
+        f'{cdr.get("spooled_batches", 0)} batches waiting in the spool</div></div>'
+        f'<div class="card wide"><h2>Calls per minute, last hour</h2>'
+        f'{charts.calls_per_minute(minutes)}'
+        f'</div>'
         f'<div class="card"><h2>Calls in the last hour, by decision</h2><table>'
         f'<tr><th>decision</th><th class=n>calls</th><th class=n>per minute</th></tr>'
         f'{decisions or "<tr><td colspan=3 class=muted>none</td></tr>"}</table></div>'
@@ -156,11 +171,9 @@ def overview(data: dict[str, Any], caller: Caller) -> str:
         f'<div class="card"><h2>Policy</h2><div>version <code>'
         f'{_e(data["policy"]["version"])}</code></div><div class="muted">'
         f'{_e(data["policy"]["source"])}</div><div>{reload_text}</div></div>'
-        f'<div class="card"><h2>Health</h2><table>{health_rows}</table>'
-        f'<div class="muted">{cdr.get("stored", 0)} records stored, '
-        f'{cdr.get("spooled_batches", 0)} batches waiting in the spool</div></div>'
-        f'<div class="card wide"><h2>Recent alerts</h2><table>'
-        f'{alerts or "<tr><td class=muted>No alerts since the service started.</td></tr>"}'
+        f'<div class="card"><h2>Open alerts <span class="muted">({data["open_alerts"]})'
+        f'</span> <a href="/alerts">all alerts</a></h2><table>'
+        f'{alerts or "<tr><td class=muted>No open alerts.</td></tr>"}'
         f'</table></div></div>')
     return _page("Overview", "/", caller, body)
 
@@ -179,28 +192,84 @@ def widgets(tables: dict[str, list[dict[str, Any]]], since: str, caller: Caller)
                  f'<p class="ranges">Range: {ranges}</p><div class="grid">{cards}</div>')
 
 
-def alerts(data: dict[str, Any], caller: Caller) -> str:
+def alerts(data: dict[str, Any], settings: dict[str, Any], caller: Caller,
+           error: str | None = None) -> str:
     snoozed = data.get("snoozed") or {}
-    kinds = ("traffic", "first_source", "failed_international", "denied_high_risk",
-             "limit_reached", "pin_lockout", "ban")
-    rows = "".join(
-        f'<tr><td>{_e(alert["at"])}</td><td class="level-{_e(alert["level"])}">'
-        f'{_e(alert["level"])}</td><td>{_e(alert["type"])}</td><td>{_e(alert["text"])}</td>'
-        f"</tr>" for alert in data.get("alerts", []))
-    snooze = "".join(
-        f'<tr><td>{kind}</td><td>'
-        + (f'snoozed, {int(snoozed[kind]) // 60} min left' if kind in snoozed else "on")
-        + f'</td><td><form class="inline" method="post" action="/api/alerts/snooze">'
-        f'{_csrf(caller)}<input type="hidden" name="type" value="{kind}">'
-        f'<button class="quiet">Snooze for today</button></form></td></tr>'
-        for kind in kinds)
-    body = (f'<div class="card"><h2>Recent alerts</h2><table><tr><th>at (UTC)</th><th>level'
-            f'</th><th>type</th><th>what</th></tr>'
-            f'{rows or "<tr><td colspan=4 class=muted>none</td></tr>"}</table></div><br>'
-            f'<div class="card"><h2>Alert types</h2><p class="muted">Thresholds and contacts '
-            f"are in the policy's alerts section (reloaded when the file changes).</p>"
-            f"<table>{snooze}</table></div>")
+    values = settings["values"]
+    problem = f'<div class="error" id="problem">{_e(error)}</div>' if error else ""
+    rows = "".join(_alert_row(alert, caller) for alert in data.get("alerts", []))
+    acknowledge_all = (f'<form class="inline" method="post" action="/api/alerts/ack">'
+                       f'{_csrf(caller)}<input type="hidden" name="id" value="all">'
+                       f'<button class="quiet">Acknowledge all</button></form>'
+                       if data.get("open") else "")
+    body = (f'{problem}<div class="card"><h2>Recent alerts <span class="muted">'
+            f'({data.get("open", 0)} open)</span> {acknowledge_all}</h2>'
+            f'<table id="alerts"><tr><th>at (UTC)</th><th>level</th><th>type</th><th>what</th>'
+            f'<th>state</th></tr>'
+            f'{rows or "<tr><td colspan=5 class=muted>none</td></tr>"}</table></div><br>'
+            f"{_alert_settings(values, snoozed, settings.get('policy_file'), caller)}")
     return _page("Alerts", "/alerts", caller, body)
+
+
+def _alert_row(alert: dict[str, Any], caller: Caller) -> str:
+    done = alert.get("acknowledged")
+    if done:
+        state = f'<span class="muted">acknowledged by {_e(done["by"])}</span>'
+    else:
+        state = (f'<form class="inline" method="post" action="/api/alerts/ack">'
+                 f'{_csrf(caller)}<input type="hidden" name="id" value="{_e(alert["id"])}">'
+                 f'<button class="quiet">Acknowledge</button></form>')
+    at = str(alert["at"]).replace("T", " ").removesuffix("+00:00")
+    return (f'<tr{"" if done else " class=open"}><td class="when">{_e(at)}</td>'
+            f'<td class="level-{_e(alert["level"])}">{_e(alert["level"])}</td>'
+            f'<td>{_e(alert["type"])}</td><td>{_e(alert["text"])}</td><td>{state}</td></tr>')
+
+
+def _alert_settings(values: dict[str, Any], snoozed: dict[str, float],
+                    policy_file: str | None, caller: Caller) -> str:
+    """The thresholds, contacts and types, editable in one form (written to the policy
+    file); each type's snooze button is a form of its own beside it."""
+    def field(key: str, size: int = 6) -> str:
+        return (f'<input form="alert-settings" name="{key}" size="{size}" '
+                f'value="{_e(_listed(values[key]))}" aria-label="{key}">')
+
+    thresholds = " ".join(f'<label>{level} {field(f"thresholds.{level}", 4)} %</label>'
+                          for level in ("notify", "warning", "urgent"))
+    types = []
+    for kind in TYPES:
+        on = values[f"types.{kind}.enabled"]
+        enabled = (f'<select form="alert-settings" name="types.{kind}.enabled" '
+                   f'aria-label="types.{kind}.enabled">'
+                   f'<option value="true"{" selected" if on else ""}>on</option>'
+                   f'<option value="false"{"" if on else " selected"}>off</option></select>')
+        snooze = (f'snoozed, {int(snoozed[kind]) // 60} min left' if kind in snoozed else
+                  f'<form class="inline" method="post" action="/api/alerts/snooze">'
+                  f'{_csrf(caller)}<input type="hidden" name="type" value="{kind}">'
+                  f'<button class="quiet">Snooze for today</button></form>')
+        contacts = (f'<input form="alert-settings" name="types.{kind}.contacts" size="28" '
+                    f'value="{_e(_listed(values[f"types.{kind}.contacts"] or []))}" '
+                    f'placeholder="the contacts above" aria-label="types.{kind}.contacts">')
+        types.append(f"<tr><td>{kind}</td><td>{enabled}</td>"
+                     f"<td>{field(f'types.{kind}.levels', 20)}</td><td>{contacts}</td>"
+                     f"<td>{snooze}</td></tr>")
+    where = (f"Saved to <code>{_e(policy_file)}</code> (comments kept, checked like "
+             f"<code>sipguard check</code>, the previous text kept as .bak) and taken at once."
+             if policy_file else "")
+    return (f'<div class="card"><h2>Thresholds and contacts</h2>'
+            f'<form id="alert-settings" method="post" action="/api/alerts/settings">'
+            f'{_csrf(caller)}</form>'
+            f'<p>Traffic above normal by: {thresholds}</p>'
+            f'<p><label>No alert below {field("min_minutes", 4)} minutes</label> '
+            f'<label>or {field("min_calls", 4)} calls in the hour.</label></p>'
+            f'<p><label>Contacts {field("contacts", 48)}</label> <span class="muted">'
+            f"log, email:ADDRESS, sms:+NUMBER, webhook:NAME</span></p>"
+            f'<table><tr><th>type</th><th>sent</th><th>levels</th><th>contacts</th><th></th></tr>'
+            f'{"".join(types)}</table><p><button form="alert-settings">Save</button> '
+            f'<span class="muted">{where}</span></p></div>')
+
+
+def _listed(value: Any) -> str:
+    return ", ".join(str(item) for item in value) if isinstance(value, list) else str(value)
 
 
 def locks(data: dict[str, Any], bans: dict[str, Any], caller: Caller,

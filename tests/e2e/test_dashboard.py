@@ -4,15 +4,18 @@ do, the CSV export matches the CDRs, explain says what `sipguard explain` says, 
 switch stops the next international INVITE and releasing it lets the next one through,
 and nothing answers without credentials or with a forged form.
 
-(The issue asks for these checks in a headless Chromium driven by Playwright; that part
-is not built yet: these tests drive the same pages and API with urllib.)
+Alerts are acknowledged, and their thresholds and contacts edited in the policy file,
+through the API and the command line alike. (test_dashboard_browser.py drives the same
+pages in a headless Chromium.)
 """
 
 from __future__ import annotations
 
+import getpass
 import http.cookiejar
 import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -224,3 +227,99 @@ def test_nothing_answers_without_credentials_or_to_a_forged_form(
     assert guard.events("admin.forged")
     for path in ("/widgets", "/alerts", "/explain"):
         assert client.call("GET", path)[0] == 200, path
+
+
+def _wait_alert(client: Client, count: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        alerts: list[dict[str, Any]] = client.json("/api/alerts")["alerts"]
+        if len(alerts) >= count:
+            return alerts
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} alerts after 20 s")
+
+
+def test_alerts_are_acknowledged_by_id_from_the_api_and_the_cli_and_kept_across_a_restart(
+        start_uas: StartUas, start_sipguard: StartSipguard) -> None:
+    """Two bans raise two open alerts; one acknowledged through the API by a prefix of
+    its id, the other by `sipguard alerts ack all`; a restarted service still lists both
+    as acknowledged, and an unknown id is a 400."""
+    guard, client = _start(start_uas, start_sipguard)
+    for address in ("127.0.0.9", "127.0.0.10"):
+        assert _cli(guard, "bans", "add", address, "--reason", "scanning").returncode == 0
+    alerts = _wait_alert(client, 2)
+    assert client.json("/api/overview")["open_alerts"] == 2
+    first = alerts[0]["id"]
+    status, _, text = client.call("POST", "/api/alerts/ack", {"id": first[:8]}, token=TOKEN)
+    assert status == 200 and json.loads(text)["acknowledged"] == [first]
+    listed = {alert["id"]: alert["acknowledged"] for alert in client.json("/api/alerts")["alerts"]}
+    assert listed[first]["by"] == "web:token" and list(listed.values()).count(None) == 1
+    assert client.json("/api/overview")["open_alerts"] == 1
+    status, _, text = client.call("POST", "/api/alerts/ack", {"id": "nosuchalert"}, token=TOKEN)
+    assert status == 400 and "no alert 'nosuchalert'" in text
+
+    done = _cli(guard, "alerts", "ack", "all")
+    assert done.returncode == 0 and done.stdout.startswith("acknowledged 1 alert:"), done.stderr
+    printed = _cli(guard, "alerts", "list").stdout
+    assert "0 open" in printed and printed.count("ack by ") == 2
+    assert guard.events("alert.acknowledged")
+
+    assert guard.stop()
+    again = start_sipguard(start_uas("uas_answer.xml").uri, policy=POLICY, sections={
+        "admin": {"listen": "127.0.0.1:0", "token": TOKEN}})
+    admin = again.wait_for("service.started")[0]["admin"]
+    kept = Client(f"http://{admin}").json("/api/alerts")
+    assert kept["open"] == 0
+    assert {alert["id"]: alert["acknowledged"]["by"] for alert in kept["alerts"]} == {
+        alerts[0]["id"]: "web:token", alerts[1]["id"]: f"cli:{getpass.getuser()}"}
+
+
+def test_alert_thresholds_and_contacts_are_written_to_the_policy_file_and_taken_at_once(
+        start_uas: StartUas, start_sipguard: StartSipguard) -> None:
+    """The API changes thresholds and a type's switch in the policy file (its comments
+    kept, the previous text as .bak) and the running policy takes them at once; a change
+    that breaks the policy, or names a contact with no channel, is refused with the file's
+    name and changes nothing; `sipguard alerts set` goes through the same function."""
+    guard, client = _start(start_uas, start_sipguard)
+    policy_file = guard.config_path.parent / "policy.yaml"
+    policy_file.write_text("# ops' own note\n" + policy_file.read_text())
+    guard.process.send_signal(signal.SIGHUP)
+    guard.wait_for("policy.reloaded")
+    before = client.json("/api/overview")["policy"]["version"]
+    assert client.json("/api/alerts/settings")["values"]["thresholds.notify"] == 25
+
+    status, _, text = client.call("POST", "/api/alerts/settings", {
+        "thresholds.notify": "30", "types.ban.enabled": "off", "min_calls": 10}, token=TOKEN)
+    assert status == 200, text
+    result = json.loads(text)
+    assert result["changed"] == {"thresholds.notify": {"before": 25, "after": 30},
+                                 "types.ban.enabled": {"before": True, "after": False}}
+    written = policy_file.read_text()
+    assert written.startswith("# ops' own note\n") and "notify: 30" in written
+    assert policy_file.with_name("policy.yaml.bak").read_text().startswith("# ops' own note")
+    values = client.json("/api/alerts/settings")["values"]
+    assert values["thresholds.notify"] == 30 and values["types.ban.enabled"] is False
+    overview = client.json("/api/overview")
+    assert overview["policy"]["version"] == result["version"] != before
+    assert overview["policy"]["last_reload"]["reason"] == "web:token"
+    (edited,) = guard.events("policy.edited")
+    assert edited["by"] == "web:token" and edited["changed"]["thresholds.notify"] == 30
+
+    for change, expected in (({"thresholds.urgent": "20"}, ": alerts.thresholds: notify, "
+                              "warning and urgent must rise"),
+                             ({"contacts": "log, webhook:pager"}, "no channel in "),
+                             ({"thresholds.loud": "1"}, "alerts.thresholds.loud: not a key")):
+        status, _, text = client.call("POST", "/api/alerts/settings", change, token=TOKEN)
+        assert status == 400 and expected in text and str(policy_file) in text, text
+        assert policy_file.read_text() == written
+    assert client.json("/api/overview")["policy"]["version"] == result["version"]
+
+    done = _cli(guard, "alerts", "set", "types.ban.enabled=on", "contacts=log")
+    assert done.returncode == 0, done.stderr
+    assert "alerts.types.ban.enabled: false -> true" in done.stdout
+    assert "alerts.contacts" not in done.stdout  # already log: no change
+    refused = _cli(guard, "alerts", "set", "min_calls=1.5")
+    assert refused.returncode == 1 and "alerts.min_calls: '1.5' is not a whole number" in \
+        refused.stderr
+    guard.wait_for("policy.reloaded", count=3, timeout=10)  # SIGHUP, the API, its file watcher
+    assert client.json("/api/alerts/settings")["values"]["types.ban.enabled"] is True

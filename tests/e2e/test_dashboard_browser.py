@@ -1,6 +1,7 @@
 """The dashboard in a real headless Chromium (Debian's chromium, driven by Playwright's
 Python API with executable_path): log in, read the widgets after SIPp's calls, explain a
-number, switch the kill switch on through its confirmation and off again. Every page is
+number, switch the kill switch on through its confirmation and off again, acknowledge an
+alert and change alert thresholds through the form. Every page is
 saved as a screenshot under the test's directory (SIPGUARD_SCREENSHOTS=DIR keeps them)."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 from harness import Sipguard, SippResult, SippUas
 from playwright.sync_api import sync_playwright
-from test_dashboard import CANADA, PASSWORD, UK, _start, _wait_stored
+from test_dashboard import CANADA, PASSWORD, UK, _cli, _start, _wait_stored
 
 pytestmark = pytest.mark.e2e
 
@@ -49,6 +50,9 @@ def test_the_dashboard_in_chromium(start_uas: StartUas, start_sipguard: StartSip
             page.wait_for_url(client.base + "/")
             assert page.inner_text("#live-calls") == "0"
             assert "forward" in page.content() and "reject" in page.content()
+            chart = page.locator("svg.chart")
+            assert chart.count() == 1 and chart.locator("rect").count() >= 2  # forward, reject
+            assert "2 forward" in chart.inner_html() and "1 reject" in chart.inner_html()
             page.screenshot(path=str(shots / "overview.png"), full_page=True)
 
             page.goto(client.base + "/widgets?since=1h")
@@ -79,9 +83,31 @@ def test_the_dashboard_in_chromium(start_uas: StartUas, start_sipguard: StartSip
             assert page.locator(".banner").count() == 0
             assert run_uac("uac_call_bye.xml", guard.target(), service=CANADA).successful == 1
 
+            assert _cli(guard, "bans", "add", "127.0.0.9").returncode == 0
             page.goto(client.base + "/alerts")
+            page.wait_for_selector("#alerts button:has-text('Acknowledge')", timeout=20_000)
             page.screenshot(path=str(shots / "alerts.png"), full_page=True)
+            page.click("#alerts button:has-text('Acknowledge')")
+            assert "acknowledged by web:ops" in page.inner_text("#alerts")
+            assert "(1 open)" in page.content()  # the first call's first_source alert
+            page.click("button:has-text('Acknowledge all')")
+            assert "(0 open)" in page.content()
+            assert page.inner_text("#alerts").count("acknowledged by web:ops") == 2
+
+            page.fill("input[name='thresholds.notify']", "35")
+            page.select_option("select[name='types.first_source.enabled']", "false")
+            page.click("button:has-text('Save')")
+            assert page.input_value("input[name='thresholds.notify']") == "35"
+            assert page.input_value("select[name='types.first_source.enabled']") == "false"
+            policy_file = guard.config_path.parent / "policy.yaml"
+            assert "notify: 35" in policy_file.read_text()
+            page.fill("input[name='thresholds.urgent']", "10")
+            page.click("button:has-text('Save')")
+            assert "must rise" in page.inner_text("#problem")
+            assert "urgent: 10" not in policy_file.read_text()
+            page.screenshot(path=str(shots / "alert-settings.png"), full_page=True)
         finally:
             browser.close()
     assert {path.name for path in shots.glob("*.png")} == {
-        "login.png", "overview.png", "widgets.png", "explain.png", "locks.png", "alerts.png"}
+        "login.png", "overview.png", "widgets.png", "explain.png", "locks.png", "alerts.png",
+        "alert-settings.png"}
