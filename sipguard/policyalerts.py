@@ -9,6 +9,7 @@ the service checks the names when it loads the policy.
 
 from __future__ import annotations
 
+import math
 import re
 from types import MappingProxyType
 from typing import Any
@@ -90,8 +91,8 @@ def read_alerts(reader: PolicyReader, data: dict[str, Any],
 def _number(reader: PolicyReader, section: dict[str, Any], key: str, where: str,
             default: float, integer: bool = False) -> float:
     value = section.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0 or (
-            integer and not isinstance(value, int)):
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            not math.isfinite(value)) or value < 0 or (integer and not isinstance(value, int)):
         kind = "a whole number" if integer else "a number"
         reader.error(section, key, where, f"{value!r} is not {kind} of 0 or more")
         return default

@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import difflib
 import io
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping
@@ -113,6 +114,7 @@ def edit_alerts(path: Path, changes: Mapping[str, Any],
     the policy it makes is valid (``check`` may add problems of its own, such as contacts
     the service cannot reach). Raises ConfigError with every problem; the file is then
     untouched."""
+    path = path.resolve()  # a link to the policy is followed, not replaced by a file
     parsed, problems = parse_changes(changes)
     if problems:
         raise ConfigError([f"{path}: {problem}" for problem in problems])
@@ -157,6 +159,7 @@ def _parse(path: str, raw: Any) -> Any:
         raise ValueError(f"{raw!r} is not true or false")
     items = _items(raw)
     if field == "levels":
+        items = [item.lower() for item in items]
         for item in items:
             if item not in LEVEL_NAMES:
                 raise ValueError(f"{item!r} is not notify, warning or urgent")
@@ -176,9 +179,12 @@ def _number(raw: Any) -> float:
     if isinstance(raw, bool):
         raise ValueError(f"{raw!r} is not a number")
     try:
-        return float(str(raw).strip().rstrip("%"))
+        number = float(str(raw).strip().rstrip("%"))
     except ValueError:
         raise ValueError(f"{raw!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{raw!r} is not a number")  # nan, inf
+    return number
 
 
 def _plain_number(value: float) -> int | float:
@@ -201,6 +207,7 @@ def _yaml_for(original: str) -> YAML:
         yaml.preserve_quotes = True
         yaml.width = 4096
         yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+        yaml.explicit_start = original.startswith("---")  # not kept by the round trip
         out = io.StringIO()
         yaml.dump(yaml.load(original), out)
         differing = sum(1 for line in difflib.ndiff(original.splitlines(),

@@ -367,7 +367,12 @@ class Alerting:
         for level in (level for level in Level if level.rank <= alert.level.rank):
             self._sent_here[f"{alert.key}:{level.value}"] = now + repeat_after
         alert = await self._maybe_lock(alert)
+        failed = self.journal.write_errors
         self.journal.add(alert)
+        if self.journal.write_errors > failed and failed == 0:
+            self.log.error("alert.journal_write_failed", path=str(self.journal.path),
+                           consequence="alerts are kept in memory only: a restart forgets "
+                           "them and their acknowledgments")
         self.counts[(alert.type.value, alert.level.value)] += 1
         self.log.info("alert.raised", id=alert.id, type=alert.type.value,
                       level=alert.level.value, key=alert.key, account=alert.account)

@@ -3,6 +3,7 @@ sipguard.yaml's ``alerts:`` (the channels), with problems as file:line: key.path
 
 from __future__ import annotations
 
+import dataclasses
 import textwrap
 from pathlib import Path
 
@@ -250,6 +251,14 @@ POLICY_ERRORS = {
         "alerts:\n  thresholds: {urgent: lots}\n",
         "thresholds:", "alerts.thresholds.urgent", "'lots' is not a number of 0 or more",
     ),
+    "threshold not a finite number": (
+        "alerts:\n  thresholds: {urgent: .nan}\n",
+        "thresholds:", "alerts.thresholds.urgent", "nan is not a number of 0 or more",
+    ),
+    "min_minutes infinite": (
+        "alerts:\n  min_minutes: .inf\n",
+        "min_minutes:", "alerts.min_minutes", "inf is not a number of 0 or more",
+    ),
     "bad time zone": (
         "alerts:\n  time_zone: America/Gotham\n",
         "America/Gotham", "alerts.time_zone", "'America/Gotham' is not a time zone",
@@ -452,9 +461,13 @@ def _problems(tmp_path: Path, extra: str) -> tuple[Path, list[str]]:
 
 
 def test_channels_default_to_the_log_only(tmp_path: Path):
-    """Without an alerts section there is no email, SMS or webhook: alerts go to the log."""
-    alerts = _load(tmp_path).alerts
-    assert alerts == AlertSettings()
+    """Without an alerts section there is no email, SMS or webhook: alerts go to the log
+    (and to the journal under var/)."""
+    settings = _load(tmp_path)
+    alerts = settings.alerts
+    # The journal of alerts raised sits in var/ beside the configuration's folder.
+    assert alerts.journal == (settings.path.parent / "../var/alerts.jsonl").resolve()
+    assert dataclasses.replace(alerts, journal=None) == AlertSettings()
     assert alerts.email is None and alerts.sms is None and dict(alerts.webhooks) == {}
     assert (alerts.enabled, alerts.check_seconds, alerts.queue) == (True, 30.0, 1000)
 
