@@ -44,7 +44,7 @@ def add_commands(commands: Any,
     unlock = with_config(commands.add_parser("unlock", help="lift an account's lock"))
     unlock.add_argument("account", help="the account to unlock")
     lockdown = with_config(commands.add_parser(
-        "lockdown", help="the kill switch: no international calls from any account"))
+        "lockdown", help="the kill switch: no international or premium calls from any account"))
     lockdown.add_argument("state", choices=("on", "off", "status"))
     lockdown.add_argument("--reason", default="incident response", help="why (shown by locks)")
     listed = with_config(commands.add_parser("locks", help="the locks in force"))
@@ -198,8 +198,8 @@ def _print(arguments: argparse.Namespace, reply: dict[str, Any]) -> None:
         print(f"unlocked {arguments.account}" if reply.get("removed")
               else f"{arguments.account} was not locked")
     elif command == "lockdown" and arguments.state != "status":
-        print("lockdown ON: no international calls from any account (emergency calls go "
-              "through)" if reply.get("lockdown") else "lockdown off")
+        print("lockdown ON: no international or premium calls from any account (emergency "
+              "calls go through)" if reply.get("lockdown") else "lockdown off")
     elif command in ("locks", "lockdown"):
         _print_locks(arguments, reply)
     elif arguments.alerts_command == "list":

@@ -1,11 +1,12 @@
 """Account locks and the kill switch, kept in the state store so every node honours them.
 
 - ``sipguard lock ACCOUNT [--class international|all]`` stops that account's
-  international dialling (or all of it), until ``sipguard unlock ACCOUNT``. An
+  international and premium-rate dialling (or all of it), until ``sipguard unlock
+  ACCOUNT``. An
   urgent alert can set the same lock by itself (the policy's
   ``alerts.lock_on_urgent``).
-- ``sipguard lockdown on|off``: the kill switch; no international call from any
-  account, on any node, until it is switched off.
+- ``sipguard lockdown on|off``: the kill switch; no international (or premium-rate)
+  call from any account, on any node, until it is switched off.
 
 Emergency calls are never stopped by either: screening consults the locks
 only for calls that are not emergency calls. A lock is a mark
@@ -29,6 +30,7 @@ LOCK_PREFIX = "lock:"
 LOCKDOWN_KEY = "lockdown"
 FOREVER = 10 * 365 * 86400.0  # a lock lasts until it is lifted
 SCOPES = ("international", "all")
+STOPPED_BY_INTERNATIONAL = frozenset({"international", "premium"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +44,10 @@ class Lock:
     since: float
 
     def stops(self, number_class: str | None) -> bool:
-        """Whether a (non-emergency) call of this class is stopped."""
-        return self.scope == "all" or number_class == "international"
+        """Whether a (non-emergency) call of this class is stopped. The international
+        scope stops premium-rate numbers too, at home or abroad: the engine classes an
+        international premium number as premium, and IRSF is made of those."""
+        return self.scope == "all" or number_class in STOPPED_BY_INTERNATIONAL
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -137,6 +141,10 @@ class Locks:
         self._known.update(zip(keys, found, strict=True))
         return found[0], found[1]
 
+    def last_lockdown(self) -> Lock | None:
+        """The kill switch as last read (no store access)."""
+        return self._known.get(LOCKDOWN_KEY)
+
     def stats(self) -> dict[str, Any]:
         """Counts for the stats line and the metrics (as last read: no store access)."""
         return {"refused": self.refused, "set": self.set,
@@ -147,10 +155,12 @@ class Locks:
         if decision.verdict is Verdict.REJECT or decision.rule == "emergency":
             return decision
         lock, switch = await self.current(account)
-        for held, rule, what in ((switch, "lockdown", "kill switch on: no international calls"),
+        for held, rule, what in ((switch, "lockdown",
+                                  "kill switch on: no international or premium calls"),
                                  (lock, f"lock:{account}", f"account {account} locked")):
             if held is not None and held.stops(decision.number_class):
-                scope = "all calls" if held.scope == "all" else "international calls"
+                scope = ("all calls" if held.scope == "all"
+                         else "international and premium calls")
                 detail = f"{what} ({scope}; by {held.by}: {held.reason})"
                 entry = TraceEntry(rule, True, detail, "lock", "deny")
                 self.refused += 1

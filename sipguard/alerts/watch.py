@@ -148,7 +148,8 @@ class Alerting:
             self._spawn(self._first_source(attempt, where))
         if decision.would != "deny" and decision.verdict is not Verdict.REJECT:
             return
-        if decision.number_class == "international":
+        if where == "international" or decision.number_class == "international":
+            # (a premium number abroad is classed premium, but it is international)
             self._spawn(self._failed_international(attempt.account, where,
                                                    f"{attempt.dialled}: {decision.reason}"))
         risk = policy.risk.country_risk.get(region or "", policy.risk.default_country_risk)

@@ -12,8 +12,9 @@ are no default credentials, and without any the dashboard and the API are closed
   session's CSRF token (form field ``csrf`` or header ``X-CSRF-Token``). The cookie
   is HttpOnly and SameSite=Strict.
 
-Failed logins are counted per remote address: past ``MAX_FAILURES`` within
-``FAILURE_WINDOW`` seconds that address gets 429 for the rest of the window.
+Failed logins (the form, a wrong token, a wrong Basic password) are counted per
+remote address: past ``MAX_FAILURES`` within ``FAILURE_WINDOW`` seconds that address
+gets 429 for the rest of the window, whatever credentials it then sends.
 """
 
 from __future__ import annotations
@@ -68,9 +69,14 @@ class Access:
         header = request.headers.get("Authorization", "")
         scheme, _, value = header.partition(" ")
         token = self.settings.token
+        remote = request.remote or "?"
+        if scheme.lower() in ("bearer", "basic") and self.blocked(remote):
+            # Guessing through the API is stopped as guessing through the login form is.
+            raise web.HTTPTooManyRequests(text="too many failed logins; try later")
         if scheme.lower() == "bearer" and token is not None:
             if hmac.compare_digest(value.strip().encode(), token.encode()):
                 return Caller("token", "token")
+            self.failed(remote)
             return None
         if scheme.lower() == "basic":
             import base64  # noqa: PLC0415 - only for Basic
@@ -78,9 +84,11 @@ class Access:
             try:
                 user, _, password = base64.b64decode(value.strip()).decode().partition(":")
             except (ValueError, UnicodeError):
+                self.failed(remote)
                 return None
             if await self.password_ok(user, password):
                 return Caller(user, "basic")
+            self.failed(remote)
             return None
         session_id = request.cookies.get(COOKIE)
         session = self._sessions.get(session_id or "")

@@ -43,6 +43,7 @@ from sipguard.locks import Locks
 from sipguard.policy import CallAttempt, Policy, evaluate
 from sipguard.policy.explain import format_decision
 from sipguard.policyedit import EDITABLE, current_values, edit_alerts
+from sipguard.store import StoreUnavailableError
 from sipguard.web import charts, pages
 from sipguard.web.access import COOKIE, Access, Caller
 from sipguard.yamlfile import ConfigError
@@ -119,7 +120,12 @@ class Dashboard:
         except CdrUnavailableError as error:
             records_error = str(error)
             await self._drop_reader()
-        held, switch = await self.parts.locks.listing()
+        store_error = None
+        try:
+            held, switch = await self.parts.locks.listing()
+        except StoreUnavailableError as error:  # the page ops open in an outage: no 500
+            store_error = _unavailable(error)
+            held, switch = [], self.parts.locks.last_lockdown()
         policy = self.parts.policy()
         journal = self.parts.alerting.journal if self.parts.alerting else None
         alerts = journal.open_alerts() if journal is not None else []
@@ -136,9 +142,11 @@ class Dashboard:
             "alerts": [alert.as_dict() for alert in alerts[:10]],
             "policy": {"version": policy.version, "source": policy.source,
                        "last_reload": self.parts.last_reload()},
-            "store_up": not stats.get("store_down"),
+            "store_up": not stats.get("store_down") and store_error is None,
+            "store_error": store_error,
             "cdr": stats.get("cdr"), "records_error": records_error,
-            "locks": len(held), "lockdown": switch is not None,
+            "locks": len(held) if store_error is None else None,
+            "lockdown": switch is not None,
             "bans": stats.get("bans", 0),
         }
 
@@ -277,8 +285,8 @@ class Dashboard:
                 return _unauthorized()
             try:
                 return web.json_response(await handler(request))
-            except CdrUnavailableError as error:
-                return web.json_response({"error": str(error)}, status=503)
+            except (CdrUnavailableError, StoreUnavailableError) as error:
+                return web.json_response({"error": _unavailable(error)}, status=503)
         return serve
 
     async def _widget(self, request: web.Request) -> web.StreamResponse:
@@ -323,6 +331,11 @@ class Dashboard:
                 return web.json_response({"error": "missing or wrong CSRF token"}, status=403)
             try:
                 result = await action(body, caller)
+            except StoreUnavailableError as error:
+                if form:
+                    raise web.HTTPSeeOther(
+                        f"{_back(request)}?error={quote(_unavailable(error))}") from None
+                return web.json_response({"error": _unavailable(error)}, status=503)
             except (ValueError, KeyError) as error:
                 if form:
                     raise web.HTTPSeeOther(
@@ -348,7 +361,13 @@ class Dashboard:
                 if request.headers.get("Authorization"):
                     return _unauthorized()
                 raise web.HTTPSeeOther("/login")
-            return web.Response(text=await render(request, caller), content_type="text/html",
+            try:
+                text = await render(request, caller)
+            except StoreUnavailableError as error:
+                return web.Response(text=pages.unavailable(_unavailable(error), caller),
+                                    status=503, content_type="text/html",
+                                    headers=pages.SECURITY_HEADERS)
+            return web.Response(text=text, content_type="text/html",
                                 headers=pages.SECURITY_HEADERS)
         return serve
 
@@ -424,6 +443,12 @@ def _plain(value: Any) -> Any:
     if isinstance(value, list):
         return [str(item) for item in value]
     return str(value)
+
+
+def _unavailable(error: Exception) -> str:
+    if isinstance(error, StoreUnavailableError):
+        return f"the state store does not answer ({error or 'unavailable'}); try again"
+    return str(error)
 
 
 def _unauthorized() -> web.Response:

@@ -126,9 +126,11 @@ def _table(rows: list[dict[str, Any]], key_title: str, measure: str = "minutes")
 
 
 def overview(data: dict[str, Any], caller: Caller) -> str:
-    banner = ('<div class="banner">Kill switch ON: no international calls from any account. '
-              '<a href="/locks">Bans and locks</a></div>'
+    banner = ('<div class="banner">Kill switch ON: no international or premium calls from '
+              'any account. <a href="/locks">Bans and locks</a></div>'
               if data["lockdown"] else "")
+    if data.get("store_error"):
+        banner += f'<div class="error">{_e(data["store_error"])}</div>'
     reload = data["policy"]["last_reload"]
     reload_text = "not reloaded since start"
     if reload:
@@ -145,6 +147,7 @@ def overview(data: dict[str, Any], caller: Caller) -> str:
                      f'<td>{_e(alert["text"])}</td></tr>' for alert in data["alerts"])
     minutes = [(minute["start"], minute["by_decision"]) for minute in data["calls_per_minute"]]
     cdr = data["cdr"] or {}
+    locks = "?" if data["locks"] is None else data["locks"]
     health = [("State store", data["store_up"]),
               ("Call records database", bool(cdr.get("database_up")) and
                not data["records_error"])]
@@ -154,7 +157,7 @@ def overview(data: dict[str, Any], caller: Caller) -> str:
     body = (
         f'{banner}<div class="grid">'
         f'<div class="card"><h2>Live calls</h2><div class="figure" id="live-calls">'
-        f'{data["live_calls"]}</div><div class="muted">{data["locks"]} account locks · '
+        f'{data["live_calls"]}</div><div class="muted">{locks} account locks · '
         f'{data["bans"]} bans</div></div>'
         f'<div class="card"><h2>Health</h2><table>{health_rows}</table>'
         f'<div class="muted">{cdr.get("stored", 0)} records stored, '
@@ -176,6 +179,13 @@ def overview(data: dict[str, Any], caller: Caller) -> str:
         f'{alerts or "<tr><td class=muted>No open alerts.</td></tr>"}'
         f'</table></div></div>')
     return _page("Overview", "/", caller, body)
+
+
+def unavailable(problem: str, caller: Caller) -> str:
+    """A page that could not be made (the state store does not answer)."""
+    return _page("Unavailable", "", caller,
+                 f'<div class="error" id="problem">{_e(problem)}</div>'
+                 '<p><a href="/">Overview</a> (it shows what it can during an outage)</p>')
 
 
 def widgets(tables: dict[str, list[dict[str, Any]]], since: str, caller: Caller) -> str:
@@ -285,7 +295,7 @@ def locks(data: dict[str, Any], bans: dict[str, Any], caller: Caller,
     else:
         kill = (f'<form method="post" action="/api/lockdown">{_csrf(caller)}'
                 f'<input type="hidden" name="on" value="on">'
-                f'<p>Stops every international call from every account at once '
+                f'<p>Stops every international and premium-rate call from every account at once '
                 f'(emergency calls still go through). Type <b>LOCKDOWN</b> to confirm.</p>'
                 f'<input name="confirm" placeholder="LOCKDOWN" autocomplete="off"> '
                 f'<input name="reason" placeholder="reason"> '

@@ -11,6 +11,7 @@ pages in a headless Chromium.)
 
 from __future__ import annotations
 
+import base64
 import getpass
 import http.cookiejar
 import json
@@ -104,12 +105,13 @@ class Client:
         return json.loads(text)
 
 
-def _start(start_uas: StartUas, start_sipguard: StartSipguard) -> tuple[Sipguard, Client]:
+def _start(start_uas: StartUas, start_sipguard: StartSipguard,
+           **sections: Any) -> tuple[Sipguard, Client]:
     uas = start_uas("uas_answer.xml", extra=["-m", "100"])
     guard = start_sipguard(uas.uri, policy=POLICY, sections={
         "admin": {"listen": "127.0.0.1:0", "token": TOKEN,
                   "users": {"ops": _password_hash()}},
-        "cdr": {"batch_seconds": 0.2}})
+        "cdr": {"batch_seconds": 0.2}, **sections})
     admin = guard.wait_for("service.started")[0]["admin"]
     return guard, Client(f"http://{admin}")
 
@@ -323,3 +325,61 @@ def test_alert_thresholds_and_contacts_are_written_to_the_policy_file_and_taken_
         refused.stderr
     guard.wait_for("policy.reloaded", count=3, timeout=10)  # SIGHUP, the API, its file watcher
     assert client.json("/api/alerts/settings")["values"]["types.ban.enabled"] is True
+
+
+def test_a_state_store_outage_shows_on_the_overview_and_fails_actions_with_503(
+        start_uas: StartUas, start_sipguard: StartSipguard, redis_server: Any) -> None:
+    """With the Redis store stopped the overview still answers (the store DOWN, the kill
+    switch as last read), the pages and API that need the store answer 503 with the
+    reason, and nothing answers 500; with Redis back, locks work again."""
+    _, client = _start(start_uas, start_sipguard, store={
+        "backend": "redis", "url": redis_server.url, "timeout": 0.2})
+    assert client.call("POST", "/api/lock", {"account": "asterisk-1", "reason": "test"},
+                       token=TOKEN)[0] == 200
+    redis_server.stop()
+
+    overview = client.json("/api/overview")
+    assert overview["store_up"] is False and "does not answer" in overview["store_error"]
+    assert overview["locks"] is None and overview["lockdown"] is False
+    status, _, page = client.call("GET", "/", token=TOKEN)
+    assert status == 200 and "does not answer" in page and "DOWN" in page
+    for path in ("/api/locks", "/api/bans"):
+        status, _, text = client.call("GET", path, token=TOKEN)
+        assert status == 503 and "state store does not answer" in json.loads(text)["error"]
+    status, _, page = client.call("GET", "/locks", token=TOKEN)
+    assert status == 503 and "state store does not answer" in page
+    status, _, text = client.call("POST", "/api/unlock", {"account": "asterisk-1"}, token=TOKEN)
+    assert status == 503, text
+
+    redis_server.start()
+    deadline = time.monotonic() + 10
+    while client.call("GET", "/api/locks", token=TOKEN)[0] != 200:
+        assert time.monotonic() < deadline, "locks not listed after Redis came back"
+        time.sleep(0.2)
+    # (the test's Redis keeps nothing across its restart: lock again, and it is listed)
+    assert client.call("POST", "/api/lock", {"account": "asterisk-1", "reason": "again"},
+                       token=TOKEN)[0] == 200
+    assert [lock["reason"] for lock in client.json("/api/locks")["locks"]] == ["again"]
+    assert client.json("/api/overview")["store_up"] is True
+
+
+def _basic(user: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def test_basic_authentication_needs_the_csrf_header_to_act_and_is_locked_after_guessing(
+        start_uas: StartUas, start_sipguard: StartSipguard) -> None:
+    """Basic credentials read the API, act only with the X-Sipguard-CSRF header, and five
+    wrong passwords from an address get it 429 for a while, the right password too."""
+    _, client = _start(start_uas, start_sipguard)
+    right = _basic("ops", PASSWORD)
+    assert client.call("GET", "/api/locks", headers=right)[0] == 200
+    lock = {"account": "asterisk-1", "reason": "basic"}
+    assert client.call("POST", "/api/lock", lock, headers=right)[0] == 403
+    assert client.call("POST", "/api/lock", lock,
+                       headers={**right, "X-Sipguard-CSRF": "1"})[0] == 200
+    assert client.json("/api/locks")["locks"][0]["by"] == "web:ops"
+    for _ in range(5):
+        assert client.call("GET", "/api/locks", headers=_basic("ops", "guess"))[0] == 401
+    status, _, text = client.call("GET", "/api/locks", headers=right)
+    assert status == 429 and "too many failed logins" in text

@@ -163,7 +163,7 @@ def test_international_call_of_a_locked_account_is_refused(policy: Policy):
         assert locked.verdict is Verdict.REJECT
         assert locked.rule == "lock:acme" and locked.would == "deny"
         assert locked.category == "dialling locked"
-        assert locked.reason == ("account acme locked (international calls; by ops: "
+        assert locked.reason == ("account acme locked (international and premium calls; by ops: "
                                  "fraud suspected)")
         assert locked.trace[:-1] == decision.trace  # the screening's trace is kept
         assert locked.trace[-1] == TraceEntry("lock:acme", True, locked.reason, "lock", "deny")
@@ -211,7 +211,7 @@ def test_kill_switch_refuses_international_for_every_account(policy: Policy):
             locked = await locks.apply(account, _decide(policy, LONDON, account=account))
             assert locked.verdict is Verdict.REJECT and locked.rule == "lockdown"
             assert locked.trace[-1].stage == "lock" and locked.trace[-1].rule == "lockdown"
-            assert locked.reason.startswith("kill switch on: no international calls")
+            assert locked.reason.startswith("kill switch on: no international or premium calls")
             domestic = _decide(policy, NEW_YORK, account=account)
             assert await locks.apply(account, domestic) is domestic
         # The switch decides before an account's own lock.
@@ -322,5 +322,46 @@ def test_an_account_lock_read_once_holds_through_an_outage(policy: Policy):
         domestic = _decide(policy, NEW_YORK)
         assert await locks.apply("acme", domestic) is domestic
         assert store.reads == 3
+
+    _run(main)
+
+
+PREMIUM_POLICY = """\
+accounts:
+  - name: acme
+    home_region: US
+    may_dial: [domestic, international, premium]
+destinations:
+  default: deny
+  rules:
+    - {id: allow-us, region: US, action: allow}
+    - {id: allow-gb, region: GB, action: allow}
+"""
+UK_PREMIUM = "011449098790000"
+US_PREMIUM = "19005550123"
+
+
+def test_kill_switch_and_international_lock_stop_premium_numbers_too(tmp_path: Path):
+    """A premium number abroad is classed premium, not international: the kill switch and
+    an account's international lock stop it (and a domestic 1-900 number) all the same,
+    while an ordinary domestic call goes on."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(PREMIUM_POLICY)
+    policy = load_policy(path)
+    uk_premium, us_premium = _decide(policy, UK_PREMIUM), _decide(policy, US_PREMIUM)
+    assert uk_premium.number_class == us_premium.number_class == "premium"
+    assert uk_premium.verdict is not Verdict.REJECT and us_premium.verdict is not Verdict.REJECT
+
+    async def main() -> None:
+        locks = Locks(MemoryStore(), Log())
+        await locks.lockdown(True, "fraud wave", "ops")
+        for decision in (uk_premium, us_premium):
+            assert (await locks.apply("acme", decision)).rule == "lockdown"
+        domestic = _decide(policy, NEW_YORK)
+        assert await locks.apply("acme", domestic) is domestic
+        await locks.lockdown(False, "", "ops")
+        await locks.lock("acme", "international", "fraud", "ops")
+        assert (await locks.apply("acme", uk_premium)).rule == "lock:acme"
+        assert await locks.apply("acme", domestic) is domestic
 
     _run(main)
