@@ -339,6 +339,7 @@ class Alerting:
         settings = policy.alerts.settings(alert.type)
         if not settings.sends(alert.level, alert.jurisdiction):
             self.suppressed += 1
+            await self._maybe_lock(alert)  # silence stops the telling, not the protection
             return None
         now = time.time()
         if self._sent_here.get(f"{alert.key}:{alert.level.value}", 0.0) > now:
@@ -346,6 +347,7 @@ class Alerting:
         try:
             if await self.store.get_mark(SNOOZE_PREFIX + alert.type.value, now) is not None:
                 self.suppressed += 1
+                await self._maybe_lock(alert)
                 return None
             # Once within repeat_after of the last send: a mark in the store says it was
             # sent; a claim counted in the store (atomically) lets only one node send it.
@@ -383,7 +385,8 @@ class Alerting:
         return alert
 
     async def _maybe_lock(self, alert: Alert) -> Alert:
-        """An urgent alert about an account locks it when the policy says so."""
+        """An urgent alert about an account locks it when the policy says so (even when
+        the alert itself is not sent: switched off, snoozed, or its level not sent)."""
         if alert.level is not Level.URGENT or alert.account is None:
             return alert
         scope = self.policy().alerts.locks(alert.account)
@@ -397,9 +400,10 @@ class Alerting:
         except StoreUnavailableError as error:
             self.log.error("lock.failed", account=alert.account, error=str(error))
             return alert
-        what = "all dialling" if scope == "all" else "international dialling"
+        what = ("all but emergency calls" if scope == "all"
+                else "international and premium calls")
         return Alert(alert.type, alert.level,
-                     f"{alert.text}. Account {alert.account}'s {what} is now locked until "
+                     f"{alert.text}. Account {alert.account} is now locked ({what}) until "
                      f"someone runs: sipguard unlock {alert.account}",
                      alert.key, alert.account, alert.jurisdiction,
                      MappingProxyType({**alert.details, "locked": scope}), alert.at, alert.id)

@@ -398,12 +398,33 @@ def test_an_urgent_alert_locks_the_account(tmp_path: Path):
     assert alert.level is Level.URGENT
     assert alert.text == (
         "PIN locked out for account acme, extension 201 after too many wrong PINs (for "
-        "15 min): someone may be guessing. Account acme's international dialling is now "
-        "locked until someone runs: sipguard unlock acme")
+        "15 min): someone may be guessing. Account acme is now locked (international and "
+        "premium calls) until someone runs: sipguard unlock acme")
     assert alert.details["locked"] == "international"
     [logged] = harness.log.events("alert")
     assert logged["text"] == alert.text
     assert [level for level, event, _ in harness.log.lines if event == "alert"] == ["error"]
+
+
+def test_a_snoozed_or_silenced_urgent_alert_still_locks_the_account(tmp_path: Path):
+    """Snoozing a type, or not sending its urgent level, silences the alert but not the
+    lock: the account is locked all the same and nothing is sent."""
+    locking = ALERTS + "  lock_on_urgent: international\n"
+    silenced = locking + "  types:\n    pin_lockout: {levels: [notify]}\n"
+
+    async def locked_out(harness: Harness, snooze: bool) -> None:
+        if snooze:
+            await harness.alerting.snooze(AlertType.PIN_LOCKOUT, "ops")
+        harness.alerting.pin_locked("acme", "201", 900)
+        await harness.settle()
+        held, _ = await harness.locks.current("acme")
+        assert held is not None and held.scope == "international"
+
+    for alerts, snooze in ((locking, True), (silenced, False)):
+        harness = _scenario(_policy(tmp_path, alerts),
+                            lambda harness, snooze=snooze: locked_out(harness, snooze))
+        assert harness.alerts(AlertType.PIN_LOCKOUT) == []
+        assert harness.alerting.suppressed == 1
 
 
 def test_lock_on_urgent_all_and_lock_accounts(tmp_path: Path):
@@ -424,8 +445,8 @@ def test_lock_on_urgent_all_and_lock_accounts(tmp_path: Path):
     assert "locked" not in by_account["acme"].details
     assert "is now locked" not in by_account["acme"].text
     assert by_account["globex"].text.endswith(
-        "Account globex's all dialling is now locked until someone runs: sipguard unlock "
-        "globex")
+        "Account globex is now locked (all but emergency calls) until someone runs: "
+        "sipguard unlock globex")
 
 
 def test_limit_refusals_alert(tmp_path: Path):
@@ -560,5 +581,5 @@ def test_urgent_traffic_locks_the_account(tmp_path: Path):
     harness = _scenario(_policy(tmp_path, ALERTS + "  lock_on_urgent: international\n"), body,
                         reader=lambda: SqliteSink(path))
     assert harness.alerts(AlertType.TRAFFIC)
-    assert all("international dialling is now locked" in alert.text
+    assert all("is now locked (international and premium calls)" in alert.text
                for alert in harness.alerts(AlertType.TRAFFIC))
