@@ -106,14 +106,24 @@ class SmsSink:
     def __init__(self, settings: HttpSettings) -> None:
         self.settings = settings
         self._http = _Http(settings)
+        # Numbers an alert has reached, while it is being retried: a retry after the
+        # second number failed does not text the first one again.
+        self._reached: dict[str, set[str]] = {}
 
     async def send(self, alert: Alert, recipients: Sequence[str]) -> None:
         text = alert.subject
         if len(text) > SMS_LENGTH:
             text = text[:SMS_LENGTH - 1] + "…"
+        if len(self._reached) > 1000:
+            self._reached.pop(next(iter(self._reached)))
+        reached = self._reached.setdefault(alert.id, set())
         for number in recipients:
+            if number in reached:
+                continue
             await self._http.post({self.settings.to_field: number,
                                    self.settings.text_field: text})
+            reached.add(number)
+        self._reached.pop(alert.id, None)
 
     async def close(self) -> None:
         await self._http.close()

@@ -256,6 +256,25 @@ def test_sms_posts_to_and_text_for_each_number():
     assert alert.subject.startswith("[sipguard urgent] International minutes")
 
 
+def test_an_sms_retry_texts_only_the_numbers_not_reached_yet():
+    """When the second number fails (503) the retry sends to it alone: the first number
+    is not texted twice."""
+    hook = Hook(statuses=(200, 503))
+    alert = _alert()
+
+    async def main() -> None:
+        async with _web(hook) as url:
+            settings = AlertSettings(sms=HttpSettings(f"{url}/send", delivery=FAST))
+            dispatcher = await _dispatching(settings, Log())
+            dispatcher.submit(alert, ["sms:+15551230001", "sms:+442079460321"])
+            await _until(lambda: dispatcher.channels["sms"].stats.sent == 1)
+            await dispatcher.stop()
+
+    _run(main)
+    assert [body["to"] for body in hook.bodies()] == [
+        "+15551230001", "+442079460321", "+442079460321"]
+
+
 def test_sms_field_names_and_length():
     """The provider's field names are used, and a long text is cut to two SMS segments."""
     hook = Hook()
