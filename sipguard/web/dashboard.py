@@ -49,6 +49,7 @@ from sipguard.web.access import COOKIE, Access, Caller
 from sipguard.yamlfile import ConfigError
 
 WIDGETS = ("country", "extension", "jurisdiction", "source", "state", "account", "rule")
+BY_CALLS = ("source", "rule")  # ranked by calls; the others by minutes
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -115,8 +116,9 @@ class Dashboard:
                 timeline = [(row.bucket, row.decision, row.calls)
                             for row in await reader.timeline(now - 3600, None, 60.0)]
                 decisions = [asdict(row) for row in await reader.summary("decision", now - 3600)]
-                blocked = [asdict(row) for row in await reader.summary("rule", now - 86400)
-                           if row.blocked][:10]
+                blocked = [asdict(row) for row in sorted(
+                    (row for row in await reader.summary("rule", now - 86400) if row.blocked),
+                    key=lambda row: (-row.blocked, row.key))][:10]
         except CdrUnavailableError as error:
             records_error = str(error)
             await self._drop_reader()
@@ -162,6 +164,8 @@ class Dashboard:
         except CdrUnavailableError:
             await self._drop_reader()
             raise
+        if group in BY_CALLS:  # a scanner's thousands of refused calls have no minutes
+            rows = sorted(rows, key=lambda row: (-row.calls, -row.blocked, row.key))
         return [{**asdict(row), "minutes": round(row.minutes, 2), "cost": round(row.cost, 4)}
                 for row in rows]
 
@@ -375,7 +379,12 @@ class Dashboard:
         return pages.overview(await self.overview(request), caller)
 
     async def _widgets_page(self, request: web.Request, caller: Caller) -> str:
-        since, until = _range(request)
+        given = {key: request.query.get(key, "") for key in ("since", "until")}
+        given["since"] = given["since"] or "24h"
+        try:
+            since, until = _range(request)
+        except web.HTTPBadRequest as problem:
+            return pages.widgets({}, given, caller, problem.text)
         tables = {}
         for group in WIDGETS:
             try:
@@ -383,7 +392,7 @@ class Dashboard:
             except CdrUnavailableError as error:
                 tables[group] = [{"key": f"records unavailable: {error}", "calls": 0,
                                   "answered": 0, "minutes": 0, "cost": 0, "blocked": 0}]
-        return pages.widgets(tables, request.query.get("since", "24h"), caller)
+        return pages.widgets(tables, given, caller)
 
     async def _alerts_page(self, request: web.Request, caller: Caller) -> str:
         return pages.alerts(await self.alerts(request), await self.alert_settings(request),

@@ -188,18 +188,33 @@ def unavailable(problem: str, caller: Caller) -> str:
                  '<p><a href="/">Overview</a> (it shows what it can during an outage)</p>')
 
 
-def widgets(tables: dict[str, list[dict[str, Any]]], since: str, caller: Caller) -> str:
+def widgets(tables: dict[str, list[dict[str, Any]]], given: dict[str, str], caller: Caller,
+            error: str | None = None) -> str:
+    """The traffic widgets for a range: ``given`` is since and until as typed (ISO 8601
+    or an age such as 24h; until empty: now)."""
+    since, until = given["since"], given.get("until", "")
     ranges = " ".join(
-        f'<a href="/widgets?since={span}">{f"<b>{span}</b>" if span == since else span}</a>'
+        f'<a href="/widgets?since={span}">'
+        f'{f"<b>{span}</b>" if span == since and not until else span}</a>'
         for span in RANGES)
+    form = (f'<form method="get" action="/widgets" class="inline"> or from '
+            f'<input name="since" value="{_e(since)}" size="20" aria-label="since" '
+            f'placeholder="2026-12-01T00:00 or 24h"> to <input name="until" '
+            f'value="{_e(until)}" size="20" aria-label="until" placeholder="now"> '
+            f"<button>Show</button></form>")
+    query = f"since={quote(since)}" + (f"&amp;until={quote(until)}" if until else "")
     cards = "".join(
         f'<div class="card"><h2>{_e(TITLES[group])}</h2>'
         f'{_table(rows, group, "calls" if group in ("source", "rule") else "minutes")}'
-        f'<p><a href="/api/widgets/{group}?format=csv&amp;since={quote(since)}">'
+        f'<p><a href="/api/widgets/{group}?format=csv&amp;{query}">'
         f"Export CSV</a></p></div>"
         for group, rows in tables.items())
-    return _page(f"Traffic, last {since}", "/widgets", caller,
-                 f'<p class="ranges">Range: {ranges}</p><div class="grid">{cards}</div>')
+    problem = f'<div class="error" id="problem">{_e(error)}</div>' if error else ""
+    title = f"Traffic, {since} to {until}" if until else f"Traffic, last {since}" if (
+        since[:1].isdigit() and not since[:4].isdigit()) else f"Traffic since {since}"
+    return _page(title, "/widgets", caller,
+                 f'{problem}<p class="ranges">Range: {ranges}{form}</p>'
+                 f'<div class="grid">{cards}</div>')
 
 
 def alerts(data: dict[str, Any], settings: dict[str, Any], caller: Caller,

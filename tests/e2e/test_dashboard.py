@@ -383,3 +383,19 @@ def test_basic_authentication_needs_the_csrf_header_to_act_and_is_locked_after_g
         assert client.call("GET", "/api/locks", headers=_basic("ops", "guess"))[0] == 401
     status, _, text = client.call("GET", "/api/locks", headers=right)
     assert status == 429 and "too many failed logins" in text
+
+
+def test_the_traffic_page_takes_a_range_and_says_what_is_wrong_with_a_bad_one(
+        start_uas: StartUas, start_sipguard: StartSipguard, run_uac: RunUac) -> None:
+    """since and until typed in the Traffic page's form choose the range (the CSV links
+    carry both); a range that ended before the calls shows none; a bad time is named."""
+    guard, client = _start(start_uas, start_sipguard)
+    assert run_uac("uac_blocked.xml", guard.target(), service=UK).successful == 1
+    _wait_stored(guard, 1)
+    status, _, page = client.call("GET", "/widgets?since=2h&until=1h", token=TOKEN)
+    assert status == 200 and "Traffic, 2h to 1h" in page and "GB" not in page
+    assert "format=csv&amp;since=2h&amp;until=1h" in page
+    status, _, page = client.call("GET", "/widgets?since=2h", token=TOKEN)
+    assert status == 200 and "<td>GB</td>" in page
+    status, _, page = client.call("GET", "/widgets?since=yesterday-ish", token=TOKEN)
+    assert status == 200 and 'id="problem"' in page and "yesterday-ish" in page
