@@ -399,3 +399,44 @@ def test_the_traffic_page_takes_a_range_and_says_what_is_wrong_with_a_bad_one(
     assert status == 200 and "<td>GB</td>" in page
     status, _, page = client.call("GET", "/widgets?since=yesterday-ish", token=TOKEN)
     assert status == 200 and 'id="problem"' in page and "yesterday-ish" in page
+
+
+def test_unban_unlock_and_snooze_from_the_api_act_as_the_command_line_does(
+        start_uas: StartUas, start_sipguard: StartSipguard) -> None:
+    """A ban added by the CLI is listed and lifted through the API, a lock set through the
+    API is lifted through it, and a snooze set through it shows in `sipguard alerts list`."""
+    guard, client = _start(start_uas, start_sipguard)
+    assert _cli(guard, "bans", "add", "127.0.0.9", "--reason", "scanner").returncode == 0
+    (ban,) = client.json("/api/bans")["bans"]
+    assert ban["address"] == "127.0.0.9" and ban["reason"] == "scanner"
+    status, _, text = client.call("POST", "/api/unban", {"address": "127.0.0.9"}, token=TOKEN)
+    assert status == 200 and json.loads(text)["removed"] is True
+    assert client.json("/api/bans")["bans"] == []
+    assert "127.0.0.9" not in _cli(guard, "bans", "list").stdout
+
+    assert client.call("POST", "/api/lock", {"account": "asterisk-1", "scope": "all"},
+                       token=TOKEN)[0] == 200
+    assert "asterisk-1" in _cli(guard, "locks").stdout
+    assert client.call("POST", "/api/unlock", {"account": "asterisk-1"}, token=TOKEN)[0] == 200
+    assert client.json("/api/locks")["locks"] == []
+
+    assert client.call("POST", "/api/alerts/snooze", {"type": "ban"}, token=TOKEN)[0] == 200
+    listed = json.loads(_cli(guard, "alerts", "list", "--json").stdout)
+    assert "ban" in listed["snoozed"]
+    assert [event["action"] for event in guard.events("admin.action")] == [
+        "unban", "lock", "unlock", "snooze"]
+
+
+def test_without_credentials_configured_the_dashboard_is_closed(
+        start_uas: StartUas, start_sipguard: StartSipguard) -> None:
+    """An admin section with no token and no users serves /metrics but answers 503 to the
+    dashboard and the API: there are no default credentials."""
+    uas = start_uas("uas_answer.xml")
+    guard = start_sipguard(uas.uri, policy=POLICY, sections={
+        "admin": {"listen": "127.0.0.1:0"}})
+    client = Client(f"http://{guard.wait_for('service.started')[0]['admin']}")
+    assert guard.events("admin.dashboard_closed")
+    for path in ("/", "/api/overview", "/alerts"):
+        status, _, text = client.call("GET", path)
+        assert status == 503 and "no credentials configured" in text, path
+    assert client.call("GET", "/metrics")[0] == 200
