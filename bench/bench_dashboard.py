@@ -32,6 +32,7 @@ from sipguard.cdr.sqlite import SqliteSink
 
 TOKEN = "bench-token-0123456789abcdefghij"
 PATHS = ("/", "/widgets?since=24h", "/widgets?since=30d", "/alerts", "/locks",
+         "/widgets?since=300h&until=7h",  # not on hour boundaries: the edges read records
          "/api/alerts/settings",
          "/explain?number=011442079460321", "/api/overview", "/api/widgets/country?since=7d",
          "/api/widgets/source?since=30d&format=csv")

@@ -110,3 +110,19 @@ def test_quick_cdr_benchmark_stores_every_record_in_both_databases(tmp_path: Pat
             assert outcome["stored"] == outcome["records"] == 2000, (database, way, outcome)
             assert outcome["records_per_second"] > 0
         assert results[database]["recorder"]["record_call_us"]["p99"] < 1000
+
+
+def test_dashboard_benchmark_times_every_page_on_a_small_database(tmp_path: Path):
+    """bench/bench_dashboard.py --records 3000: every page it times answers 200 (the script
+    fails otherwise) and the figures are printed as JSON for each page."""
+    completed = subprocess.run(
+        [sys.executable, str(REPO / "bench" / "bench_dashboard.py"), "--records", "3000",
+         "--repeat", "1"],
+        capture_output=True, text=True, timeout=240, cwd=REPO / "bench",
+        stdin=subprocess.DEVNULL,
+    )
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    figures = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert figures["records"] == 3000
+    assert "/" in figures["pages"] and "/widgets?since=30d" in figures["pages"]
+    assert all(page["median_ms"] > 0 for page in figures["pages"].values())
