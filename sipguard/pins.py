@@ -99,6 +99,7 @@ class PinCheck:
     outcome: PinOutcome
     failures: int = 0
     locked_for: float = 0.0
+    just_locked: bool = False  # this check's wrong PIN set the lock (not one already set)
 
 
 # --------------------------------------------------------------------------- validation
@@ -418,7 +419,7 @@ class PinGuard:
         await self.store.put_mark(lock_key, str(failures), lock_seconds, now)
         await self.store.clear([failures_key])  # after the lock, a fresh set of tries
         self.log.warning("pin.locked", **where, failures=failures, lock_seconds=lock_seconds)
-        return PinCheck(PinOutcome.LOCKED, failures, lock_seconds)
+        return PinCheck(PinOutcome.LOCKED, failures, lock_seconds, just_locked=True)
 
 
 def _safe_signature(path: Path) -> tuple[int, int, int] | None:

@@ -527,7 +527,7 @@ class Service:
             check = await self.pins.check(command.account, command.extension, command.digits,
                                           time.time())
             outcome = check.outcome.value
-            if outcome == "locked" and self.alerting is not None:
+            if check.just_locked and self.alerting is not None:  # one alert per lockout
                 self.alerting.pin_locked(command.account, command.extension, check.locked_for)
         except Exception:  # a bug in the check must refuse the call, not hang it
             self.log.exception("pin.check_failed", account=command.account,

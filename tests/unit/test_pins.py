@@ -268,8 +268,10 @@ def test_three_wrong_lock_until_the_lock_expires_even_for_the_right_pin(tmp_path
     assert [check.outcome for check in seen] == [
         PinOutcome.WRONG, PinOutcome.WRONG, PinOutcome.LOCKED, PinOutcome.LOCKED,
         PinOutcome.LOCKED, PinOutcome.ACCEPTED]
-    assert seen[2] == PinCheck(PinOutcome.LOCKED, 3, 600.0)
+    assert seen[2] == PinCheck(PinOutcome.LOCKED, 3, 600.0, just_locked=True)
     assert seen[3].failures == 3 and seen[3].locked_for == pytest.approx(590.0)
+    # Only the check that set the lock says so (the one alert of a lockout comes from it).
+    assert [check.just_locked for check in seen] == [False, False, True, False, False, False]
     assert seen[4].locked_for == pytest.approx(1.0)
     locked = [(level, fields) for level, event, fields in log.lines if event == "pin.locked"]
     assert locked == [("warning", {"account": "asterisk-1", "extension": "2001",
