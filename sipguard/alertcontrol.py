@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sipguard.alerts import Alerting
@@ -11,8 +12,11 @@ from sipguard.locks import Locks
 from sipguard.policy.alerting import AlertType
 
 
-def lock_handlers(locks: Locks) -> dict[str, Handler]:
-    """locks.list, locks.lock, locks.unlock, locks.lockdown."""
+def lock_handlers(locks: Locks,
+                  accounts: Callable[[], Collection[str]] | None = None) -> dict[str, Handler]:
+    """locks.list, locks.lock, locks.unlock, locks.lockdown. With ``accounts`` (the
+    policy's account names), a lock on a name that is no account is refused: a typo must
+    not look like a lock."""
 
     async def listed(_: dict[str, Any]) -> dict[str, Any]:
         held, switch = await locks.listing()
@@ -20,6 +24,11 @@ def lock_handlers(locks: Locks) -> dict[str, Handler]:
                 "lockdown": None if switch is None else switch.as_dict()}
 
     async def lock(request: dict[str, Any]) -> dict[str, Any]:
+        if accounts is not None:
+            known = accounts()
+            if str(request["account"]) not in known:
+                raise ValueError(f"no account named {request['account']!r} in the policy "
+                                 f"(accounts: {', '.join(sorted(known))})")
         held = await locks.lock(str(request["account"]), str(request.get("scope") or
                                                              "international"),
                                 str(request.get("reason") or "locked by hand"),

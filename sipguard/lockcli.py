@@ -178,10 +178,16 @@ async def _on_store(settings: Settings, command: str, fields: dict[str, Any]) ->
     """The lock commands on the Redis store directly (no service running here)."""
     from sipguard.alertcontrol import lock_handlers  # noqa: PLC0415 - only without a service
 
+    try:
+        names: list[str] | None = [
+            account.name for account in load_policy_file(settings.policy_path).policy.accounts]
+    except ConfigError:
+        names = None  # an invalid policy here: no check of the name
     store = make_store(settings)
     try:
-        return {"ok": True, **await lock_handlers(Locks(store, silent_logger()))[command](
-            fields)}
+        handlers = lock_handlers(Locks(store, silent_logger()),
+                                 None if names is None else lambda: names or [])
+        return {"ok": True, **await handlers[command](fields)}
     except (ValueError, KeyError) as error:
         return {"ok": False, "error": str(error)}
     finally:

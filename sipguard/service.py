@@ -297,7 +297,7 @@ class Service:
             return {"stats": self.stats()}
 
         handlers = {**self.edge.handlers(loop.time), "stats": stats,
-                    **lock_handlers(self.screener.locks),
+                    **lock_handlers(self.screener.locks, self._account_names),
                     **(alert_handlers(self.alerting) if self.alerting is not None else {})}
         server = ControlServer(self.settings.control_socket, handlers, self.log)
         try:
@@ -307,6 +307,9 @@ class Service:
                              error=str(error))
             return
         self.control = server
+
+    def _account_names(self) -> list[str]:
+        return [account.name for account in self.screener.policy.accounts]
 
     def stop(self) -> None:
         """Ask the service to drain and stop."""

@@ -77,7 +77,8 @@ class Dashboard:
         self.parts = parts
         self.access = access
         self._reader: CdrSink | None = None
-        self._locks = lock_handlers(parts.locks)
+        self._locks = lock_handlers(parts.locks, lambda: [
+            account.name for account in parts.policy().accounts])
         self._alerts = alert_handlers(parts.alerting) if parts.alerting is not None else {}
 
     def add_routes(self, app: web.Application) -> None:

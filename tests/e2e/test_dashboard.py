@@ -403,8 +403,9 @@ def test_the_traffic_page_takes_a_range_and_says_what_is_wrong_with_a_bad_one(
 
 def test_unban_unlock_and_snooze_from_the_api_act_as_the_command_line_does(
         start_uas: StartUas, start_sipguard: StartSipguard) -> None:
-    """A ban added by the CLI is listed and lifted through the API, a lock set through the
-    API is lifted through it, and a snooze set through it shows in `sipguard alerts list`."""
+    """A ban added by the CLI is listed and lifted through the API, a lock on a name that is
+    no account is refused, a lock set through the API is lifted through it, and a snooze
+    set through it shows in `sipguard alerts list`."""
     guard, client = _start(start_uas, start_sipguard)
     assert _cli(guard, "bans", "add", "127.0.0.9", "--reason", "scanner").returncode == 0
     (ban,) = client.json("/api/bans")["bans"]
@@ -414,6 +415,10 @@ def test_unban_unlock_and_snooze_from_the_api_act_as_the_command_line_does(
     assert client.json("/api/bans")["bans"] == []
     assert "127.0.0.9" not in _cli(guard, "bans", "list").stdout
 
+    status, _, text = client.call("POST", "/api/lock", {"account": "asterisk-9"}, token=TOKEN)
+    assert status == 400 and "no account named 'asterisk-9'" in text  # a typo locks nothing
+    typo = _cli(guard, "lock", "asterisk-9")
+    assert typo.returncode == 1 and "no account named 'asterisk-9'" in typo.stderr
     assert client.call("POST", "/api/lock", {"account": "asterisk-1", "scope": "all"},
                        token=TOKEN)[0] == 200
     assert "asterisk-1" in _cli(guard, "locks").stdout

@@ -41,6 +41,8 @@ def test_the_dashboard_in_chromium(start_uas: StartUas, start_sipguard: StartSip
                                              args=["--no-sandbox"])
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 900})
+            fetched: list[str] = []  # every URL the pages make the browser fetch
+            page.on("request", lambda request: fetched.append(request.url))
             page.goto(client.base + "/")
             assert page.url.endswith("/login")
             page.screenshot(path=str(shots / "login.png"), full_page=True)
@@ -106,6 +108,10 @@ def test_the_dashboard_in_chromium(start_uas: StartUas, start_sipguard: StartSip
             assert "must rise" in page.inner_text("#problem")
             assert "urgent: 10" not in policy_file.read_text()
             page.screenshot(path=str(shots / "alert-settings.png"), full_page=True)
+            # Works with no internet: nothing is fetched from anywhere but sipguard itself.
+            assert fetched and all(url.startswith(client.base + "/") for url in fetched), [
+                url for url in fetched if not url.startswith(client.base)]
+            assert any(url.endswith("/static/sipguard.css") for url in fetched)
         finally:
             browser.close()
     assert {path.name for path in shots.glob("*.png")} == {
