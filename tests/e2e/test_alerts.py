@@ -253,7 +253,9 @@ def test_a_burst_of_international_calls_at_night_fires_an_urgent_alert_and_locks
     assert details["percent_above"] >= 100
     assert alert["text"].startswith(f"International minutes for account {ACCOUNT} are ")
     assert "% above normal for a " in alert["text"] and "min vs 0.2 min" in alert["text"]
-    assert alert["text"].endswith(f"locked until someone runs: sipguard unlock {ACCOUNT}")
+    assert alert["text"].endswith(
+        f"is now locked (international and premium calls) until someone runs: "
+        f"sipguard unlock {ACCOUNT}")
 
     recipients, mail = _wait(lambda: next((message for message in mailbox.messages
                                            if "Subject: [sipguard urgent] International"
