@@ -10,6 +10,7 @@ from sipguard.alerts import Alerting
 from sipguard.control import Handler
 from sipguard.locks import Locks
 from sipguard.policy.alerting import AlertType
+from sipguard.store import StoreUnavailableError
 
 
 def lock_handlers(locks: Locks,
@@ -64,9 +65,13 @@ def alert_handlers(alerting: Alerting) -> dict[str, Handler]:
 
     async def listed(request: dict[str, Any]) -> dict[str, Any]:
         limit = int(request.get("limit") or 50)
+        try:
+            snoozed: dict[str, float] | None = await alerting.snoozed()
+        except StoreUnavailableError:  # the alerts are this node's: list them all the same
+            snoozed = None
         return {"alerts": alerting.journal.listed(limit),
                 "open": len(alerting.journal.open_alerts()),
-                "snoozed": await alerting.snoozed(), "stats": alerting.stats()}
+                "snoozed": snoozed, "stats": alerting.stats()}
 
     async def acknowledge(request: dict[str, Any]) -> dict[str, Any]:
         ids = request.get("ids")

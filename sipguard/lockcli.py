@@ -36,7 +36,8 @@ def add_commands(commands: Any,
                  with_config: Callable[[argparse.ArgumentParser], argparse.ArgumentParser]) -> None:
     """Add the lock and alert commands to the command line."""
     lock = with_config(commands.add_parser(
-        "lock", help="stop an account's international (or all non-emergency) dialling"))
+        "lock", help="stop an account's international and premium (or all non-emergency) "
+                     "dialling"))
     lock.add_argument("account", help="the account (PBX peer) to lock")
     lock.add_argument("--class", dest="scope", choices=SCOPES, default="international",
                       help="what to stop (default: international)")
@@ -243,7 +244,10 @@ def _print_alerts(arguments: argparse.Namespace, reply: dict[str, Any]) -> None:
     if arguments.json:
         print(json.dumps(reply, indent=2))
         return
-    for name, left in sorted(reply.get("snoozed", {}).items()):
+    snoozed = reply.get("snoozed")
+    if snoozed is None:
+        print("snoozed: unknown (the state store does not answer)")
+    for name, left in sorted((snoozed or {}).items()):
         print(f"snoozed: {name} ({int(left) // 60} min left)")
     if not reply["alerts"]:
         print("no alerts kept")

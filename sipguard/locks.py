@@ -109,7 +109,7 @@ class Locks:
             await self.store.put_mark(LOCKDOWN_KEY, _encode(lock), FOREVER, time.time())
             self._known[LOCKDOWN_KEY] = lock
             self.log.error("lockdown.on", reason=reason, by=by,
-                           consequence="no international call from any account")
+                           consequence="no international or premium call from any account")
             return lock
         await self.store.clear([LOCKDOWN_KEY])
         self._known[LOCKDOWN_KEY] = None

@@ -35,6 +35,7 @@ SECTION_KEYS = ("baseline", "thresholds", "min_minutes", "min_calls", "contacts"
                 "lock_on_urgent", "lock_accounts", "types")
 TYPE_KEYS = ("enabled", "levels", "jurisdictions", "contacts", "level", "threshold", "window",
              "repeat_after", "min_country_risk")
+MAXIMUM = 1e12  # past this a number is a typo (and a 400-digit one would not fit a float)
 EMAIL = re.compile(r"[^@\s:]+@[^@\s]+\.[^@\s]+|[^@\s:]+@localhost")
 PHONE = re.compile(r"\+[1-9]\d{6,14}")
 WEBHOOK_NAME = re.compile(r"[A-Za-z0-9_.-]+")
@@ -92,9 +93,14 @@ def _number(reader: PolicyReader, section: dict[str, Any], key: str, where: str,
             default: float, integer: bool = False) -> float:
     value = section.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or (
-            not math.isfinite(value)) or value < 0 or (integer and not isinstance(value, int)):
+            isinstance(value, float) and not math.isfinite(value)) or value < 0 or (
+            integer and not isinstance(value, int)):
         kind = "a whole number" if integer else "a number"
         reader.error(section, key, where, f"{value!r} is not {kind} of 0 or more")
+        return default
+    if value > MAXIMUM:
+        shown = repr(value) if len(repr(value)) <= 20 else repr(value)[:17] + "..."
+        reader.error(section, key, where, f"{shown} is too large (at most {MAXIMUM:g})")
         return default
     return float(value)
 

@@ -109,11 +109,14 @@ def parse_changes(changes: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]
 
 
 def edit_alerts(path: Path, changes: Mapping[str, Any],
-                check: Callable[[Policy], list[str]] | None = None) -> Edit:
+                check: Callable[[Policy], list[str]] | None = None,
+                expected_version: str | None = None) -> Edit:
     """Change keys of the policy file's ``alerts:`` section and put the file in place if
     the policy it makes is valid (``check`` may add problems of its own, such as contacts
-    the service cannot reach). Raises ConfigError with every problem; the file is then
-    untouched."""
+    the service cannot reach). With ``expected_version`` (the version a form was filled
+    in from), a file that has changed since is refused: saving a whole form must not put
+    back what someone else changed meanwhile. Raises ConfigError with every problem; the
+    file is then untouched."""
     path = path.resolve()  # a link to the policy is followed, not replaced by a file
     parsed, problems = parse_changes(changes)
     if problems:
@@ -123,12 +126,18 @@ def edit_alerts(path: Path, changes: Mapping[str, Any],
     except OSError as error:
         raise ConfigError([f"{path}: cannot be read ({error.strerror})"]) from None
     try:
-        before = current_values(load_policy_file(path).policy.alerts)
+        current = load_policy_file(path).policy
+        before, version = current_values(current.alerts), current.version
     except ConfigError:
-        before = current_values(AlertPolicy())  # an invalid file: the edit must mend it
+        # an invalid file: the edit must mend it
+        before, version = current_values(AlertPolicy()), None
+    if expected_version is not None and expected_version != version:
+        raise ConfigError([f"{path}: changed since the form was filled in (policy version "
+                           f"{version or 'invalid'}, the form's {expected_version}); "
+                           "nothing was written: load the page again"])
     wanted = {key: value for key, value in parsed.items() if before.get(key) != value}
     if not wanted:
-        return Edit({}, load_policy_file(path).policy.version, None)
+        return Edit({}, version or load_policy_file(path).policy.version, None)
     text = _edited_text(path, original, wanted)
     loaded = _validated(path, text, check)
     if path.read_text(encoding="utf-8") != original:
@@ -304,7 +313,14 @@ def _write_beside(path: Path, text: str, target: Path) -> None:
     try:
         with scratch.open("rb+") as file:
             os.fsync(file.fileno())
-        os.chmod(scratch, path.stat().st_mode & 0o7777)
+        status = path.stat()
+        os.chmod(scratch, status.st_mode & 0o7777)
+        try:  # the service's user must still read it (root editing a sipguard-owned file)
+            os.chown(scratch, status.st_uid, status.st_gid)
+        except PermissionError:
+            raise ConfigError([f"{path}: its owner and group ({status.st_uid}:"
+                               f"{status.st_gid}) could not be kept; run this as its owner"]
+                              ) from None
         os.replace(scratch, target)
         directory = os.open(path.parent, os.O_RDONLY)
         try:

@@ -89,6 +89,7 @@ class Alerting:
         # What this node sent lately (key:level -> until when), so that a flood of the
         # same event costs no store round trips.
         self._sent_here: dict[str, float] = {}
+        self._locked_unsent: dict[str, float] = {}  # key -> until (see _lock_unsent)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -339,7 +340,7 @@ class Alerting:
         settings = policy.alerts.settings(alert.type)
         if not settings.sends(alert.level, alert.jurisdiction):
             self.suppressed += 1
-            await self._maybe_lock(alert)  # silence stops the telling, not the protection
+            await self._lock_unsent(alert, repeat_after)
             return None
         now = time.time()
         if self._sent_here.get(f"{alert.key}:{alert.level.value}", 0.0) > now:
@@ -347,7 +348,7 @@ class Alerting:
         try:
             if await self.store.get_mark(SNOOZE_PREFIX + alert.type.value, now) is not None:
                 self.suppressed += 1
-                await self._maybe_lock(alert)
+                await self._lock_unsent(alert, repeat_after)
                 return None
             # Once within repeat_after of the last send: a mark in the store says it was
             # sent; a claim counted in the store (atomically) lets only one node send it.
@@ -383,6 +384,25 @@ class Alerting:
         if unserved:
             self.log.warning("alert.unserved", id=alert.id, contacts=unserved)
         return alert
+
+    async def _lock_unsent(self, alert: Alert, repeat_after: float) -> None:
+        """An urgent alert that is not sent (off, snoozed, its level not sent) still locks
+        the account: silence stops the telling, not the protection. Once within
+        ``repeat_after``, as a sent alert is, so that a person's unlock holds while the
+        same finding goes on."""
+        if alert.level is not Level.URGENT or alert.account is None:
+            return
+        now = time.time()
+        if self._locked_unsent.get(alert.key, 0.0) > now:
+            return
+        if len(self._locked_unsent) > 10_000:
+            self._locked_unsent = {key: until for key, until in self._locked_unsent.items()
+                                   if until > now}
+        self._locked_unsent[alert.key] = now + repeat_after
+        locked = await self._maybe_lock(alert)
+        if "locked" in locked.details:
+            self.log.warning("alert.locked_unsent", id=alert.id, type=alert.type.value,
+                             key=alert.key, account=alert.account, text=locked.text)
 
     async def _maybe_lock(self, alert: Alert) -> Alert:
         """An urgent alert about an account locks it when the policy says so (even when

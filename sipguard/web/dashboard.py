@@ -77,6 +77,7 @@ class Dashboard:
         self.parts = parts
         self.access = access
         self._reader: CdrSink | None = None
+        self._editing = asyncio.Lock()
         self._locks = lock_handlers(parts.locks, lambda: [
             account.name for account in parts.policy().accounts])
         self._alerts = alert_handlers(parts.alerting) if parts.alerting is not None else {}
@@ -176,7 +177,8 @@ class Dashboard:
         return await self._alerts["alerts.list"]({"limit": 200})
 
     async def alert_settings(self, _: web.Request) -> dict[str, Any]:
-        return {"values": current_values(self.parts.policy().alerts),
+        policy = self.parts.policy()
+        return {"values": current_values(policy.alerts), "version": policy.version,
                 "editable": list(EDITABLE),
                 "policy_file": None if self.parts.policy_path is None
                 else str(self.parts.policy_path)}
@@ -242,10 +244,14 @@ class Dashboard:
         path = self.parts.policy_path
         if path is None:
             raise ValueError("the policy file is not known here")
-        try:
-            edit = await asyncio.to_thread(edit_alerts, path, body, self.parts.unreachable)
-        except ConfigError as error:
-            raise ValueError("; ".join(error.problems)) from None
+        expected = body.pop("version", None)
+        async with self._editing:  # one edit at a time: each sees the file the last wrote
+            try:
+                edit = await asyncio.to_thread(
+                    edit_alerts, path, body, self.parts.unreachable,
+                    None if expected in (None, "") else str(expected))
+            except ConfigError as error:
+                raise ValueError("; ".join(error.problems)) from None
         if edit.changed:
             self.parts.log.warning("policy.edited", path=str(path), by=f"web:{caller.user}",
                                    changed={key: after for key, (_, after)

@@ -219,8 +219,7 @@ def widgets(tables: dict[str, list[dict[str, Any]]], given: dict[str, str], call
 
 def alerts(data: dict[str, Any], settings: dict[str, Any], caller: Caller,
            error: str | None = None) -> str:
-    snoozed = data.get("snoozed") or {}
-    values = settings["values"]
+    snoozed = data.get("snoozed", {})
     problem = f'<div class="error" id="problem">{_e(error)}</div>' if error else ""
     rows = "".join(_alert_row(alert, caller) for alert in data.get("alerts", []))
     acknowledge_all = (f'<form class="inline" method="post" action="/api/alerts/ack">'
@@ -232,7 +231,7 @@ def alerts(data: dict[str, Any], settings: dict[str, Any], caller: Caller,
             f'<table id="alerts"><tr><th>at (UTC)</th><th>level</th><th>type</th><th>what</th>'
             f'<th>state</th></tr>'
             f'{rows or "<tr><td colspan=5 class=muted>none</td></tr>"}</table></div><br>'
-            f"{_alert_settings(values, snoozed, settings.get('policy_file'), caller)}")
+            f"{_alert_settings(settings, snoozed, caller)}")
     return _page("Alerts", "/alerts", caller, body)
 
 
@@ -250,10 +249,12 @@ def _alert_row(alert: dict[str, Any], caller: Caller) -> str:
             f'<td>{_e(alert["type"])}</td><td>{_e(alert["text"])}</td><td>{state}</td></tr>')
 
 
-def _alert_settings(values: dict[str, Any], snoozed: dict[str, float],
-                    policy_file: str | None, caller: Caller) -> str:
+def _alert_settings(settings: dict[str, Any], snoozed: dict[str, float] | None,
+                    caller: Caller) -> str:
     """The thresholds, contacts and types, editable in one form (written to the policy
-    file); each type's snooze button is a form of its own beside it."""
+    file; the policy version it was filled in from goes with it); each type's snooze
+    button is a form of its own beside it."""
+    values, policy_file = settings["values"], settings.get("policy_file")
     def field(key: str, size: int = 6) -> str:
         return (f'<input form="alert-settings" name="{key}" size="{size}" '
                 f'value="{_e(_listed(values[key]))}" aria-label="{key}">')
@@ -267,7 +268,8 @@ def _alert_settings(values: dict[str, Any], snoozed: dict[str, float],
                    f'aria-label="types.{kind}.enabled">'
                    f'<option value="true"{" selected" if on else ""}>on</option>'
                    f'<option value="false"{"" if on else " selected"}>off</option></select>')
-        snooze = (f'snoozed, {int(snoozed[kind]) // 60} min left' if kind in snoozed else
+        snooze = ('<span class="muted">unknown (store down)</span>' if snoozed is None else
+                  f'snoozed, {int(snoozed[kind]) // 60} min left' if kind in snoozed else
                   f'<form class="inline" method="post" action="/api/alerts/snooze">'
                   f'{_csrf(caller)}<input type="hidden" name="type" value="{kind}">'
                   f'<button class="quiet">Snooze for today</button></form>')
@@ -282,7 +284,8 @@ def _alert_settings(values: dict[str, Any], snoozed: dict[str, float],
              if policy_file else "")
     return (f'<div class="card"><h2>Thresholds and contacts</h2>'
             f'<form id="alert-settings" method="post" action="/api/alerts/settings">'
-            f'{_csrf(caller)}</form>'
+            f'{_csrf(caller)}<input type="hidden" name="version" '
+            f'value="{_e(settings.get("version", ""))}"></form>'
             f'<p>Traffic above normal by: {thresholds}</p>'
             f'<p><label>No alert below {field("min_minutes", 4)} minutes</label> '
             f'<label>or {field("min_calls", 4)} calls in the hour.</label></p>'

@@ -348,6 +348,11 @@ def test_a_state_store_outage_shows_on_the_overview_and_fails_actions_with_503(
         assert status == 503 and "state store does not answer" in json.loads(text)["error"]
     status, _, page = client.call("GET", "/locks", token=TOKEN)
     assert status == 503 and "state store does not answer" in page
+    # The alerts are this node's own: listed all the same, the snoozes unknown.
+    listed = client.json("/api/alerts")
+    assert listed["snoozed"] is None and isinstance(listed["alerts"], list)
+    status, _, page = client.call("GET", "/alerts", token=TOKEN)
+    assert status == 200 and "unknown (store down)" in page
     status, _, text = client.call("POST", "/api/unlock", {"account": "asterisk-1"}, token=TOKEN)
     assert status == 503, text
 

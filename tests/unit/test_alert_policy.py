@@ -259,6 +259,10 @@ POLICY_ERRORS = {
         "alerts:\n  min_minutes: .inf\n",
         "min_minutes:", "alerts.min_minutes", "inf is not a number of 0 or more",
     ),
+    "min_calls with 400 digits": (
+        "alerts:\n  min_calls: 1" + "0" * 400 + "\n",
+        "min_calls:", "alerts.min_calls", "is too large (at most 1e+12)",
+    ),
     "bad time zone": (
         "alerts:\n  time_zone: America/Gotham\n",
         "America/Gotham", "alerts.time_zone", "'America/Gotham' is not a time zone",

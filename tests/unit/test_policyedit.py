@@ -619,3 +619,19 @@ def test_current_values_of_the_shipped_policy(shipped: Path) -> None:
     assert values["types.traffic.levels"] == ALL_LEVELS
     assert values["types.first_source.enabled"] is True
     assert values["types.ban.contacts"] is None
+
+
+def test_a_form_filled_in_from_an_older_version_is_refused(shipped: Path) -> None:
+    """Saving a whole form must not put back what someone changed since it was filled
+    in: with the version the form came from, a file changed meanwhile is refused and
+    left alone; with the file's own version the edit is made."""
+    filled_in = load_policy_file(shipped).policy.version
+    edit_alerts(shipped, {"thresholds.notify": "30"})  # someone else, meanwhile
+    changed = shipped.read_text()
+    with pytest.raises(ConfigError) as refused:
+        edit_alerts(shipped, {"min_calls": "20"}, expected_version=filled_in)
+    assert "changed since the form was filled in" in refused.value.problems[0]
+    assert shipped.read_text() == changed
+    now = load_policy_file(shipped).policy.version
+    assert edit_alerts(shipped, {"min_calls": "20"}, expected_version=now).changed == {
+        "min_calls": (10, 20)}
