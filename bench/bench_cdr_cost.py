@@ -16,7 +16,7 @@ touches both alike. Capacity is inversely proportional to CPU per call, so
 and the requirement (recording lowers calls per second by no more than 10%) is a ratio of
 0.9 or more. Each run is bounded in calls; every process is stopped by its PID.
 
-    python bench/bench_cdr_cost.py [--rounds 5] [--rate 400] [--calls 4000]
+    python bench/bench_cdr_cost.py [--rounds 5] [--rate 400] [--calls 4000] [--alerts on|off]
 """
 
 from __future__ import annotations
@@ -35,6 +35,15 @@ from bench_calls import (
     print_step,
     run_step,
 )
+
+
+class SipguardRecordsOnly(Sipguard):
+    """sipguard with call records and without the alerts built on them."""
+
+    name = "sipguard-records-only"
+
+    def store_config(self) -> str:
+        return "alerts: {enabled: false}\n"
 
 
 def one_run(target_class: type[Sipguard], workdir: Path, rate: int,
@@ -60,14 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=5, help="runs of each (default 5)")
     parser.add_argument("--rate", type=int, default=400, help="calls per second (default 400)")
     parser.add_argument("--calls", type=int, default=4000, help="calls per run (default 4000)")
+    parser.add_argument("--alerts", choices=("on", "off"), default="on",
+                        help="on (default): records and the alerts on them against neither; "
+                             "off: records alone against none (alerts off in both)")
     args = parser.parse_args(argv)
+    recording: type[Sipguard] = Sipguard if args.alerts == "on" else SipguardRecordsOnly
     machine = machine_info()
-    print(f"records on/off, {args.rounds} rounds of {args.calls} calls at {args.rate}/s; "
+    print(f"records on/off (alerts {args.alerts} with them), {args.rounds} rounds of {args.calls} calls at {args.rate}/s; "
           f"load average at start {machine.get('loadavg_at_start')}", flush=True)
     cpu: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory(prefix="sipguard-cdr-cost-") as directory:
         for number in range(args.rounds):
-            for label, target_class in (("on", Sipguard), ("off", SipguardNoCdr)):
+            for label, target_class in (("on", recording), ("off", SipguardNoCdr)):
                 workdir = Path(directory) / f"{label}-{number}"
                 workdir.mkdir()
                 value = one_run(target_class, workdir, args.rate, args.calls)
