@@ -22,9 +22,11 @@ and the requirement (recording lowers calls per second by no more than 10%) is a
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from bench_calls import (
@@ -46,19 +48,44 @@ class SipguardRecordsOnly(Sipguard):
         return "alerts: {enabled: false}\n"
 
 
+def _children_cpu(pid: int) -> float:
+    """CPU seconds of a process's children so far (the records' writer process)."""
+    total = 0.0
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    for child in children:
+        try:
+            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def one_run(target_class: type[Sipguard], workdir: Path, rate: int,
-            calls: int) -> float | None:
-    """CPU per call (µs) of one fresh sipguard process over ``calls`` calls at ``rate``."""
+            calls: int, children: list[float] | None = None) -> float | None:
+    """CPU per call (µs) of one fresh sipguard process over ``calls`` calls at ``rate``
+    (its child processes' CPU per call is appended to ``children``)."""
     target = target_class(workdir, free_udp_port())
     port = target.start()
     try:
         run_step(target=target.name, phase="warmup", target_port=port,
                  uas_port=target.uas_port, rate=50, calls=100, workdir=workdir,
                  b2bua_pid=target.pid)
+        before = _children_cpu(target.pid)
         step = run_step(target=target.name, phase="measure", target_port=port,
                         uas_port=target.uas_port, rate=rate, calls=calls, workdir=workdir,
                         b2bua_pid=target.pid)
+        time.sleep(1.5)  # the last batch stored
+        child_us = (_children_cpu(target.pid) - before) * 1e6 / calls
         print_step(step)
+        print(f"             child processes (IVR workers; the records' writer when on): "
+              f"{child_us:.0f} us/call", flush=True)
+        if children is not None and step.passed:
+            children.append(child_us)
         return step.b2bua_cpu_us_per_call if step.passed else None
     finally:
         target.stop()
@@ -78,12 +105,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"records on/off (alerts {args.alerts} with them), {args.rounds} rounds of {args.calls} calls at {args.rate}/s; "
           f"load average at start {machine.get('loadavg_at_start')}", flush=True)
     cpu: dict[str, list[float]] = {"on": [], "off": []}
+    children: dict[str, list[float]] = {"on": [], "off": []}
     with tempfile.TemporaryDirectory(prefix="sipguard-cdr-cost-") as directory:
         for number in range(args.rounds):
             for label, target_class in (("on", recording), ("off", SipguardNoCdr)):
                 workdir = Path(directory) / f"{label}-{number}"
                 workdir.mkdir()
-                value = one_run(target_class, workdir, args.rate, args.calls)
+                value = one_run(target_class, workdir, args.rate, args.calls,
+                                children[label])
                 if value is not None:
                     cpu[label].append(value)
     if not cpu["on"] or not cpu["off"]:
@@ -95,6 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  on:  {', '.join(f'{value:.0f}' for value in cpu['on'])}")
     print(f"  off: {', '.join(f'{value:.0f}' for value in cpu['off'])}")
     print(f"capacity with records on / off: {off / on:.3f} (the requirement: 0.9 or more)")
+    if children["on"] and children["off"]:
+        print(f"child processes, on other cores: on {statistics.median(children['on']):.0f}"
+              f" us/call, off {statistics.median(children['off']):.0f} (the difference is "
+              "the records' writer)")
     return 0
 
 

@@ -26,7 +26,7 @@ TLS_KEYS = ("certificate", "key", "client_ca", "verify_client", "ca", "verify_se
             "min_version")
 ADMIN_KEYS = ("listen", "token", "token_file", "users", "session_hours")
 MIN_TOKEN = 24  # characters of an API token
-CDR_KEYS = ("enabled", "backend", "path", "dsn", "spool", "batch_seconds", "timeout")
+CDR_KEYS = ("enabled", "backend", "path", "dsn", "spool", "batch_seconds", "timeout", "writer")
 DEFAULT_CDR_FILE = "../var/cdr.sqlite"  # relative to the configuration file
 DEFAULT_CDR_SPOOL = "../var/cdr-spool"
 
@@ -155,6 +155,8 @@ def load_cdr(data: dict[str, Any], path: Path, problems: Problems) -> CdrSetting
         batch_seconds=number(section, "batch_seconds", defaults.batch_seconds, problems,
                               "cdr", minimum=0.0),
         timeout=number(section, "timeout", defaults.timeout, problems, "cdr", minimum=0.1),
+        writer=choice(section, "writer", defaults.writer, ("process", "thread"), problems,
+                      "cdr"),
     )
 
 

@@ -42,6 +42,7 @@ from sipguard.calls import (
     SourceFailure,
 )
 from sipguard.cdr import Recorder, Spool, make_sink
+from sipguard.cdr.writer import WriterProcess
 from sipguard.control import ControlServer
 from sipguard.controller import Controller, IvrLink
 from sipguard.edge import Bans, EdgeFilter
@@ -112,7 +113,9 @@ class Service:
         self.records = CallRecords(self._node)
         cdr = settings.cdr
         self.recorder: Recorder | None = (
-            Recorder(make_sink(cdr), Spool(cdr.spool), self.log, cdr.batch_seconds)
+            Recorder(make_sink(cdr), Spool(cdr.spool), self.log, cdr.batch_seconds,
+                     writer=(WriterProcess(settings.path, self.log)
+                             if cdr.writer == "process" else None))
             if cdr.enabled else None)
         self.metrics = Metrics(self.stats)
         self.admin: AdminServer | None = None

@@ -30,6 +30,7 @@ class CdrSettings:
     spool: Path = field(default_factory=lambda: Path("var/cdr-spool"))
     batch_seconds: float = 1.0  # a batch a second: fsyncs and thread hops cost calls
     timeout: float = 5.0  # seconds a database call may take before it counts as down
+    writer: str = "process"  # process: a writer process stores the spool; thread: this one
 
 
 def make_sink(settings: CdrSettings) -> CdrSink:

@@ -29,7 +29,7 @@ import asyncio
 import collections
 import contextlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sipguard.cdr.record import CallRecord
 from sipguard.cdr.sink import CdrSink, CdrUnavailableError
@@ -41,12 +41,23 @@ MAX_KEPT = 50_000  # spooled records also kept in memory, so the storer need not
 SPOOL_RETRY = 1.0  # seconds before a refusing disk is tried again
 
 
+class Writer(Protocol):
+    """A process that stores the spooled batches (sipguard.cdr.writer.WriterProcess)."""
+
+    status: dict[str, Any]
+
+    async def start(self) -> None: ...
+    def notify(self) -> None: ...
+    async def stop(self) -> None: ...
+
+
 class Recorder:
     """Takes records without blocking; keeps every acknowledged one until it is stored."""
 
     def __init__(self, sink: CdrSink, spool: Spool, log: Any, batch_seconds: float = 0.05,
-                 retry_max: float = 30.0) -> None:
+                 retry_max: float = 30.0, writer: Writer | None = None) -> None:
         self.sink = sink
+        self.writer = writer  # None: this process stores the batches itself
         self.spool = spool
         self.log = log
         self.batch_seconds = batch_seconds
@@ -81,18 +92,31 @@ class Recorder:
         self._wakeup.set()
 
     def stats(self) -> dict[str, Any]:
-        """Counts for the stats line and the metrics (no disk access)."""
-        return {"recorded": self.recorded, "acknowledged": self.acknowledged,
-                "stored": self.stored, "queued": len(self._queue),
-                "spooled_batches": self.pending_batches, "refused": self.refused,
-                "dropped": self.dropped, "errors": self.errors,
-                "unreadable_lines": self.spool.unreadable_lines,
-                "database_up": self._down_since is None, "sink": self.sink.name}
+        """Counts for the stats line and the metrics (no disk access; with a writer
+        process, the storing counts are the ones it last reported)."""
+        stats = {"recorded": self.recorded, "acknowledged": self.acknowledged,
+                 "stored": self.stored, "queued": len(self._queue),
+                 "spooled_batches": self.pending_batches, "refused": self.refused,
+                 "dropped": self.dropped, "errors": self.errors,
+                 "unreadable_lines": self.spool.unreadable_lines,
+                 "database_up": self._down_since is None, "sink": self.sink.name}
+        if self.writer is not None:
+            stats.update(self.writer.status)
+            stats["writer"] = "process"
+        return stats
+
+    def wake(self) -> None:
+        """Look at the spool now (a writer process is told a batch was spooled)."""
+        self._spooled.set()
 
     async def start(self) -> None:
         """Prepare the spool and start the background tasks (the database may be down)."""
         self.spool.prepare()
         self.pending_batches = len(self.spool.pending())
+        if self.writer is not None:  # it stores, batches a crash left behind first
+            await self.writer.start()
+            self._tasks = [asyncio.create_task(self._spooler())]
+            return
         await self._try_open()
         self._spooled.set()  # batches a crash left in the spool go first
         self._tasks = [asyncio.create_task(self._spooler()),
@@ -106,6 +130,9 @@ class Recorder:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self._spool_queued()
+        if self.writer is not None:
+            await self.writer.stop()  # it stores what it can, then exits
+            return
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 await self._store_spooled()
@@ -144,6 +171,9 @@ class Recorder:
                 self.log.warning("cdr.spool_recovered", directory=str(self.spool.directory))
             self.acknowledged += len(batch)
             self.pending_batches += 1
+            if self.writer is not None:  # the writer process stores it
+                self.writer.notify()
+                continue
             if self._kept_records + len(batch) <= MAX_KEPT:  # else read back from the file
                 self._kept[path] = batch
                 self._kept_records += len(batch)

@@ -1,0 +1,193 @@
+"""The records' writer process: the spool drained into the database outside the service.
+
+The spool is already the durable hand-over between taking a record and storing it (a
+batch is acknowledged once it is fsynced there), so the database writes need not run in
+the service's process. Run there, on a thread, they cost the event loop more than their
+own CPU (the writer thread and the loop take turns at the interpreter), and recording
+lowered the call capacity by 12–15% (bench/bench_cdr_cost.py). In a process of their
+own they run on another core.
+
+The service starts ``python -m sipguard.cdr.writer --config FILE --status-fd N`` (its
+stdout and stderr are the service's, so its log lines are in the service's log):
+
+- a line on the writer's stdin says "a batch was spooled" (it also looks every second);
+- the writer reports its counts as one JSON line on the status pipe whenever they
+  change (stored, refused, errors, batches waiting, whether the database is up), and
+  the service shows them as its own (stats, metrics, the dashboard);
+- the end of its stdin (the service stopping, or dying, even by SIGKILL) makes it store
+  what it can within ``STOP_SECONDS`` and exit; whatever it could not store stays in
+  the spool for the next start. SIGTERM does the same.
+
+Two writers draining one spool (an old one finishing while a new service starts) are
+harmless: a batch the other took first is skipped, and the database ignores a record it
+already has.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from sipguard.cdr.recorder import Recorder
+from sipguard.cdr.spool import Spool
+
+MODULE = "sipguard.cdr.writer"
+STOP_SECONDS = 10.0  # what the writer has, once told to stop, to store what is left
+STATUS_SECONDS = 0.2  # how often the counts are compared with the last ones sent
+WAKE_SECONDS = 1.0  # the spool is looked at this often even with no word from the service
+REPORTED = ("stored", "refused", "errors", "spooled_batches", "database_up",
+            "unreadable_lines")
+
+
+class WriterProcess:
+    """The service's side: starts the writer, tells it of new batches, reads its counts,
+    stops it."""
+
+    def __init__(self, config: Path, log: Any) -> None:
+        self.config = config
+        self.log = log
+        self.status: dict[str, Any] = {}
+        self.process: asyncio.subprocess.Process | None = None
+        self._reading: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        read_end, write_end = os.pipe()
+        # Never one of 0-2 (a service started with its stdout closed would hand its
+        # writer a status pipe that is also the writer's stdout, where it logs).
+        high = fcntl.fcntl(write_end, fcntl.F_DUPFD_CLOEXEC, 10)
+        os.close(write_end)
+        write_end = high
+        try:
+            self.process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", MODULE, "--config", str(self.config),
+                "--status-fd", str(write_end), stdin=asyncio.subprocess.PIPE,
+                pass_fds=(write_end,))
+        finally:
+            os.close(write_end)
+        reader = asyncio.StreamReader()
+        loop = asyncio.get_running_loop()
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                     os.fdopen(read_end, "rb"))
+        self._reading = asyncio.create_task(self._read(reader))
+        self.log.info("cdr.writer_started", pid=self.process.pid)
+
+    async def _read(self, reader: asyncio.StreamReader) -> None:
+        while line := await reader.readline():
+            with contextlib.suppress(orjson.JSONDecodeError):
+                status = orjson.loads(line)
+                if isinstance(status, dict) and set(REPORTED) <= set(status):
+                    self.status = status
+        if self.process is not None and self.process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                await self.process.wait()
+        code = None if self.process is None else self.process.returncode
+        if code not in (0, None):
+            self.log.error("cdr.writer_exited", code=code,
+                           consequence="records wait in the spool until the next start")
+
+    def notify(self) -> None:
+        """A batch was spooled."""
+        process = self.process
+        if process is None or process.stdin is None or process.returncode is not None:
+            return
+        with contextlib.suppress(ConnectionError, RuntimeError):
+            process.stdin.write(b"\n")
+
+    async def stop(self, timeout: float = STOP_SECONDS + 2.0) -> None:
+        """Tell it to store what is left and exit; kill it if it takes longer."""
+        process = self.process
+        if process is None:
+            return
+        if process.stdin is not None:
+            process.stdin.close()
+        try:
+            async with asyncio.timeout(timeout):
+                await process.wait()
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            await process.wait()
+            self.log.error("cdr.writer_killed", pid=process.pid, after_seconds=timeout)
+        if self._reading is not None:
+            with contextlib.suppress(TimeoutError, asyncio.CancelledError):
+                async with asyncio.timeout(1.0):
+                    await self._reading
+
+
+async def _serve(recorder: Recorder, status_fd: int) -> None:
+    """Store batches as they come, report the counts, until stdin ends or SIGTERM."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    loop.add_signal_handler(signal.SIGTERM, stopping.set)
+    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+
+    async def listen() -> None:
+        while await reader.readline():
+            recorder.wake()
+        stopping.set()  # the service stopped, or died
+
+    async def tick() -> None:
+        while True:
+            await asyncio.sleep(WAKE_SECONDS)
+            recorder.wake()
+
+    last: dict[str, Any] = {}
+
+    def report() -> None:
+        nonlocal last
+        stats = recorder.stats()
+        now = {key: stats[key] for key in REPORTED}
+        # Batches the service spooled since this one started count too: the spool says.
+        with contextlib.suppress(OSError):
+            now["spooled_batches"] = len(recorder.spool.pending())
+        if now != last:
+            with contextlib.suppress(OSError):
+                os.write(status_fd, orjson.dumps(now) + b"\n")
+            last = now
+
+    async def reporting() -> None:
+        while True:
+            report()
+            await asyncio.sleep(STATUS_SECONDS)
+
+    await recorder.start()
+    tasks = [asyncio.create_task(work()) for work in (listen, tick, reporting)]
+    await stopping.wait()
+    for task in tasks:
+        task.cancel()
+    await recorder.stop(STOP_SECONDS)
+    report()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sipguard.cdr.writer --config FILE --status-fd N``."""
+    from sipguard import logs  # noqa: PLC0415 - the writer's own start
+    from sipguard.cdr import make_sink  # noqa: PLC0415
+    from sipguard.settings import load_settings  # noqa: PLC0415
+
+    parser = argparse.ArgumentParser(description="sipguard's call records writer")
+    parser.add_argument("--config", required=True)
+    parser.add_argument("--status-fd", type=int, required=True)
+    arguments = parser.parse_args(argv)
+    settings = load_settings(Path(arguments.config))
+    logs.configure(settings.log_level, settings.log_format)
+    cdr = settings.cdr
+    log = logs.get_logger(process="cdr-writer")
+    recorder = Recorder(make_sink(cdr), Spool(cdr.spool), log, cdr.batch_seconds)
+    asyncio.run(_serve(recorder, arguments.status_fd))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
