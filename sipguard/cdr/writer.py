@@ -57,9 +57,15 @@ class WriterProcess:
         self.log = log
         self.status: dict[str, Any] = {}
         self.process: asyncio.subprocess.Process | None = None
-        self._reading: asyncio.Task[None] | None = None
+        self.restarts = 0
+        self._stopping = False
+        self._supervising: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        reader = await self._spawn()
+        self._supervising = asyncio.create_task(self._supervise(reader))
+
+    async def _spawn(self) -> asyncio.StreamReader:
         read_end, write_end = os.pipe()
         # Never one of 0-2 (a service started with its stdout closed would hand its
         # writer a status pipe that is also the writer's stdout, where it logs).
@@ -71,28 +77,48 @@ class WriterProcess:
                 sys.executable, "-m", MODULE, "--config", str(self.config),
                 "--status-fd", str(write_end), stdin=asyncio.subprocess.PIPE,
                 pass_fds=(write_end,))
+        except BaseException:
+            os.close(read_end)
+            raise
         finally:
             os.close(write_end)
         reader = asyncio.StreamReader()
         loop = asyncio.get_running_loop()
         await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
                                      os.fdopen(read_end, "rb"))
-        self._reading = asyncio.create_task(self._read(reader))
         self.log.info("cdr.writer_started", pid=self.process.pid)
+        return reader
 
-    async def _read(self, reader: asyncio.StreamReader) -> None:
-        while line := await reader.readline():
-            with contextlib.suppress(orjson.JSONDecodeError):
-                status = orjson.loads(line)
-                if isinstance(status, dict) and set(REPORTED) <= set(status):
-                    self.status = status
-        if self.process is not None and self.process.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                await self.process.wait()
-        code = None if self.process is None else self.process.returncode
-        if code not in (0, None):
-            self.log.error("cdr.writer_exited", code=code,
-                           consequence="records wait in the spool until the next start")
+    async def _supervise(self, reader: asyncio.StreamReader) -> None:
+        """Read its counts; a writer that dies while the service runs is started again
+        (after a pause that doubles up to a minute): records wait in the spool meanwhile."""
+        pause = 1.0
+        while True:
+            while line := await reader.readline():
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    status = orjson.loads(line)
+                    if isinstance(status, dict) and set(REPORTED) <= set(status):
+                        self.status = status
+            process = self.process
+            assert process is not None
+            code = await process.wait()
+            if self._stopping:
+                return
+            self.log.error("cdr.writer_exited", pid=process.pid, code=code,
+                           restart_in=pause,
+                           consequence="records wait in the spool until it is back")
+            await asyncio.sleep(pause)
+            if self._stopping:
+                return
+            pause = min(pause * 2, 60.0)
+            try:
+                reader = await self._spawn()
+            except OSError as error:
+                self.log.error("cdr.writer_failed", error=str(error))
+                reader = asyncio.StreamReader()
+                reader.feed_eof()
+                continue
+            self.restarts += 1
 
     def notify(self) -> None:
         """A batch was spooled."""
@@ -104,6 +130,7 @@ class WriterProcess:
 
     async def stop(self, timeout: float = STOP_SECONDS + 2.0) -> None:
         """Tell it to store what is left and exit; kill it if it takes longer."""
+        self._stopping = True
         process = self.process
         if process is None:
             return
@@ -117,10 +144,11 @@ class WriterProcess:
                 process.kill()
             await process.wait()
             self.log.error("cdr.writer_killed", pid=process.pid, after_seconds=timeout)
-        if self._reading is not None:
+        if self._supervising is not None:
             with contextlib.suppress(TimeoutError, asyncio.CancelledError):
-                async with asyncio.timeout(1.0):
-                    await self._reading
+                async with asyncio.timeout(2.0):
+                    await self._supervising
+            self._supervising.cancel()
 
 
 async def _serve(recorder: Recorder, status_fd: int) -> None:

@@ -129,3 +129,30 @@ def test_batches_wait_while_the_database_cannot_be_written_and_stay_for_the_next
 
     _run(up)
     assert len(_stored(database)) == 4 and spool.pending() == []
+
+
+def test_a_writer_that_dies_is_started_again_and_stores_what_waited(tmp_path: Path) -> None:
+    """SIGKILL the writer: the service's side starts another after a pause, and the
+    batch spooled meanwhile is stored."""
+    database = tmp_path / "cdr.sqlite"
+    spool = Spool(tmp_path / "spool")
+    spool.prepare()
+
+    async def main() -> int:
+        writer = WriterProcess(_config(tmp_path, database), silent_logger())
+        await writer.start()
+        first = writer.process
+        assert first is not None
+        await _until(lambda: "stored" in writer.status, "a first report")
+        first.kill()
+        await first.wait()
+        spool.append(_records(2))
+        writer.notify()  # to a dead writer: harmless
+        await _until(lambda: writer.restarts == 1 and writer.status.get("stored") == 2,
+                     "a new writer storing the batch")
+        assert writer.process is not None and writer.process.pid != first.pid
+        await writer.stop()
+        return writer.restarts
+
+    assert _run(main) == 1
+    assert len(_stored(database)) == 2

@@ -257,9 +257,11 @@ def test_sipp_pin_scenarios_right_and_wrong(
 
 
 def _ivr_workers(sipguard: Sipguard) -> list[int]:
-    """The PIDs of sipguard's IVR worker processes (its children)."""
+    """The PIDs of sipguard's IVR worker processes (those of its children that are; the
+    call records' writer is another)."""
     children = Path(f"/proc/{sipguard.process.pid}/task/{sipguard.process.pid}/children")
-    return [int(pid) for pid in children.read_text().split()]
+    return [int(pid) for pid in children.read_text().split()
+            if b"sipguard.ivr.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def test_a_worker_that_dies_mid_challenge_ends_its_call_and_is_replaced(
