@@ -18,22 +18,14 @@ from sipguard.cdr.record import CallRecord
 from sipguard.cdr.spool import Spool
 from sipguard.cdr.writer import WriterProcess
 from sipguard.logs import silent_logger
+from tests.unit.test_settings import MINIMAL  # the four required keys
 
 pytestmark = pytest.mark.e2e
 
 T = TypeVar("T")
-CONFIG = """\
-listen: ["udp:127.0.0.1:0"]
-peers:
-  - name: asterisk-1
-    addresses: ["127.0.0.1/32"]
-trunks:
-  - name: carrier
-    uri: "sip:127.0.0.1:5080"
-policy: policy.yaml
-logging: {{level: warning, format: json}}
-cdr: {{path: {database}, spool: spool, batch_seconds: 0.1}}
-"""
+CONFIG = MINIMAL.replace("{", "{{").replace("}", "}}") + (
+    "logging: {{level: warning, format: json}}\n"
+    "cdr: {{path: {database}, spool: spool, batch_seconds: 0.1}}\n")
 POLICY = "accounts: [{name: asterisk-1, home_region: US}]\n"
 
 
