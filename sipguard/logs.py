@@ -37,7 +37,10 @@ def configure(level: str = "info", output_format: str = "auto",
     structlog.configure(
         processors=_processors(output_format, target),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
-        logger_factory=structlog.PrintLoggerFactory(target),
+        # One write per line (PrintLogger writes the line and its newline apart): the
+        # IVR workers and the records' writer share this stream, and a line another
+        # process writes between the two would break both lines.
+        logger_factory=structlog.WriteLoggerFactory(target),
         cache_logger_on_first_use=False,
     )
     global _lifecycle_format, _lifecycle_stream
@@ -57,7 +60,7 @@ def lifecycle_logger() -> Any:
     """A logger that writes whatever the configured level (start and stop lines)."""
     target = _lifecycle_stream or sys.stdout
     return structlog.wrap_logger(
-        structlog.PrintLogger(target),
+        structlog.WriteLogger(target),
         processors=_processors(_lifecycle_format, target),
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
     )

@@ -16,7 +16,8 @@ stdout and stderr are the service's, so its log lines are in the service's log):
   the service shows them as its own (stats, metrics, the dashboard);
 - the end of its stdin (the service stopping, or dying, even by SIGKILL) makes it store
   what it can within ``STOP_SECONDS`` and exit; whatever it could not store stays in
-  the spool for the next start. SIGTERM does the same.
+  the spool for the next start. SIGTERM does the same; SIGINT is ignored (a Ctrl-C
+  reaches the whole process group, and the service closes the writer's stdin itself).
 
 Two writers draining one spool (an old one finishing while a new service starts) are
 harmless: a batch the other took first is skipped, and the database ignores a record it
@@ -156,7 +157,9 @@ async def _serve(recorder: Recorder, status_fd: int) -> None:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stopping.set)
-    loop.add_signal_handler(signal.SIGINT, stopping.set)
+    # Ctrl-C in a terminal reaches the whole process group: the service stops on it and
+    # then closes this one's stdin, after spooling its last records, which are stored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     reader = asyncio.StreamReader()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
 
