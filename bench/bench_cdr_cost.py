@@ -22,7 +22,6 @@ and the requirement (recording lowers calls per second by no more than 10%) is a
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -35,6 +34,7 @@ from bench_calls import (
     free_udp_port,
     machine_info,
     print_step,
+    proc_cpu_seconds,
     run_step,
 )
 
@@ -50,19 +50,11 @@ class SipguardRecordsOnly(Sipguard):
 
 def _children_cpu(pid: int) -> float:
     """CPU seconds of a process's children so far (the records' writer process)."""
-    total = 0.0
     try:
         children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     except OSError:
         return 0.0
-    tick = os.sysconf("SC_CLK_TCK")
-    for child in children:
-        try:
-            fields = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / tick
-    return total
+    return sum(proc_cpu_seconds(int(child)) or 0.0 for child in children)
 
 
 def one_run(target_class: type[Sipguard], workdir: Path, rate: int,

@@ -3,21 +3,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from typing import Any
 
 from sipguard.alerts import Alerting
 from sipguard.control import Handler
 from sipguard.locks import Locks
+from sipguard.policy import Policy
 from sipguard.policy.alerting import AlertType
 from sipguard.store import StoreUnavailableError
 
 
 def lock_handlers(locks: Locks,
-                  accounts: Callable[[], Collection[str]] | None = None) -> dict[str, Handler]:
-    """locks.list, locks.lock, locks.unlock, locks.lockdown. With ``accounts`` (the
-    policy's account names), a lock on a name that is no account is refused: a typo must
-    not look like a lock."""
+                  policy: Callable[[], Policy] | None = None) -> dict[str, Handler]:
+    """locks.list, locks.lock, locks.unlock, locks.lockdown. With ``policy`` (the one in
+    force), a lock on a name that is no account of it is refused: a typo must not look
+    like a lock."""
 
     async def listed(_: dict[str, Any]) -> dict[str, Any]:
         held, switch = await locks.listing()
@@ -25,11 +26,10 @@ def lock_handlers(locks: Locks,
                 "lockdown": None if switch is None else switch.as_dict()}
 
     async def lock(request: dict[str, Any]) -> dict[str, Any]:
-        if accounts is not None:
-            known = accounts()
-            if str(request["account"]) not in known:
-                raise ValueError(f"no account named {request['account']!r} in the policy "
-                                 f"(accounts: {', '.join(sorted(known))})")
+        if policy is not None and policy().account(str(request["account"])) is None:
+            names = sorted(account.name for account in policy().accounts)
+            raise ValueError(f"no account named {request['account']!r} in the policy "
+                             f"(accounts: {', '.join(names)})")
         held = await locks.lock(str(request["account"]), str(request.get("scope") or
                                                              "international"),
                                 str(request.get("reason") or "locked by hand"),

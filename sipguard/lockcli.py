@@ -22,6 +22,7 @@ from typing import Any
 from sipguard import control
 from sipguard.locks import SCOPES, Locks
 from sipguard.logs import silent_logger
+from sipguard.policy import Policy
 from sipguard.policy.alerting import AlertType
 from sipguard.policyedit import current_values, edit_alerts
 from sipguard.policyfile import load_policy_file
@@ -180,14 +181,13 @@ async def _on_store(settings: Settings, command: str, fields: dict[str, Any]) ->
     from sipguard.alertcontrol import lock_handlers  # noqa: PLC0415 - only without a service
 
     try:
-        names: list[str] | None = [
-            account.name for account in load_policy_file(settings.policy_path).policy.accounts]
+        policy: Policy | None = load_policy_file(settings.policy_path).policy
     except ConfigError:
-        names = None  # an invalid policy here: no check of the name
+        policy = None  # an invalid policy here: no check of the name
     store = make_store(settings)
     try:
         handlers = lock_handlers(Locks(store, silent_logger()),
-                                 None if names is None else lambda: names or [])
+                                 None if policy is None else lambda: policy)
         return {"ok": True, **await handlers[command](fields)}
     except (ValueError, KeyError) as error:
         return {"ok": False, "error": str(error)}

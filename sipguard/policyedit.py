@@ -207,33 +207,36 @@ def _items(raw: Any) -> list[str]:
             if item.strip()]
 
 
-def _yaml_for(original: str) -> YAML:
-    """The round-trip YAML whose indentation writes the untouched file back as it is
-    (or with the fewest changed lines)."""
-    best: tuple[int, YAML] | None = None
-    for mapping, sequence, offset in INDENTS:
-        yaml = YAML()
-        yaml.preserve_quotes = True
-        yaml.width = 4096
+def _loaded(original: str) -> tuple[YAML, Any]:
+    """The file read once for a round trip, and a YAML whose indentation writes the
+    untouched file back as it is (or with the fewest changed lines)."""
+    yaml = YAML()
+    yaml.preserve_quotes = True
+    yaml.width = 4096
+    yaml.explicit_start = original.startswith("---")  # not kept by the round trip
+    document = yaml.load(original)
+    best: tuple[int, tuple[int, int, int]] | None = None
+    for indent in INDENTS:
+        mapping, sequence, offset = indent
         yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
-        yaml.explicit_start = original.startswith("---")  # not kept by the round trip
         out = io.StringIO()
-        yaml.dump(yaml.load(original), out)
+        yaml.dump(document, out)
         differing = sum(1 for line in difflib.ndiff(original.splitlines(),
                                                     out.getvalue().splitlines())
                         if line[:1] in "+-")
         if best is None or differing < best[0]:
-            best = (differing, yaml)
+            best = (differing, indent)
         if differing == 0:
             break
     assert best is not None
-    return best[1]
+    mapping, sequence, offset = best[1]
+    yaml.indent(mapping=mapping, sequence=sequence, offset=offset)
+    return yaml, document
 
 
 def _edited_text(path: Path, original: str, wanted: dict[str, Any]) -> str:
     try:
-        yaml = _yaml_for(original)
-        document = yaml.load(original)
+        yaml, document = _loaded(original)
     except YAMLError as error:
         raise ConfigError([f"{path}: not YAML that can be edited ({error})"]) from None
     if document is None:

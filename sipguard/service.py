@@ -300,7 +300,7 @@ class Service:
             return {"stats": self.stats()}
 
         handlers = {**self.edge.handlers(loop.time), "stats": stats,
-                    **lock_handlers(self.screener.locks, self._account_names),
+                    **lock_handlers(self.screener.locks, lambda: self.screener.policy),
                     **(alert_handlers(self.alerting) if self.alerting is not None else {})}
         server = ControlServer(self.settings.control_socket, handlers, self.log)
         try:
@@ -310,9 +310,6 @@ class Service:
                              error=str(error))
             return
         self.control = server
-
-    def _account_names(self) -> list[str]:
-        return [account.name for account in self.screener.policy.accounts]
 
     def stop(self) -> None:
         """Ask the service to drain and stop."""

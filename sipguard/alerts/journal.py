@@ -43,8 +43,9 @@ class AlertJournal:
     """Recent alerts, newest first, with their acknowledgments; written through to a file
     (or kept in memory only when ``path`` is None)."""
 
-    def __init__(self, path: Path | None, keep: int = 500) -> None:
+    def __init__(self, path: Path | None, keep: int = 500, log: Any = None) -> None:
         self.path = path
+        self.log = log  # the first write that fails is logged (the rest only counted)
         self.keep = keep
         self.alerts: collections.deque[Alert] = collections.deque(maxlen=keep)
         self.acknowledged: dict[str, Acknowledgment] = {}
@@ -133,8 +134,12 @@ class AlertJournal:
             self._lines += 1
             if self._lines > 4 * self.keep:
                 self._compact()
-        except OSError:
+        except OSError as error:
             self.write_errors += 1
+            if self.write_errors == 1 and self.log is not None:
+                self.log.error("alert.journal_write_failed", path=str(self.path),
+                               error=str(error), consequence="alerts are kept in memory "
+                               "only: a restart forgets them and their acknowledgments")
 
     def _compact(self) -> None:
         """Rewrite the file with only what is kept: the last ``keep`` alerts and their

@@ -74,7 +74,7 @@ class Alerting:
         self._make_reader = reader
         self._reader: CdrSink | None = None
         self._live_calls = live_calls
-        self.journal = AlertJournal(settings.journal, RECENT)
+        self.journal = AlertJournal(settings.journal, RECENT, log)
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.skipped = 0
         self.suppressed = 0  # off, snoozed, or a level or jurisdiction not sent
@@ -89,14 +89,8 @@ class Alerting:
         # What this node sent lately (key:level -> until when), so that a flood of the
         # same event costs no store round trips.
         self._sent_here: dict[str, float] = {}
-        self._locked_unsent: dict[str, float] = {}  # key -> until (see _lock_unsent)
 
     # -- lifecycle ---------------------------------------------------------------------
-
-    @property
-    def recent(self) -> list[Alert]:
-        """The alerts kept (this node's, the last RECENT), newest first."""
-        return list(self.journal.alerts)
 
     async def start(self) -> None:
         self.journal.load()
@@ -343,7 +337,7 @@ class Alerting:
             await self._lock_unsent(alert, repeat_after)
             return None
         now = time.time()
-        if self._sent_here.get(f"{alert.key}:{alert.level.value}", 0.0) > now:
+        if self._done_here(f"{alert.key}:{alert.level.value}", now):
             return None  # sent by this node within repeat_after
         try:
             if await self.store.get_mark(SNOOZE_PREFIX + alert.type.value, now) is not None:
@@ -365,18 +359,10 @@ class Alerting:
         except StoreUnavailableError as error:
             self.log.warning("alert.store_unavailable", error=str(error),
                              consequence="sent without checking for repeats")
-        if len(self._sent_here) > 10_000:
-            self._sent_here = {key: until for key, until in self._sent_here.items()
-                               if until > now}
         for level in (level for level in Level if level.rank <= alert.level.rank):
-            self._sent_here[f"{alert.key}:{level.value}"] = now + repeat_after
+            self._remember_here(f"{alert.key}:{level.value}", repeat_after, now)
         alert = await self._maybe_lock(alert)
-        failed = self.journal.write_errors
         self.journal.add(alert)
-        if self.journal.write_errors > failed and failed == 0:
-            self.log.error("alert.journal_write_failed", path=str(self.journal.path),
-                           consequence="alerts are kept in memory only: a restart forgets "
-                           "them and their acknowledgments")
         self.counts[(alert.type.value, alert.level.value)] += 1
         self.log.info("alert.raised", id=alert.id, type=alert.type.value,
                       level=alert.level.value, key=alert.key, account=alert.account)
@@ -384,6 +370,16 @@ class Alerting:
         if unserved:
             self.log.warning("alert.unserved", id=alert.id, contacts=unserved)
         return alert
+
+    def _done_here(self, key: str, now: float) -> bool:
+        """Whether this node did ``key`` (sent an alert, locked for one) lately."""
+        return self._sent_here.get(key, 0.0) > now
+
+    def _remember_here(self, key: str, seconds: float, now: float) -> None:
+        if len(self._sent_here) > 10_000:
+            self._sent_here = {known: until for known, until in self._sent_here.items()
+                               if until > now}
+        self._sent_here[key] = now + seconds
 
     async def _lock_unsent(self, alert: Alert, repeat_after: float) -> None:
         """An urgent alert that is not sent (off, snoozed, its level not sent) still locks
@@ -393,12 +389,9 @@ class Alerting:
         if alert.level is not Level.URGENT or alert.account is None:
             return
         now = time.time()
-        if self._locked_unsent.get(alert.key, 0.0) > now:
+        if self._done_here(f"{alert.key}:lock", now):
             return
-        if len(self._locked_unsent) > 10_000:
-            self._locked_unsent = {key: until for key, until in self._locked_unsent.items()
-                                   if until > now}
-        self._locked_unsent[alert.key] = now + repeat_after
+        self._remember_here(f"{alert.key}:lock", repeat_after, now)
         locked = await self._maybe_lock(alert)
         if "locked" in locked.details:
             self.log.warning("alert.locked_unsent", id=alert.id, type=alert.type.value,

@@ -198,9 +198,13 @@ class Recorder:
 
     async def _store_spooled(self) -> bool:
         """Write the spool's batches to the database; False if it is (still) down."""
+        pending = self.spool.pending()
+        # What waits is what the spool holds (another process may have spooled it: the
+        # service, when this is its writer process).
+        self.pending_batches = len(pending)
         if not self._open and not await self._try_open():
             return False
-        for path in self.spool.pending():
+        for path in pending:
             try:
                 kept = self._kept.get(path)
                 records = (kept if kept is not None

@@ -179,9 +179,6 @@ async def _serve(recorder: Recorder, status_fd: int) -> None:
         nonlocal last
         stats = recorder.stats()
         now = {key: stats[key] for key in REPORTED}
-        # Batches the service spooled since this one started count too: the spool says.
-        with contextlib.suppress(OSError):
-            now["spooled_batches"] = len(recorder.spool.pending())
         if now != last:
             with contextlib.suppress(OSError):
                 os.write(status_fd, orjson.dumps(now) + b"\n")

@@ -78,8 +78,7 @@ class Dashboard:
         self.access = access
         self._reader: CdrSink | None = None
         self._editing = asyncio.Lock()
-        self._locks = lock_handlers(parts.locks, lambda: [
-            account.name for account in parts.policy().accounts])
+        self._locks = lock_handlers(parts.locks, parts.policy)
         self._alerts = alert_handlers(parts.alerting) if parts.alerting is not None else {}
 
     def add_routes(self, app: web.Application) -> None:
@@ -234,10 +233,8 @@ class Dashboard:
                                                        f"web:{caller.user}")}
 
     async def _acknowledge(self, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        if "alerts.ack" not in self._alerts:
-            raise ValueError("alerts are switched off")
         ids = body.get("ids") or body.get("id")
-        return await self._alerts["alerts.ack"]({"ids": ids, "by": f"web:{caller.user}"})
+        return await self._alert_command("alerts.ack", {"ids": ids}, caller)
 
     async def _edit_alert_settings(self, body: dict[str, Any],
                                    caller: Caller) -> dict[str, Any]:
@@ -263,9 +260,14 @@ class Dashboard:
         return edit.as_dict()
 
     async def _snooze(self, body: dict[str, Any], caller: Caller) -> dict[str, Any]:
-        if "alerts.snooze" not in self._alerts:
+        return await self._alert_command("alerts.snooze", body, caller)
+
+    async def _alert_command(self, name: str, request: dict[str, Any],
+                             caller: Caller) -> dict[str, Any]:
+        """An alert command of the CLI's, as the web user who asked."""
+        if name not in self._alerts:
             raise ValueError("alerts are switched off")
-        return await self._alerts["alerts.snooze"]({**body, "by": f"web:{caller.user}"})
+        return await self._alerts[name]({**request, "by": f"web:{caller.user}"})
 
     # -- plumbing ------------------------------------------------------------------
 

@@ -88,6 +88,11 @@ def _e(value: Any) -> str:
     return escape("" if value is None else str(value))
 
 
+def _problem(error: str | None) -> str:
+    """What went wrong, for the top of a page (nothing when nothing did)."""
+    return f'<div class="error" id="problem">{_e(error)}</div>' if error else ""
+
+
 def _page(title: str, here: str, caller: Caller | None, body: str) -> str:
     links = "".join(
         f'<a href="{path}"{" class=here" if path == here else ""}>{name}</a>'
@@ -130,7 +135,7 @@ def overview(data: dict[str, Any], caller: Caller) -> str:
               'any account. <a href="/locks">Bans and locks</a></div>'
               if data["lockdown"] else "")
     if data.get("store_error"):
-        banner += f'<div class="error">{_e(data["store_error"])}</div>'
+        banner += _problem(data["store_error"])
     reload = data["policy"]["last_reload"]
     reload_text = "not reloaded since start"
     if reload:
@@ -184,7 +189,7 @@ def overview(data: dict[str, Any], caller: Caller) -> str:
 def unavailable(problem: str, caller: Caller) -> str:
     """A page that could not be made (the state store does not answer)."""
     return _page("Unavailable", "", caller,
-                 f'<div class="error" id="problem">{_e(problem)}</div>'
+                 f"{_problem(problem)}"
                  '<p><a href="/">Overview</a> (it shows what it can during an outage)</p>')
 
 
@@ -209,7 +214,7 @@ def widgets(tables: dict[str, list[dict[str, Any]]], given: dict[str, str], call
         f'<p><a href="/api/widgets/{group}?format=csv&amp;{query}">'
         f"Export CSV</a></p></div>"
         for group, rows in tables.items())
-    problem = f'<div class="error" id="problem">{_e(error)}</div>' if error else ""
+    problem = _problem(error)
     title = f"Traffic, {since} to {until}" if until else f"Traffic, last {since}" if (
         since[:1].isdigit() and not since[:4].isdigit()) else f"Traffic since {since}"
     return _page(title, "/widgets", caller,
@@ -220,7 +225,7 @@ def widgets(tables: dict[str, list[dict[str, Any]]], given: dict[str, str], call
 def alerts(data: dict[str, Any], settings: dict[str, Any], caller: Caller,
            error: str | None = None) -> str:
     snoozed = data.get("snoozed", {})
-    problem = f'<div class="error" id="problem">{_e(error)}</div>' if error else ""
+    problem = _problem(error)
     rows = "".join(_alert_row(alert, caller) for alert in data.get("alerts", []))
     acknowledge_all = (f'<form class="inline" method="post" action="/api/alerts/ack">'
                        f'{_csrf(caller)}<input type="hidden" name="id" value="all">'
@@ -303,7 +308,7 @@ def _listed(value: Any) -> str:
 def locks(data: dict[str, Any], bans: dict[str, Any], caller: Caller,
           error: str | None) -> str:
     switch = data.get("lockdown")
-    problem = f'<div class="error">{_e(error)}</div>' if error else ""
+    problem = _problem(error)
     if switch:
         kill = (f'<div class="banner">Kill switch ON since {_when(switch["since"])} by '
                 f'{_e(switch["by"])}: '
@@ -358,7 +363,7 @@ def explain(query: dict[str, str], result: dict[str, Any] | None, error: str | N
             f"<button>Explain</button></form>")
     shown = ""
     if error:
-        shown = f'<div class="error">{_e(error)}</div>'
+        shown = _problem(error)
     elif result is not None:
         shown = (f'<h2 id="decision">Decision: {_e(result["action"])}</h2>'
                  f'<pre id="trace">{_e(result["text"])}</pre>')

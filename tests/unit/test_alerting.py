@@ -140,7 +140,7 @@ class Harness:
 
     def alerts(self, alert_type: AlertType | None = None) -> list[Alert]:
         """The alerts raised, oldest first."""
-        raised = list(reversed(self.alerting.recent))
+        raised = list(reversed(self.alerting.journal.alerts))
         return [alert for alert in raised if alert_type is None or alert.type is alert_type]
 
 
