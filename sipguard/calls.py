@@ -340,7 +340,8 @@ RESPONSE_HEADERS_PASSED = (
 def screened_fields(call: Call, decision: Decision) -> dict[str, Any]:
     """The fields of the call.screened log line: the decision and its trace."""
     number = decision.number
-    return {**call.log_fields(), "action": decision.action, "would": decision.would,
+    return {**call.log_fields(), "extension_source": call.attempt.extension_source,
+            "action": decision.action, "would": decision.would,
             "rule": decision.rule, "category": decision.category,
             "reason": decision.reason, "rules": list(decision.rule_ids),
             "e164": number.e164 if number else None,
@@ -380,18 +381,21 @@ def passed_headers(response: Response) -> list[tuple[str, str]]:
     return [(name, value) for name, value in response.headers if name in RESPONSE_HEADERS_PASSED]
 
 
-def extension_of(request: Request, header: str) -> str | None:
-    """The extension that placed the call: the configured header, then PAI, then From."""
+def extension_of(request: Request, header: str) -> tuple[str | None, str]:
+    """The extension that placed the call and where it was read: the configured header
+    ("header"), then P-Asserted-Identity ("identity"), then the From user ("from")."""
     value = request.headers.get(header)
-    if value:
-        return value.strip()
+    if value and value.strip():
+        return value.strip(), "header"
     asserted = request.headers.values("P-Asserted-Identity")
     if asserted:
         try:
-            return user_of(parse_name_address(asserted[0]))
+            user = user_of(parse_name_address(asserted[0]))
         except RemoteProtocolError:
-            pass
-    return user_of(request.from_address) or None
+            user = ""
+        if user:
+            return user, "identity"
+    return user_of(request.from_address) or None, "from"
 
 
 def contact_for(local: Local | Address, secure: bool = False) -> str:

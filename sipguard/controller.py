@@ -267,6 +267,7 @@ class Controller(ChallengeFlow):
             self._respond(transaction, 400, now, reason=error.reason, to_tag=local_tag)
             return [LogEvent("sip.request_refused", "info", {
                 "call_id": request.call_id, "status": 400, "reason": error.reason})]
+        extension, extension_source = extension_of(request, self.extension_header)
         attempt = CallAttempt(
             call_id=request.call_id,
             account=peer.name,
@@ -275,7 +276,8 @@ class Controller(ChallengeFlow):
             # The Request-URI is authoritative, never the To header (RFC 3261 §8.2.2.1):
             # a URI without a user part screens as an empty, undialable number.
             dialled=request.uri.unescaped_user or "",
-            extension=extension_of(request, self.extension_header),
+            extension=extension,
+            extension_source=extension_source,
         )
         call = Call(next(self._keys), transaction, pbx, attempt, peer, started_at=now)
         self._calls[call.key] = call

@@ -115,8 +115,12 @@ class Screener:
     """Holds the policy in force and screens attempts against it."""
 
     def __init__(self, path: Path, loaded: LoadedPolicy, log: Any,
-                 store: StateStore | None = None) -> None:
+                 store: StateStore | None = None,
+                 extension_header: str = "X-Sipguard-Extension") -> None:
         self.path = path
+        self.extension_header = extension_header
+        # Accounts already warned that their calls come without the extension header.
+        self._warned_no_header: set[str] = set()
         self.policy: Policy = loaded.policy
         self.log = log
         self.store: StateStore = store if store is not None else MemoryStore()
@@ -134,6 +138,8 @@ class Screener:
                      wall_clock: datetime | None = None) -> Screening:
         """One decision, with usage filled in, limits counted and remembered."""
         policy = self.policy
+        if attempt.extension_source in ("identity", "from"):
+            self._warn_no_header(policy, attempt)
         when = wall_clock or datetime.now(UTC)
         attempt = dataclasses.replace(attempt, when=when)
         destination = clean(attempt.dialled)
@@ -150,6 +156,25 @@ class Screener:
             self.usage.record(attempt.account, destination,
                               screening.decision.number_class == "international", monotonic_now)
         return screening
+
+    def _warn_no_header(self, policy: Policy, attempt: CallAttempt) -> None:
+        """Warn once per peer whose calls carry no extension header while its account has
+        extension groups: the fallback (P-Asserted-Identity, From) is what the caller
+        says it is, so a DISA or voicemail group may never match."""
+        if attempt.account in self._warned_no_header:
+            return
+        account = policy.account(attempt.account)
+        if account is None or not account.groups:
+            return
+        self._warned_no_header.add(attempt.account)
+        read_from = "P-Asserted-Identity" if attempt.extension_source == "identity" else "From"
+        self.log.warning(
+            "peer.extension_header_missing", account=attempt.account,
+            source=attempt.source, header=self.extension_header, read_from=read_from,
+            extension=attempt.extension, call_id=attempt.call_id,
+            detail=(f"calls from {attempt.account} carry no {self.extension_header} header, "
+                    f"so extension groups match the {read_from} user, which the caller "
+                    "controls; set the header in a pre-dial handler (README: Asterisk)"))
 
     async def _count(self, policy: Policy, attempt: CallAttempt, decision: Decision,
                      lease_id: str, when: datetime) -> Screening:

@@ -75,7 +75,8 @@ class Service:
     def __init__(self, settings: Settings, policy: LoadedPolicy) -> None:
         self.settings = settings
         self.log = logs.get_logger()
-        self.screener = Screener(settings.policy_path, policy, self.log, make_store(settings))
+        self.screener = Screener(settings.policy_path, policy, self.log, make_store(settings),
+                                 extension_header=settings.extension_header)
         # Leases held by live calls: call key -> (lease id, counter keys).
         self._leases: dict[int, tuple[str, tuple[str, ...]]] = {}
         # Calls to charge to spend counters when they end: call key -> screening.

@@ -33,6 +33,10 @@ class CallAttempt:
     dialled: str
     extension: str | None = None
     when: datetime | None = None
+    # Where the extension was read: "header" (the configured extension header, which
+    # the PBX's pre-dial handler sets), "identity" (P-Asserted-Identity) or "from"
+    # (the From user, which a caller can forge); "" when it was given (explain, tests).
+    extension_source: str = ""
 
 
 @dataclass(frozen=True, slots=True)

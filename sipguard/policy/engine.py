@@ -61,6 +61,13 @@ CATEGORIES = {
     "risk": "risk score too high",
 }
 
+# How the trace names where an extension was read (CallAttempt.extension_source); the
+# extension header says nothing, the fallbacks say what a forger could have set.
+EXTENSION_SOURCES = {
+    "identity": " (from P-Asserted-Identity: no extension header)",
+    "from": " (from the From header: no extension header)",
+}
+
 
 @dataclass(slots=True)
 class _Opinion:
@@ -119,19 +126,18 @@ def evaluate(policy: Policy, attempt: CallAttempt, usage: Usage = NO_USAGE) -> D
     extension = clean(attempt.extension) if attempt.extension else None
     group = account.group_for(extension)
     may_dial = account.may_dial if group is None or group.may_dial is None else group.may_dial
+    read_from = EXTENSION_SOURCES.get(attempt.extension_source, "")
+    named = f"extension {extension or '(none)'}{read_from}"
     if group is None:
         screening.note("group", "group:(account)", True,
-                       f"extension {extension or '(none)'} is in no group: "
-                       f"account permissions {sorted(may_dial)}")
+                       f"{named} is in no group: account permissions {sorted(may_dial)}")
     elif not may_dial:
         screening.opine("group", f"group:{group.name}", Action.DENY, Mode.ENFORCE,
-                        f"extension {extension} ({group.name}) may not dial out",
-                        always=True)
+                        f"{named} ({group.name}) may not dial out", always=True)
         return _decide(screening, attempt, None, None, None)
     else:
         screening.note("group", f"group:{group.name}", True,
-                       f"extension {extension} is in {group.name}: may dial "
-                       f"{sorted(may_dial)}")
+                       f"{named} is in {group.name}: may dial {sorted(may_dial)}")
 
     number = analyse(attempt.dialled, plan)
     if number.e164 is None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -127,3 +128,27 @@ def test_fourth_call_in_a_row_to_one_number_needs_a_pin():
     with structlog.testing.capture_logs():
         actions = asyncio.run(run())
     assert actions == ["allow", "allow", "allow", "pin"]
+
+
+def test_calls_without_the_extension_header_are_warned_about_once_per_peer():
+    """An extension read from From (no header) in an account with groups logs one
+    peer.extension_header_missing, and the trace says where the extension came from."""
+    screener = _screener()
+    from_user = dataclasses.replace(_attempt(CANADA, "201"), extension_source="from")
+    from_header = dataclasses.replace(_attempt(CANADA, "201"), extension_source="header")
+
+    async def run() -> list[str]:
+        details = []
+        for attempt in (from_header, from_user, from_user):
+            screening = await screener.screen(attempt, 0.0, "call", MONDAY_NOON)
+            details.append(next(e.detail for e in screening.decision.trace if e.stage == "group"))
+            await screener.release(screening.lease_keys, "call")
+        return details
+
+    with structlog.testing.capture_logs() as logs:
+        details = asyncio.run(run())
+    warnings = [log for log in logs if log["event"] == "peer.extension_header_missing"]
+    assert len(warnings) == 1, logs
+    assert warnings[0]["account"] == "asterisk-1" and warnings[0]["read_from"] == "From"
+    assert "no extension header" not in details[0]
+    assert "from the From header: no extension header" in details[1]
