@@ -67,6 +67,11 @@ from sipguard.sip.message import Request, Response
 from sipguard.sip.transaction import ClientTransaction, ServerTransaction
 
 ALLOWED_METHODS = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, NOTIFY, REFER, MESSAGE"
+# Every method a registered SIP extension defines (RFC 3261, 3262, 3265, 3311, 3428,
+# 3515, 3903, 6086, 6665): anything else is a method sipguard does not implement.
+KNOWN_METHODS = frozenset({
+    "INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "PRACK", "SUBSCRIBE", "NOTIFY",
+    "PUBLISH", "INFO", "REFER", "MESSAGE", "UPDATE"})
 
 
 class Controller(ChallengeFlow):
@@ -214,12 +219,16 @@ class Controller(ChallengeFlow):
                 ("Supported", "100rel, timer, replaces")])
             return []
         if request.method != "INVITE":
-            self._respond(transaction, 405, now, to_tag=self._token(10),
+            # RFC 3261 §8.2.1: a method we know but do not take here gets 405 with
+            # Allow; one we do not recognise at all, 501 (RFC 4475 §3.1.1.2).
+            status = 405 if request.method in KNOWN_METHODS else 501
+            self._respond(transaction, status, now, to_tag=self._token(10),
                           headers=[("Allow", ALLOWED_METHODS)])
             return [LogEvent("sip.request_refused", "info", {
                 "method": request.method, "source": format_address(source),
-                "call_id": request.call_id, "status": 405,
-                "reason": "only INVITE starts a call"})]
+                "call_id": request.call_id, "status": status,
+                "reason": "only INVITE starts a call" if status == 405
+                else "method not implemented"})]
         if peer is not None and peer.auth is not None:
             return self._authenticate(request, transaction, now)
         if peer is None:

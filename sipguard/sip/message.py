@@ -273,6 +273,8 @@ def _parse_header_lines(lines: list[str]) -> tuple[Headers, RemoteProtocolError 
     error: RemoteProtocolError | None = None
     append = fields.append
     known_names = KNOWN_NAMES
+    single = SINGLE_VALUED
+    seen_single: set[str] = set()
     for line in lines:
         if not line:
             continue
@@ -295,9 +297,22 @@ def _parse_header_lines(lines: list[str]) -> tuple[Headers, RemoteProtocolError 
         elif not colon:
             error = error or RemoteProtocolError(f"Malformed header line {line[:40]!r}")
             continue
+        if canonical in single:
+            # RFC 3261 §7.3.1: a header that is no comma-separated list appears once;
+            # two To, Call-ID or Content-Length values cannot both be believed
+            # (RFC 4475 §3.3.11, §3.3.12).
+            if canonical in seen_single:
+                error = error or RemoteProtocolError(f"Repeated header {canonical}")
+            seen_single.add(canonical)
         append((canonical, value.strip(" \t")))
     return Headers(fields), error
 
+
+# Headers that take one value (RFC 3261 §20): a message with two is refused.
+SINGLE_VALUED = frozenset({
+    "Call-ID", "CSeq", "From", "To", "Max-Forwards", "Content-Length", "Content-Type",
+    "Expires", "Min-Expires", "RSeq", "RAck", "Session-Expires", "Min-SE",
+})
 
 # Extensions a request may Require of us: sipguard relays them end to end.
 SUPPORTED_EXTENSIONS = frozenset(
@@ -382,7 +397,12 @@ def _parse_request_line(line: str, headers: Headers, body: bytes) -> Request:
     scheme = uri_text.partition(":")[0].lower()
     if scheme and scheme.isalpha() and scheme not in SUPPORTED_SCHEMES:
         raise RemoteProtocolError("Unsupported URI Scheme", 416)
-    return Request(method, parse_uri(uri_text), headers, body)
+    uri = parse_uri(uri_text)
+    if uri.headers and uri.is_sip:
+        # RFC 3261 §19.1.1 (table 1): URI headers are not allowed in a Request-URI;
+        # RFC 4475 §3.1.2.11 (escruri) must not be forwarded.
+        raise RemoteProtocolError("Headers are not allowed in the Request-URI")
+    return Request(method, uri, headers, body)
 
 
 def _parse_status_line(line: str, headers: Headers, body: bytes) -> Response:

@@ -26,6 +26,9 @@ SUPPORTED_SCHEMES = frozenset({"sip", "sips", "tel"})
 _HOST = re.compile(r"[A-Za-z0-9\-.]+\Z")
 _BAD_USER = re.compile(r'[ \t<>@"]')
 _IPV6 = re.compile(r"[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*\Z")
+# RFC 3261 §25.1 headers: hname "=" hvalue joined by '&' (hnv-unreserved, unreserved,
+# escaped); the end is matched by the caller's bound.
+_HEADERS = re.compile(r"[A-Za-z0-9\-_.!~*'()%\[\]/?:+$&=]*=[A-Za-z0-9\-_.!~*'()%\[\]/?:+$&=]*\Z")
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,8 +149,11 @@ def parse_uri(text: str) -> Uri:
     # for the userinfo's '@' before splitting off the URI headers.
     at = rest.find("@")
     question_mark = rest.find("?")
-    if 0 <= question_mark < at and "=" in rest[question_mark:at]:
-        at = -1  # the '@' belongs to a header value: there is no userinfo
+    if 0 <= question_mark < at and _HEADERS.match(rest, question_mark + 1, at):
+        # The '@' belongs to a header value (sip:host?Replaces=id@host, sent unescaped
+        # by some agents): there is no userinfo. A user part may hold '?' and '=' too
+        # (RFC 4475 §3.1.1.2), but ';' and ',' never appear in URI headers.
+        at = -1
     headers = ""
     split_from = at + 1 if at >= 0 else 0
     question_mark = rest.find("?", split_from)

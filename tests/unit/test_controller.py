@@ -576,3 +576,42 @@ def test_billed_length_stops_at_the_bye_not_at_its_answer():
     harness.feed(response_to(trunk_bye, 200, "OK", to_tag=None), TRUNK)
     ((_, seconds, _),) = harness.controller.take_finished()
     assert seconds == 90.0
+
+
+def test_unknown_method_full_of_legal_token_characters_gets_501():
+    """RFC 4475 §3.1.1.2 (intmeth): a valid request whose method nobody defined, with a
+    Request-URI user part full of '?', ';', '/', '=' and a password, odd tokens in From,
+    escaped controls in To's display name and a UTF-8 extension header, gets 501 with
+    Allow, never 400."""
+    harness = Harness()
+    method = "!interesting-Method0123456789_*+`.%indeed'~"
+    user = "1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"
+    message = (
+        f"{method} sip:{user}:&it+has=1,weird!*pas$wo~d_too.(doesn't-it)@127.0.0.1 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-.!%66*_+`'~\r\n"
+        'To: "BEL:\\\x07 NUL:\\\x00 DEL:\\\x7f" '
+        f"<sip:{user}@127.0.0.1>\r\n"
+        "From: token1~` token2'+_ token3*%!.- <sip:mundane@127.0.0.1>"
+        ";fromParam''~+*_!.-%=\"\u0440\u0430\u0431\u043e\u0442\u0430\";tag=_token~1'+`*%!-.\r\n"
+        "Call-ID: intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{\r\n"
+        f"CSeq: 139122385 {method}\r\nMax-Forwards: 255\r\n"
+        "extensionHeader-!.%*+_`'~: \u5927\u505c\u96fb\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    (answer,) = only(harness.feed(message, PBX), PBX)
+    assert isinstance(answer, Response) and answer.status_code == 501, answer
+    assert "INVITE" in (answer.headers.get("Allow") or "")
+    assert harness.events("sip.request_refused")[0].fields["status"] == 501
+    assert harness.attempts == []
+
+
+def test_known_method_outside_a_dialog_still_gets_405():
+    """SUBSCRIBE is a method sipguard knows but does not take: 405, not 501."""
+    harness = Harness()
+    message = (
+        "SUBSCRIBE sip:201@127.0.0.1:5060 SIP/2.0\r\n"
+        "Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK-s1\r\nMax-Forwards: 70\r\n"
+        "From: <sip:201@127.0.0.1>;tag=s\r\nTo: <sip:202@127.0.0.1>\r\n"
+        "Call-ID: sub-1\r\nCSeq: 1 SUBSCRIBE\r\nEvent: presence\r\nContent-Length: 0\r\n\r\n"
+    ).encode()
+    (answer,) = only(harness.feed(message, PBX), PBX)
+    assert isinstance(answer, Response) and answer.status_code == 405
