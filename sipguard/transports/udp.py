@@ -8,8 +8,8 @@ flood.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
+import sys
 from typing import Any
 
 from asyncio_dgram.aio import DatagramServer
@@ -47,6 +47,25 @@ class UdpListener:
         self.local = local
 
 
+RECEIVE_BUFFER = 4 * 1024 * 1024  # bytes: a burst of a few thousand datagrams
+SO_RCVBUFFORCE = 33  # Linux's <asm-generic/socket.h>; Python's socket module lacks the name
+
+
+def _grow_receive_buffer(sock: socket.socket, size: int) -> None:
+    """A large receive buffer, so a burst (a flood from a stranger) overflows it later.
+
+    SO_RCVBUF is capped at net.core.rmem_max (208 KiB on a stock kernel); with
+    CAP_NET_ADMIN, SO_RCVBUFFORCE is not. The kernel doubles what it is given.
+    """
+    forced = (SO_RCVBUFFORCE,) if sys.platform.startswith("linux") else ()
+    for option in (*forced, socket.SO_RCVBUF):
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, option, size)
+            return
+        except OSError:  # SO_RCVBUFFORCE without the capability: EPERM
+            continue
+
+
 async def bind_udp(host: str, port: int, limit: int) -> UdpListener:
     """Bind one UDP listen address with a bounded receive queue."""
     loop = asyncio.get_running_loop()
@@ -54,8 +73,7 @@ async def bind_udp(host: str, port: int, limit: int) -> UdpListener:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     if family == socket.AF_INET6:
         sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-    with contextlib.suppress(OSError):
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 * 1024 * 1024)
+    _grow_receive_buffer(sock, RECEIVE_BUFFER)
     sock.bind((host, port))
     sock.setblocking(False)
     queue: asyncio.Queue[Any] = asyncio.Queue()

@@ -66,7 +66,10 @@ def _sipvicious(tool: str, *args: str, home: Path) -> str:
 @pytest.fixture
 def edge_sipguard(start_sipguard: Callable[..., Sipguard],
                   start_uas: Callable[..., Any]) -> tuple[Sipguard, Any]:
-    uas = start_uas("uas_answer.xml", host=PBX_HOST, extra=["-m", "1000"])
+    # Under a flood datagrams are lost (the kernel's receive buffer overflows) and both
+    # sides retransmit: a duplicate ACK or INVITE reaching the trunk is not an error.
+    uas = start_uas("uas_answer.xml", host=PBX_HOST,
+                    extra=["-m", "1000", "-default_behaviors", "all,-abortunexp"])
     sipguard = start_sipguard(uas.uri, peers=[f"{PBX_HOST}/32"],
                               edge={"maxretry": 3, "findtime": 60, "bantime": 120,
                                     "rate": 200, "burst": 400})
@@ -136,12 +139,22 @@ def test_a_flood_from_a_stranger_does_not_stop_the_pbx_calls(
                     calls=100, rate=20, timeout=60)
     flood.finish()
     assert calls.successful == 100 and calls.failed == 0, calls.describe()
+    # A call whose ACK was lost in the flood ends when its 200 is given up on (Timer H,
+    # 64*T1 = 32 s); every call has ended well within that.
+    deadline = time.monotonic() + 40
     stats = sipguard.stats()
+    while stats["calls"] and time.monotonic() < deadline:
+        time.sleep(0.5)
+        stats = sipguard.stats()
     dropped = stats["dropped_before_parsing"]
     assert dropped["flood"] + dropped["banned"] > 10000, stats
     assert "failures" in _wait_for_ban(sipguard, STRANGER)["reason"]
     assert stats["calls"] == 0 and stats["tracked_sources"] <= 10
-    assert uas.received("INVITE") == 100  # nothing of the flood reached the trunk
+    # Nothing of the flood reached the trunk: 100 calls (INVITEs lost in the flood are
+    # retransmitted, so there may be more than 100 INVITEs, never more than 100 calls).
+    trunk_invites = uas.messages("received", "INVITE")
+    assert len({invite.header("Call-ID") for invite in trunk_invites}) == 100
+    assert not any("sip:flood@" in invite.text for invite in trunk_invites)
     grown_mib = (_rss_kib(sipguard.process.pid) - before_kib) / 1024
     assert grown_mib < 50, f"RSS grew {grown_mib:.1f} MiB under the flood"
 
