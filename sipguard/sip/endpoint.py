@@ -377,10 +377,17 @@ class Endpoint:
         headers = error.headers
         if not error.is_request or error.method == "ACK" or headers is None:
             return [MessageDiscarded(error.reason, source)]
-        try:
-            via = parse_via(headers.values("Via")[0])
-        except (RemoteProtocolError, IndexError):
+        if not headers.values("Via"):
             return [MessageDiscarded(error.reason, source)]
+        try:
+            destination = self._response_destination(
+                parse_via(headers.values("Via")[0]), source, local)
+        except RemoteProtocolError as via_error:
+            if via_error.status_code != 505:
+                return [MessageDiscarded(error.reason, source)]  # no sent-by to answer
+            # A Via of another SIP version (RFC 4475 §3.1.2.16 badvers: SIP/7.0 there
+            # too): the 505 goes back where the request came from, as with rport.
+            destination = source
         response_headers = Headers()
         for value in headers.get_all("Via"):
             response_headers.add("Via", value)
@@ -396,7 +403,7 @@ class Endpoint:
         response_headers.add("Server", self.server_name)
         reason = error.reason if error.status_code == 400 else reason_phrase(error.status_code)
         response = Response(error.status_code, reason, response_headers)
-        self._send(response.to_bytes(), self._response_destination(via, source, local), local)
+        self._send(response.to_bytes(), destination, local)
         return [MessageDiscarded(error.reason, source, error.status_code)]
 
     @staticmethod

@@ -149,6 +149,15 @@ def is_token(text: str) -> bool:
     return _TOKEN.match(text) is not None
 
 
+# RFC 3986 §3.1: scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+\-.]*\Z")
+
+
+def is_scheme(text: str) -> bool:
+    """A URI scheme name (``sip``, ``tel``, ``soap.beep``...)."""
+    return _SCHEME.match(text) is not None
+
+
 def unquote(text: str) -> str:
     """The content of a quoted string, escapes resolved; other text unchanged."""
     if len(text) >= 2 and text[0] == '"' and text[-1] == '"':

@@ -348,6 +348,14 @@ class NameAddress:
         return f"{name}<{self.uri}>{format_parameters(self.parameters)}"
 
 
+def _is_unquoted_display_name(text: str) -> bool:
+    """RFC 3261 §25.1: an unquoted display-name is ``*(token LWS)``; a comma or another
+    separator there (RFC 4475 §3.1.2.15, baddn) must be quoted. Letters beyond ASCII
+    are let through: some phones send a UTF-8 name unquoted, and it is harmless."""
+    ascii_only = "".join(char for char in text if char.isascii())
+    return all(map(is_token, ascii_only.split()))
+
+
 def parse_name_address(text: str) -> NameAddress:
     """Parse ``"Name" <uri>;params``, ``Name <uri>;params`` or ``uri;params``.
 
@@ -375,6 +383,8 @@ def parse_name_address(text: str) -> NameAddress:
     if less >= 0:
         if display_name is None and less > 0:
             display_name = text[:less].strip() or None
+            if display_name is not None and not _is_unquoted_display_name(display_name):
+                raise RemoteProtocolError(f"Unquoted display name {display_name!r}")
         greater = text.find(">", less)
         if greater < 0:
             raise RemoteProtocolError(f"Unterminated <URI> in {text!r}")

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, Generic, TypeVar, overload
 
 from sipguard.sip.errors import RemoteProtocolError
-from sipguard.sip.grammar import is_token
+from sipguard.sip.grammar import is_scheme, is_token
 from sipguard.sip.headers import (
     KNOWN_NAMES,
     CSeq,
@@ -300,7 +300,7 @@ def _parse_header_lines(lines: list[str]) -> tuple[Headers, RemoteProtocolError 
         if canonical in single:
             # RFC 3261 §7.3.1: a header that is no comma-separated list appears once;
             # two To, Call-ID or Content-Length values cannot both be believed
-            # (RFC 4475 §3.3.11, §3.3.12).
+            # (RFC 4475 §3.3.8 multi01, §3.3.9 mcl01).
             if canonical in seen_single:
                 error = error or RemoteProtocolError(f"Repeated header {canonical}")
             seen_single.add(canonical)
@@ -395,7 +395,7 @@ def _parse_request_line(line: str, headers: Headers, body: bytes) -> Request:
             raise RemoteProtocolError("Version Not Supported", 505)
         raise RemoteProtocolError("Malformed Request-Line")
     scheme = uri_text.partition(":")[0].lower()
-    if scheme and scheme.isalpha() and scheme not in SUPPORTED_SCHEMES:
+    if is_scheme(scheme) and scheme not in SUPPORTED_SCHEMES:
         raise RemoteProtocolError("Unsupported URI Scheme", 416)
     uri = parse_uri(uri_text)
     if uri.headers and uri.is_sip:

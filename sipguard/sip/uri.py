@@ -8,6 +8,7 @@ and number handling. Other URI schemes are kept opaque in ``opaque``.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote as percent_decode
@@ -17,6 +18,7 @@ from sipguard.sip.grammar import (
     Parameters,
     format_parameters,
     get_parameter,
+    is_scheme,
     parse_parameters,
 )
 
@@ -102,7 +104,7 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
         if end < 0:
             raise RemoteProtocolError(f"Bad IPv6 reference in {text!r}")
         host = text[: end + 1]
-        if _IPV6.match(host[1:-1]) is None:
+        if _IPV6.match(host[1:-1]) is None or not _is_ipv6_address(host[1:-1]):
             raise RemoteProtocolError(f"Bad IPv6 reference in {text!r}")
         rest = text[end + 1 :]
         if not rest:
@@ -114,6 +116,16 @@ def parse_host_port(text: str) -> tuple[str, int | None]:
     if _HOST.match(host) is None:
         raise RemoteProtocolError(f"Bad host {host!r}")
     return host.lower(), (_parse_port(port_text) if colon else None)
+
+
+def _is_ipv6_address(text: str) -> bool:
+    """Whether ``text`` is an IPv6 address (RFC 5118's ipv6-bug-abnf-3-colons,
+    ``0:0:::ffff:127.0.0.1``, is not)."""
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _parse_port(text: str) -> int:
@@ -128,7 +140,7 @@ def _parse_port(text: str) -> int:
 def parse_uri(text: str) -> Uri:
     """Parse a URI; raise :class:`RemoteProtocolError` on malformed SIP/tel URIs."""
     scheme, colon, rest = text.partition(":")
-    if not colon or not scheme or not scheme.isascii() or not scheme.isalpha():
+    if not colon or not is_scheme(scheme):
         raise RemoteProtocolError(f"Bad URI {text!r}")
     scheme = scheme.lower()
     if scheme == "tel":

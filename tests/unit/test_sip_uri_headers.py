@@ -200,6 +200,9 @@ def test_quote_round_trip(text: str) -> None:
         ("tel:%2B1555", {"user": "%2B1555", "unescaped_user": "+1555"}),
         ("urn:service:sos", {"scheme": "urn", "opaque": "service:sos", "user": None}),
         ("http://example.com/x", {"scheme": "http", "opaque": "//example.com/x"}),
+        # RFC 3986 §3.1: digits, '+', '-' and '.' after the first letter (RFC 4475 novelsc).
+        ("soap.beep://192.0.2.103:3002", {"scheme": "soap.beep", "opaque": "//192.0.2.103:3002"}),
+        ("s1p:bob@example.com", {"scheme": "s1p", "opaque": "bob@example.com"}),
     ],
 )
 def test_parse_uri(text: str, fields: dict[str, object]) -> None:
@@ -218,7 +221,8 @@ def test_parse_uri(text: str, fields: dict[str, object]) -> None:
         "sip",
         "example.com",
         ":bob@example.com",
-        "s1p:bob@example.com",
+        "1sip:bob@example.com",
+        "s_p:bob@example.com",
         "sip:",
         "sip:@example.com",
         "sip:bob@",
@@ -317,8 +321,14 @@ def test_parse_host_port(text: str, host: str, port: int | None) -> None:
 
 
 @pytest.mark.parametrize(
-    "text", ["", "a b", "host:", "host:-1", "host:65536", "[::1", "[::1]5060", "[g::1]", "::1"]
-)
+    "text",
+    [
+        "", "a b", "host:", "host:-1", "host:65536", "[::1", "[::1]5060", "[g::1]", "::1",
+        "[0:0:::ffff:127.0.0.1]",  # RFC 5118 ipv6-bug-abnf-3-colons: ':::' is no IPv6 address
+        "[2001:db8::1::2]",  # two '::'
+        "[1:2:3:4:5:6:7:8:9]",  # nine groups
+    ],
+)  # fmt: skip
 def test_parse_host_port_rejects(text: str) -> None:
     """A malformed hostport is a RemoteProtocolError (a bare IPv6 needs brackets)."""
     with pytest.raises(RemoteProtocolError):
