@@ -39,10 +39,10 @@ from bench_calls import percentile  # noqa: E402
 from postgres_server import PostgresServer, postgres_bin  # noqa: E402
 from sipguard_process import write_results  # noqa: E402
 
-from sipguard.cdr import CallRecord, CdrSink, Recorder, Spool  # noqa: E402
-from sipguard.cdr.postgres import PostgresSink  # noqa: E402
-from sipguard.cdr.sqlite import SqliteSink  # noqa: E402
 from sipguard.logs import silent_logger  # noqa: E402
+from sipguard.records import CallRecord, CdrSink, Recorder, Spool  # noqa: E402
+from sipguard.records.postgres import PostgresSink  # noqa: E402
+from sipguard.records.sqlite import SqliteSink  # noqa: E402
 
 
 def records(count: int) -> list[CallRecord]:

@@ -27,8 +27,8 @@ from pathlib import Path
 from bench_calls import free_udp_port
 from sipguard_process import SipguardProcess
 
-from sipguard.cdr.record import CallRecord
-from sipguard.cdr.sqlite import SqliteSink
+from sipguard.records.record import CallRecord
+from sipguard.records.sqlite import SqliteSink
 
 TOKEN = "bench-token-0123456789abcdefghij"
 PATHS = ("/", "/widgets?since=24h", "/widgets?since=30d", "/alerts", "/locks",

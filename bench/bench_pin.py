@@ -44,7 +44,7 @@ sys.path.insert(0, str(BENCH_DIR))
 from bench_calls import free_udp_port, percentile, stop_process  # noqa: E402
 from sipguard_process import SipguardProcess, write_results  # noqa: E402
 
-from sipguard.pins import hash_pin, save_pin_file, verify_pin  # noqa: E402
+from sipguard.pin.pins import hash_pin, save_pin_file, verify_pin  # noqa: E402
 
 FIXTURES = REPO_DIR / "tests" / "sip_fixtures"
 PIN_POLICY = REPO_DIR / "tests" / "policies" / "pin.yaml"

@@ -29,8 +29,8 @@ sys.path.insert(0, str(REPO))
 import phonenumbers  # noqa: E402
 
 from sipguard.policy import CallAttempt, Usage, evaluate  # noqa: E402
+from sipguard.policy.loader import load_policy  # noqa: E402
 from sipguard.policy.numbers import classify  # noqa: E402
-from sipguard.policyfile import load_policy  # noqa: E402
 
 REGIONS = ["US", "CA", "GB", "DE", "FR", "JM", "DO", "CU", "MX", "BR", "IN", "AU", "JP", "NG",
            "ZA", "ES", "IT", "NL", "SE", "PL", "LV", "SO", "PK", "PH", "CN", "RU", "TR", "EG"]

@@ -25,8 +25,8 @@ from zoneinfo import ZoneInfo
 
 import phonenumbers
 
-from sipguard.cdr.sink import TrafficRow
-from sipguard.policy.alerting import AlertPolicy, Level
+from sipguard.policy import AlertPolicy, Level
+from sipguard.records import TrafficRow
 
 BUCKET = 900.0  # seconds
 HOUR = 3600.0

@@ -24,7 +24,7 @@ from typing import Any
 import orjson
 
 from sipguard.alerts.model import Alert
-from sipguard.policy.alerting import AlertType, Level
+from sipguard.policy import AlertType, Level
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
-from sipguard.policy.alerting import AlertType, Level
+from sipguard.policy import AlertType, Level
 
 
 @dataclass(frozen=True, slots=True)

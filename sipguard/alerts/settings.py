@@ -23,9 +23,8 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from sipguard.configfields import choice, integer, number, section_of, unknown_keys
-from sipguard.policy.alerting import AlertPolicy, AlertType
-from sipguard.yamlfile import Problems, line_of
+from sipguard.policy import AlertPolicy, AlertType
+from sipguard.schema import Problems, choice, integer, line_of, number, section_of, unknown_keys
 
 SECTION_KEYS = ("enabled", "check_seconds", "queue", "journal", "email", "sms", "webhooks")
 DEFAULT_JOURNAL = "../var/alerts.jsonl"  # relative to the configuration file

@@ -40,11 +40,18 @@ from sipguard.alerts.dispatch import Dispatcher
 from sipguard.alerts.journal import AlertJournal
 from sipguard.alerts.model import Alert
 from sipguard.alerts.settings import AlertSettings
-from sipguard.cdr import CallRecord, CdrSink, CdrUnavailableError
-from sipguard.locks import Locks
-from sipguard.policy import CallAttempt, Decision, Policy, Verdict
-from sipguard.policy.alerting import WEEK, AlertType, Level
-from sipguard.policy.jurisdiction import jurisdiction
+from sipguard.policy import (
+    WEEK,
+    AlertType,
+    CallAttempt,
+    Decision,
+    Level,
+    Policy,
+    Verdict,
+    jurisdiction,
+)
+from sipguard.records import CallRecord, CdrSink, CdrUnavailableError
+from sipguard.screening import Locks
 from sipguard.store import StateStore, StoreUnavailableError
 
 SNOOZE_PREFIX = "alert:snooze:"

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from sipguard.calls import Network, Peer, Trunk
+from sipguard.b2bua import Network, Peer, Trunk
 from sipguard.control import Handler
 from sipguard.edge.bans import Ban, Bans
 from sipguard.edge.filter import Drop, EdgeFilter, parse_blocklist

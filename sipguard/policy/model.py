@@ -1,4 +1,4 @@
-"""The policy as validated, frozen objects (built by sipguard.policyfile from YAML).
+"""The policy as validated, frozen objects (built by sipguard.policy.loader from YAML).
 
 Nothing here parses text: the loader checks the file once and builds
 these, and evaluate() only reads them.

@@ -26,9 +26,18 @@ import heapq
 import itertools
 import secrets
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from sipguard.sip.errors import LocalProtocolError, RemoteProtocolError
+from sipguard.sip.events import (
+    AckTimedOut,
+    CancelReceived,
+    Datagram,
+    Event,
+    MessageDiscarded,
+    RequestReceived,
+    ResponseReceived,
+    TransactionTimedOut,
+)
 from sipguard.sip.grammar import replace_parameter
 from sipguard.sip.headers import Headers, Via, parse_via
 from sipguard.sip.message import (
@@ -40,13 +49,12 @@ from sipguard.sip.message import (
     reason_phrase,
 )
 from sipguard.sip.transaction import (
-    Action,
     ClientTransaction,
     ServerTransaction,
-    TimerSettings,
     Transaction,
     hop_by_hop_request,
 )
+from sipguard.sip.transaction_table import Action, TimerSettings
 from sipguard.sip.transport import (
     TLS,
     UDP,
@@ -59,83 +67,6 @@ from sipguard.sip.transport import (
 )
 
 MAGIC_COOKIE = "z9hG4bK"  # RFC 3261 §8.1.1.7
-
-
-@dataclass(frozen=True, slots=True)
-class Datagram:
-    """Bytes to send from the socket bound to ``local`` to ``destination``.
-
-    On TCP and TLS, ``destination`` is the remote address of the connection
-    to send on; the service opens one when there is none.
-    """
-
-    data: bytes
-    destination: Address
-    local: Local
-
-
-@dataclass(frozen=True, slots=True)
-class RequestReceived:
-    """A new request for the TU. ``transaction`` is None for ACK (no transaction)."""
-
-    request: Request
-    transaction: ServerTransaction | None
-    source: Address
-
-
-@dataclass(frozen=True, slots=True)
-class ResponseReceived:
-    """A response to a request the TU sent."""
-
-    response: Response
-    transaction: ClientTransaction
-
-
-@dataclass(frozen=True, slots=True)
-class TransactionTimedOut:
-    """No final response came before Timer B or F (RFC 3261 §17.1.1.2, §17.1.2.2), or,
-    with ``transport_error``, the connection it went on failed (§8.1.3.1)."""
-
-    transaction: ClientTransaction
-    transport_error: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class CancelReceived:
-    """A CANCEL matched an INVITE still waiting for its final response (§9.2).
-
-    The endpoint has already answered the CANCEL with 200; the TU should
-    answer the INVITE with 487.
-    """
-
-    invite_transaction: ServerTransaction
-    cancel: Request
-
-
-@dataclass(frozen=True, slots=True)
-class AckTimedOut:
-    """A final response we sent to an INVITE was never acknowledged."""
-
-    transaction: ServerTransaction
-
-
-@dataclass(frozen=True, slots=True)
-class MessageDiscarded:
-    """A datagram that was dropped, or answered with an error, and why."""
-
-    reason: str
-    source: Address
-    status_code: int | None = None
-
-
-Event = (
-    RequestReceived
-    | ResponseReceived
-    | TransactionTimedOut
-    | CancelReceived
-    | AckTimedOut
-    | MessageDiscarded
-)
 
 
 def new_token(length: int = 10) -> str:

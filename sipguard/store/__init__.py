@@ -7,6 +7,9 @@ all of them, or (when a hard limit would be exceeded) on none.
 
 Leases expire unless their node renews them, so the calls of a node that
 died stop counting by themselves.
+
+Owns: the StateStore Protocol, MemoryStore and RedisStore (Lua scripts). May import:
+redis and the standard library, nothing of sipguard's.
 """
 
 from sipguard.store.base import CounterRequest, StateStore, StoreUnavailableError

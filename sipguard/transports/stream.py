@@ -33,8 +33,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from sipguard.sip.framing import FrameKind, StreamFramer
-from sipguard.sip.transport import TLS, Address, Local
+from sipguard.sip import TLS, Address, FrameKind, Local, StreamFramer
 
 READ_SIZE = 65536
 PONG = b"\r\n"  # RFC 5626 §3.5.1: the answer to a double-CRLF keep-alive

@@ -15,7 +15,7 @@ from typing import Any
 from asyncio_dgram.aio import DatagramServer
 from asyncio_dgram.aio import Protocol as DgramProtocol
 
-from sipguard.sip.transport import UDP, Local
+from sipguard.sip import UDP, Local
 
 
 class BoundedProtocol(DgramProtocol):

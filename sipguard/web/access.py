@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from sipguard.pins import verify_pin
-from sipguard.sections import AdminSettings
+from sipguard.config import AdminSettings
+from sipguard.pin import verify_pin
 
 COOKIE = "sipguard_session"
 MAX_FAILURES = 5

@@ -8,8 +8,8 @@ from typing import Any
 
 from aiohttp import web
 
-from sipguard.metrics import CONTENT_TYPE, Metrics
 from sipguard.web.dashboard import Dashboard
+from sipguard.web.metrics import CONTENT_TYPE, Metrics
 
 
 class AdminServer:

@@ -2,7 +2,7 @@
 
 Everything the pages show comes from the JSON API's functions, under the same
 authentication (sipguard.web.access); every action goes through the same
-functions as the command line (sipguard.alertcontrol, the edge's bans) and is
+functions as the command line (sipguard.alerts.control, the edge's bans) and is
 logged with who did it (``admin.action``).
 
     GET  /api/overview                     live calls, decisions, alerts, policy, health
@@ -11,7 +11,7 @@ logged with who did it (``admin.action``).
                                            (add format=csv for a CSV file)
     GET  /api/alerts   POST /api/alerts/ack {id: ID or "all"}   POST /api/alerts/snooze {type}
     GET  /api/alerts/settings   POST /api/alerts/settings {KEY: VALUE, ...}  thresholds and
-                       contacts, written to the policy file (sipguard.policyedit), then reloaded
+                       contacts, written to the policy file (sipguard.policy.edit), then reloaded
     GET  /api/locks    POST /api/lock {account, scope, reason}   POST /api/unlock {account}
                        POST /api/lockdown {on, confirm: "LOCKDOWN" to switch it on}
     GET  /api/bans     POST /api/unban {address}
@@ -34,19 +34,23 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 
-from sipguard.alertcontrol import alert_handlers, lock_handlers
-from sipguard.alerts import Alerting
-from sipguard.cdr import CdrSink, CdrUnavailableError
-from sipguard.cdrcli import csv_cell, parse_time
-from sipguard.edge.guard import EdgeGuard
-from sipguard.locks import Locks
-from sipguard.policy import CallAttempt, Policy, evaluate
-from sipguard.policy.explain import format_decision
-from sipguard.policyedit import EDITABLE, current_values, edit_alerts
+from sipguard.alerts import Alerting, alert_handlers, lock_handlers
+from sipguard.edge import EdgeGuard
+from sipguard.policy import (
+    EDITABLE,
+    CallAttempt,
+    Policy,
+    current_values,
+    edit_alerts,
+    evaluate,
+    format_decision,
+)
+from sipguard.records import CdrSink, CdrUnavailableError, csv_cell, parse_time
+from sipguard.schema import ConfigError
+from sipguard.screening import Locks
 from sipguard.store import StoreUnavailableError
 from sipguard.web import charts, pages
 from sipguard.web.access import COOKIE, Access, Caller
-from sipguard.yamlfile import ConfigError
 
 WIDGETS = ("country", "extension", "jurisdiction", "source", "state", "account", "rule")
 BY_CALLS = ("source", "rule")  # ranked by calls; the others by minutes

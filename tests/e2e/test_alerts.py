@@ -31,8 +31,8 @@ import pytest
 from aiosmtpd.controller import Controller
 from harness import Sipguard, SippResult, SippUas, free_port
 
-from sipguard.cdr.record import CallRecord
-from sipguard.cdr.sqlite import SqliteSink
+from sipguard.records.record import CallRecord
+from sipguard.records.sqlite import SqliteSink
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,7 @@ import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
 from harness import Sipguard, SippResult, SippUas
 
-from sipguard.pins import hash_pin, save_pin_file
+from sipguard.pin.pins import hash_pin, save_pin_file
 
 pytestmark = pytest.mark.e2e
 

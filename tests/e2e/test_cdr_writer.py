@@ -1,4 +1,4 @@
-"""The records' writer process (sipguard.cdr.writer) on its own: started as the service
+"""The records' writer process (sipguard.records.writer) on its own: started as the service
 starts it, it stores the batches spooled beside it, reports its counts on the status
 pipe, keeps the batches while the database cannot be written, and stores what is left
 when its stdin ends (the service stopping or dying)."""
@@ -14,10 +14,10 @@ from typing import Any, TypeVar
 
 import pytest
 
-from sipguard.cdr.record import CallRecord
-from sipguard.cdr.spool import Spool
-from sipguard.cdr.writer import WriterProcess
 from sipguard.logs import silent_logger
+from sipguard.records.record import CallRecord
+from sipguard.records.spool import Spool
+from sipguard.records.writer import WriterProcess
 from tests.unit.test_settings import MINIMAL  # the four required keys
 
 pytestmark = pytest.mark.e2e

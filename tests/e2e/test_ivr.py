@@ -25,8 +25,8 @@ import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
 from harness import load_agent_client
 
-from sipguard.ivr.pjsua import PjsuaIvr, prompt_seconds
-from sipguard.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
+from sipguard.pin.ivr.pjsua import PjsuaIvr, prompt_seconds
+from sipguard.pin.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
 
 pytestmark = pytest.mark.e2e
 

@@ -1,7 +1,7 @@
 """IvrPool: PIN IVRs in worker processes, called by pjsua2 test user agents.
 
 The pool runs on an asyncio loop in a helper thread; its workers are subprocesses
-(``python -m sipguard.ivr.worker``), one pjsua2 library each, so this process only
+(``python -m sipguard.pin.ivr.worker``), one pjsua2 library each, so this process only
 imports pjsua2 (no skip: if pjsua2 cannot be imported these tests fail). The callers
 are tests/agents/pjsua_agent.py subprocesses. Every wait is bounded.
 """
@@ -25,9 +25,9 @@ import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
 from harness import load_agent_client
 
-from sipguard.ivr.pool import IvrPool, Link
-from sipguard.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
-from sipguard.ivr.worker import TEST_HOOKS_ENV, config_line
+from sipguard.pin.ivr.pool import IvrPool, Link
+from sipguard.pin.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
+from sipguard.pin.ivr.worker import TEST_HOOKS_ENV, config_line
 
 pytestmark = pytest.mark.e2e
 
@@ -141,7 +141,7 @@ def worker_children() -> list[int]:
         except OSError:
             continue
         if (int(fields[1]) == os.getpid() and fields[0] != "Z"
-                and b"sipguard.ivr.worker" in command):
+                and b"sipguard.pin.ivr.worker" in command):
             found.append(int(entry))
     return found
 
@@ -264,7 +264,7 @@ def _worker(hooks: bool) -> subprocess.Popen[str]:
     env = {k: v for k, v in os.environ.items() if k != TEST_HOOKS_ENV}
     if hooks:
         env[TEST_HOOKS_ENV] = "1"
-    process = subprocess.Popen([sys.executable, "-m", "sipguard.ivr.worker"],
+    process = subprocess.Popen([sys.executable, "-m", "sipguard.pin.ivr.worker"],
                                stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env)
     assert process.stdin is not None and process.stdout is not None

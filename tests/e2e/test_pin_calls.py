@@ -20,7 +20,7 @@ import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
 from harness import Sipguard
 
-from sipguard.pins import hash_pin, save_pin_file
+from sipguard.pin.pins import hash_pin, save_pin_file
 
 pytestmark = pytest.mark.e2e
 
@@ -261,7 +261,7 @@ def _ivr_workers(sipguard: Sipguard) -> list[int]:
     call records' writer is another)."""
     children = Path(f"/proc/{sipguard.process.pid}/task/{sipguard.process.pid}/children")
     return [int(pid) for pid in children.read_text().split()
-            if b"sipguard.ivr.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if b"sipguard.pin.ivr.worker" in Path(f"/proc/{pid}/cmdline").read_bytes()]
 
 
 def test_a_worker_that_dies_mid_challenge_ends_its_call_and_is_replaced(

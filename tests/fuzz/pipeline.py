@@ -14,14 +14,14 @@ import ipaddress
 import itertools
 from pathlib import Path
 
-from sipguard.calls import CheckPin, Command, Peer, PeerAuth, ScreenAttempt, Trunk
-from sipguard.controller import Controller, IvrLink
+from sipguard.b2bua.calls import CheckPin, Command, Peer, PeerAuth, ScreenAttempt, Trunk
+from sipguard.b2bua.controller import Controller, IvrLink
+from sipguard.b2bua.peer_auth import Authenticator
 from sipguard.edge import EdgeFilter
-from sipguard.peerauth import Authenticator
 from sipguard.policy import evaluate
-from sipguard.policyfile import load_policy
+from sipguard.policy.loader import load_policy
 from sipguard.sip.endpoint import Endpoint
-from sipguard.sip.transaction import TimerSettings
+from sipguard.sip.transaction_table import TimerSettings
 from sipguard.sip.transport import Local
 from sipguard.sip.uri import parse_uri
 

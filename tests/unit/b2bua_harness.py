@@ -10,14 +10,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sipguard.calls import Command, LogEvent, Peer, PeerAuth, ScreenAttempt, Trunk
-from sipguard.controller import Controller, IvrLink
-from sipguard.peerauth import Authenticator
+from sipguard.b2bua.calls import Command, LogEvent, Peer, PeerAuth, ScreenAttempt, Trunk
+from sipguard.b2bua.controller import Controller, IvrLink
+from sipguard.b2bua.peer_auth import Authenticator
 from sipguard.policy import CallAttempt, Decision, Policy, evaluate
-from sipguard.policyfile import load_policy
-from sipguard.sip.endpoint import Datagram, Endpoint
+from sipguard.policy.loader import load_policy
+from sipguard.sip.endpoint import Endpoint
+from sipguard.sip.events import Datagram
 from sipguard.sip.message import MessageParseError, Request, Response, parse_message
-from sipguard.sip.transaction import TimerSettings
+from sipguard.sip.transaction_table import TimerSettings
 from sipguard.sip.transport import Local
 from sipguard.sip.uri import parse_uri
 

@@ -11,7 +11,8 @@ import itertools
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from sipguard.sip.endpoint import Datagram, Endpoint, Event
+from sipguard.sip.endpoint import Endpoint
+from sipguard.sip.events import Datagram, Event
 from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request, Response, parse_message, reason_phrase
 from sipguard.sip.transaction import Transaction

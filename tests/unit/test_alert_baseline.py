@@ -22,8 +22,8 @@ from sipguard.alerts.baseline import (
     slot_label,
     weeks_back,
 )
-from sipguard.cdr.sink import TrafficRow
 from sipguard.policy.alerting import WEEK, AlertPolicy, Expectation, Level
+from sipguard.records.sink import TrafficRow
 
 NY = ZoneInfo("America/New_York")
 UTC = ZoneInfo("UTC")

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from sipguard.alerts.settings import AlertSettings, Delivery, EmailSettings, HttpSettings
+from sipguard.config.settings import Settings, load_settings
 from sipguard.policy.alerting import (
     DEFAULT_EVENT_LEVELS,
     LEVELS,
@@ -19,10 +20,9 @@ from sipguard.policy.alerting import (
     Expectation,
     Level,
 )
-from sipguard.policyalerts import contact_problem
-from sipguard.policyfile import load_policy_file
-from sipguard.settings import Settings, load_settings
-from sipguard.yamlfile import ConfigError
+from sipguard.policy.alerts_section import contact_problem
+from sipguard.policy.loader import load_policy_file
+from sipguard.schema.document import ConfigError
 from tests.unit.test_settings import MINIMAL  # the four required keys
 
 REPO = Path(__file__).resolve().parents[2]

@@ -21,12 +21,12 @@ from sipguard.alerts.baseline import weeks_back
 from sipguard.alerts.model import Alert
 from sipguard.alerts.settings import AlertSettings
 from sipguard.alerts.watch import Alerting
-from sipguard.cdr import CallRecord
-from sipguard.cdr.sqlite import SqliteSink
-from sipguard.locks import Locks
 from sipguard.policy import CallAttempt, Decision, Policy, TraceEntry, Verdict, evaluate
 from sipguard.policy.alerting import AlertType, Level
-from sipguard.policyfile import load_policy
+from sipguard.policy.loader import load_policy
+from sipguard.records import CallRecord
+from sipguard.records.sqlite import SqliteSink
+from sipguard.screening.locks import Locks
 from sipguard.store import MemoryStore
 
 NY = ZoneInfo("America/New_York")

@@ -14,17 +14,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from phonenumbers import geocoder
 
-from sipguard.cdr import sql
-from sipguard.cdr.record import (
-    FIELDS,
-    NUMBER_FIELDS,
-    TEXT_FIELDS,
-    TIME_FIELDS,
-    CallRecord,
-    clean_text,
-    iso_time,
-)
-from sipguard.cdr.sink import GROUPS
 from sipguard.policy.area_codes import US_AREA_CODES
 from sipguard.policy.jurisdiction import (
     DOMESTIC,
@@ -39,6 +28,17 @@ from sipguard.policy.jurisdiction import (
     state_from_place,
     us_state,
 )
+from sipguard.records import sql
+from sipguard.records.record import (
+    FIELDS,
+    NUMBER_FIELDS,
+    TEXT_FIELDS,
+    TIME_FIELDS,
+    CallRecord,
+    clean_text,
+    iso_time,
+)
+from sipguard.records.sink import GROUPS
 
 JURISDICTIONS = {DOMESTIC, INTERNATIONAL, INTERSTATE, INTRASTATE, TOLL_FREE, UNKNOWN}
 

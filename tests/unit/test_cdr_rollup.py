@@ -11,9 +11,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipguard.cdr import CallRecord, rollup, sql
-from sipguard.cdr.sink import GROUPS
-from sipguard.cdr.sqlite import SqliteSink
+from sipguard.records import CallRecord, rollup, sql
+from sipguard.records.sink import GROUPS
+from sipguard.records.sqlite import SqliteSink
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z, a whole hour
 DAY = 86400.0

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from sipguard.cdr import CdrSettings
-from sipguard.policyfile import load_policy_file
-from sipguard.sections import AdminSettings
-from sipguard.settings import Settings, load_settings
-from sipguard.yamlfile import ConfigError
+from sipguard.config.sections import AdminSettings
+from sipguard.config.settings import Settings, load_settings
+from sipguard.policy.loader import load_policy_file
+from sipguard.records import CdrSettings
+from sipguard.schema.document import ConfigError
 from tests.unit.test_settings import MINIMAL  # the four required keys
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,10 +20,10 @@ import structlog
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipguard.cdr import CallRecord, CdrUnavailableError, Recorder, Spool, SummaryRow
-from sipguard.cdr.sink import GROUPS, CdrRefusedError
-from sipguard.cdr.spool import STALE_TEMPORARY
-from sipguard.cdr.sqlite import SqliteSink
+from sipguard.records import CallRecord, CdrUnavailableError, Recorder, Spool, SummaryRow
+from sipguard.records.sink import GROUPS, CdrRefusedError
+from sipguard.records.spool import STALE_TEMPORARY
+from sipguard.records.sqlite import SqliteSink
 
 START = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 FAST = {"batch_seconds": 0.01, "retry_max": 0.02}
@@ -642,7 +642,7 @@ def test_record_never_waits(tmp_path: Path):
 
 def test_a_full_queue_drops_the_oldest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """Past MAX_QUEUED waiting records, the oldest are dropped and counted."""
-    monkeypatch.setattr("sipguard.cdr.recorder.MAX_QUEUED", 3)
+    monkeypatch.setattr("sipguard.records.recorder.MAX_QUEUED", 3)
     sink = SqliteSink(tmp_path / "cdr.sqlite")
 
     async def main() -> tuple[dict[str, Any], list[str]]:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from sipguard.calls import CheckPin, InstructIvr
-from sipguard.controller import IvrLink
-from sipguard.policyfile import load_policy
+from sipguard.b2bua.calls import CheckPin, InstructIvr
+from sipguard.b2bua.controller import IvrLink
+from sipguard.policy.loader import load_policy
 from sipguard.sip.message import Request, Response
 from sipguard.sip.sdp import origin_of
 from tests.unit.b2bua_harness import (

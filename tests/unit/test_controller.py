@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sipguard.calls import SourceFailure
+from sipguard.b2bua.calls import SourceFailure
 from sipguard.sip.message import Request, Response
 from tests.unit.b2bua_harness import (
     PBX,
@@ -389,7 +389,7 @@ def test_retransmitted_invite_is_screened_once():
 
 def test_emergency_number_is_forwarded_even_under_a_broad_block(tmp_path):
     """911 is forwarded even when the policy denies every destination and every extension."""
-    from sipguard.policyfile import load_policy
+    from sipguard.policy.loader import load_policy
 
     deny_all = tmp_path / "policy.yaml"
     deny_all.write_text("accounts:\n  - {name: asterisk-1, may_dial: []}\n"

@@ -9,7 +9,7 @@ import pytest
 
 from sipguard.policy import CallAttempt, Policy, Verdict, evaluate
 from sipguard.policy.limits import LimitResult, apply_limits, limit_checks, max_duration
-from sipguard.policyfile import load_policy
+from sipguard.policy.loader import load_policy
 
 SHIPPED = Path(__file__).resolve().parents[2] / "conf" / "policy.yaml"
 MONDAY_NOON = datetime.fromisoformat("2026-11-23T12:00:00-05:00")

@@ -1,4 +1,4 @@
-"""Account locks and the kill switch (sipguard.locks) on a MemoryStore, applied to real
+"""Account locks and the kill switch (sipguard.screening.locks) on a MemoryStore, applied to real
 decisions of a loaded policy."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from typing import Any, TypeVar
 
 import pytest
 
-from sipguard.locks import Lock, Locks
 from sipguard.policy import CallAttempt, Decision, Policy, TraceEntry, Verdict, evaluate
-from sipguard.policyfile import load_policy
+from sipguard.policy.loader import load_policy
+from sipguard.screening.locks import Lock, Locks
 from sipguard.store import MemoryStore, StoreUnavailableError
 
 T = TypeVar("T")

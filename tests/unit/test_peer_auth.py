@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sipguard.calls import SourceFailure
+from sipguard.b2bua.calls import SourceFailure
 from sipguard.sip.digest import authorization, best_challenge, parse_challenge
 from sipguard.sip.message import Request, Response
 from tests.unit.b2bua_harness import PBX, PBX_PASSWORD, TRUNK, Harness, invite, only
@@ -95,7 +95,7 @@ def test_a_stale_nonce_is_challenged_again_without_a_failure():
 def test_the_trunks_401_is_answered_with_its_credentials_once():
     from dataclasses import replace
 
-    from sipguard.calls import PeerAuth
+    from sipguard.b2bua.calls import PeerAuth
     from tests.unit.b2bua_harness import response_to
 
     harness = Harness()
@@ -193,8 +193,8 @@ def _registering_harness() -> Harness:
     """A harness whose trunk registers (acme / s3cret), asking for 300 s."""
     from dataclasses import replace
 
-    from sipguard.calls import PeerAuth
-    from sipguard.registration import Registrations
+    from sipguard.b2bua.calls import PeerAuth
+    from sipguard.b2bua.registration import Registrations
 
     harness = Harness()
     trunk = replace(harness.controller.trunks[0], auth=PeerAuth("acme", "s3cret"), register=True)

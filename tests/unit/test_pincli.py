@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from sipguard.cli import main
-from sipguard.pins import load_pin_file, verify_pin
+from sipguard.pin.pins import load_pin_file, verify_pin
 from tests.unit.test_settings import BASIC, MINIMAL
 
 PIN = "583920"

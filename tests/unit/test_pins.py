@@ -16,8 +16,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from sipguard import pins as pins_module
-from sipguard.pins import (
+from sipguard.pin import pins as pins_module
+from sipguard.pin.pins import (
     FILE_HEADER,
     PinCheck,
     PinGuard,
@@ -31,8 +31,8 @@ from sipguard.pins import (
     validate_pin,
     verify_pin,
 )
+from sipguard.schema.document import ConfigError
 from sipguard.store import MemoryStore, StateStore, StoreUnavailableError
-from sipguard.yamlfile import ConfigError
 
 NOW = 1_000_000.0
 PIN = "583920"

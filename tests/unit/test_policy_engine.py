@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from sipguard.policy import CallAttempt, Decision, Policy, Usage, Verdict, evaluate
-from sipguard.policyfile import load_policy
+from sipguard.policy.loader import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "tests" / "policies"

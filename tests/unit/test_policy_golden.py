@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from sipguard.policy import CallAttempt, Policy, Verdict, evaluate
-from sipguard.policyfile import load_policy
+from sipguard.policy.loader import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 CASES_FILE = Path(__file__).with_name("golden_cases.csv")

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sipguard.policy import CallAttempt, Decision, Policy, Usage, Verdict, evaluate
-from sipguard.policyfile import load_policy
+from sipguard.policy.loader import load_policy
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED: Policy = load_policy(REPO / "conf" / "policy.yaml")

@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from sipguard.policy.alerting import LEVELS, AlertPolicy, AlertType, Level
+from sipguard.policy.edit import EDITABLE, Edit, current_values, edit_alerts, parse_changes
+from sipguard.policy.loader import load_policy_file
 from sipguard.policy.model import Policy
-from sipguard.policyedit import EDITABLE, Edit, current_values, edit_alerts, parse_changes
-from sipguard.policyfile import load_policy_file
-from sipguard.yamlfile import ConfigError
+from sipguard.schema.document import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "conf" / "policy.yaml"

@@ -12,8 +12,8 @@ import pytest
 
 from sipguard.cli import main
 from sipguard.policy import Action, CallAttempt, Mode, NumberType, evaluate
-from sipguard.policyfile import load_policy, load_policy_file
-from sipguard.yamlfile import ConfigError
+from sipguard.policy.loader import load_policy, load_policy_file
+from sipguard.schema.document import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 POLICIES = REPO / "tests" / "policies"

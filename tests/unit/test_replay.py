@@ -12,12 +12,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sipguard import recording
-from sipguard.cdr import CallRecord
 from sipguard.policy import Decision, Verdict
-from sipguard.policyfile import LoadedPolicy, load_policy_file
-from sipguard.recording import CallRecords
-from sipguard.replay import Replayed, differences, replay
+from sipguard.policy.loader import LoadedPolicy, load_policy_file
+from sipguard.records import CallRecord
+from sipguard.records import from_calls as recording
+from sipguard.records.from_calls import CallRecords
+from sipguard.records.replay import Replayed, differences, replay
 
 MONDAY_NOON = 1795435200.0  # 2026-11-23T12:00:00Z, a Monday
 HOUR = 3600.0

@@ -10,8 +10,8 @@ from pathlib import Path
 import structlog
 
 from sipguard.policy import CallAttempt, Verdict
-from sipguard.policyfile import load_policy_file
-from sipguard.screening import Screener
+from sipguard.policy.loader import load_policy_file
+from sipguard.screening.screener import Screener
 from sipguard.store import MemoryStore, StoreUnavailableError
 
 SHIPPED = Path(__file__).resolve().parents[2] / "conf" / "policy.yaml"

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 
 from sipguard.cli import main
-from sipguard.ivr.port import IvrConfig
-from sipguard.pins import PinSettings
-from sipguard.policyfile import load_policy
-from sipguard.settings import load_settings, parse_listen
+from sipguard.config.settings import load_settings, parse_listen
+from sipguard.pin.ivr.port import IvrConfig
+from sipguard.pin.pins import PinSettings
+from sipguard.policy.loader import load_policy
+from sipguard.schema.document import ConfigError
 from sipguard.sip.transport import Hop
-from sipguard.yamlfile import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 

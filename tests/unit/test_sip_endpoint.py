@@ -6,15 +6,9 @@ from collections.abc import Callable
 
 import pytest
 
-from sipguard.sip.endpoint import (
-    MAGIC_COOKIE,
-    Datagram,
-    Endpoint,
-    MessageDiscarded,
-    RequestReceived,
-    ResponseReceived,
-)
+from sipguard.sip.endpoint import MAGIC_COOKIE, Endpoint
 from sipguard.sip.errors import LocalProtocolError
+from sipguard.sip.events import Datagram, MessageDiscarded, RequestReceived, ResponseReceived
 from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request
 from sipguard.sip.transaction import ServerTransaction

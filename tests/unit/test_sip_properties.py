@@ -16,13 +16,9 @@ from dataclasses import dataclass
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sipguard.sip.endpoint import (
-    Endpoint,
-    MessageDiscarded,
-    ResponseReceived,
-    TransactionTimedOut,
-)
+from sipguard.sip.endpoint import Endpoint
 from sipguard.sip.errors import RemoteProtocolError
+from sipguard.sip.events import MessageDiscarded, ResponseReceived, TransactionTimedOut
 from sipguard.sip.headers import display_name_text
 from sipguard.sip.message import MessageParseError, Request, Response, parse_message
 from tests.unit.sip_messages import (

@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import pytest
 
-from sipguard.sip.endpoint import (
+from sipguard.sip.errors import LocalProtocolError
+from sipguard.sip.events import (
     AckTimedOut,
     CancelReceived,
     Datagram,
@@ -21,16 +22,14 @@ from sipguard.sip.endpoint import (
     ResponseReceived,
     TransactionTimedOut,
 )
-from sipguard.sip.errors import LocalProtocolError
-from sipguard.sip.transaction import (
+from sipguard.sip.transaction import ClientTransaction, ServerTransaction
+from sipguard.sip.transaction_table import (
     CLIENT_INVITE,
     CLIENT_NON_INVITE,
     SERVER_INVITE,
     SERVER_NON_INVITE,
     Action,
-    ClientTransaction,
     Input,
-    ServerTransaction,
     State,
     TimerSettings,
 )

@@ -14,18 +14,18 @@ from dataclasses import dataclass
 
 import pytest
 
-from sipguard.calls import contact_for
-from sipguard.sip.endpoint import (
+from sipguard.b2bua.calls import contact_for
+from sipguard.sip.endpoint import Endpoint
+from sipguard.sip.errors import LocalProtocolError
+from sipguard.sip.events import (
     AckTimedOut,
     Datagram,
-    Endpoint,
     Event,
     MessageDiscarded,
     RequestReceived,
     ResponseReceived,
     TransactionTimedOut,
 )
-from sipguard.sip.errors import LocalProtocolError
 from sipguard.sip.headers import Headers
 from sipguard.sip.message import Request
 from sipguard.sip.transaction import ClientTransaction, ServerTransaction

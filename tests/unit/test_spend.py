@@ -9,9 +9,9 @@ from pathlib import Path
 import structlog
 
 from sipguard.policy import CallAttempt, Verdict
+from sipguard.policy.loader import load_policy, load_policy_file
 from sipguard.policy.ratedeck import RateDeck
-from sipguard.policyfile import load_policy, load_policy_file
-from sipguard.screening import Screener
+from sipguard.screening.screener import Screener
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 MONDAY_NOON = datetime.fromisoformat("2026-11-23T12:00:00-05:00")

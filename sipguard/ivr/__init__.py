@@ -1,5 +1,0 @@
-"""The PIN IVR edge: the IvrPort Protocol and its pjsua2 implementation."""
-
-from sipguard.ivr.port import IvrAction, IvrConfig, IvrPort, IvrResult
-
-__all__ = ["IvrAction", "IvrConfig", "IvrPort", "IvrResult"]
