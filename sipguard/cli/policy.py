@@ -1,5 +1,6 @@
-"""``sipguard check`` and ``sipguard explain``: the policy file validated, and the
-decision for a number with every rule consulted, without placing a call."""
+"""``sipguard check`` and ``sipguard explain``: the configuration and the policy file
+validated (with the code ``run`` uses), and the decision for a number with every rule
+consulted, without placing a call."""
 
 from __future__ import annotations
 
@@ -35,7 +36,8 @@ WithConfig = Callable[[argparse.ArgumentParser], argparse.ArgumentParser]
 
 def add_commands(commands: Any, with_config: WithConfig) -> None:
     """Add ``check`` and ``explain``."""
-    check = with_config(commands.add_parser("check", help="validate the policy file"))
+    check = with_config(commands.add_parser(
+        "check", help="validate the configuration file and the policy file it names"))
     check.add_argument("--policy", help="policy file (default: the one the config names)")
     explain = with_config(commands.add_parser(
         "explain", help="show the decision for a number and every rule consulted"))
@@ -78,14 +80,28 @@ def _load_policy_or_report(path: Path) -> LoadedPolicy | None:
 
 
 def _check(arguments: argparse.Namespace) -> int:
-    path = _policy_path(arguments)
-    loaded = _load_policy_or_report(path)
+    """Both files, every problem of each reported; rc 1 when either has one."""
+    config = find_config(arguments.config)
+    settings_valid = True
+    policy_path = Path(arguments.policy) if arguments.policy else config.parent / "policy.yaml"
+    if arguments.config or config.exists():
+        try:
+            settings = load_settings(config)
+        except ConfigError as error:
+            error.report()
+            settings_valid = False
+        else:
+            if not arguments.policy:
+                policy_path = settings.policy_path
+            print(f"{config}: valid ({len(settings.peers)} peers, {len(settings.trunks)} "
+                  f"trunks, {len(settings.listen)} listen addresses)")
+    loaded = _load_policy_or_report(policy_path)
     if loaded is None:
         return 1
     policy = loaded.policy
-    print(f"{path}: valid (version {policy.version}; {len(policy.accounts)} accounts, "
+    print(f"{policy_path}: valid (version {policy.version}; {len(policy.accounts)} accounts, "
           f"{len(policy.destinations)} destination rules, {len(loaded.warnings)} warnings)")
-    return 0
+    return 0 if settings_valid else 1
 
 
 def _explain(arguments: argparse.Namespace) -> int:

@@ -47,6 +47,15 @@ DEFAULT_CONTROL_SOCKET = "../var/sipguard.sock"  # the CLI reaches the running s
 EDGE_KEYS = ("rate", "burst", "max_sources", "scanner_agents", "unknown_sources", "findtime",
              "maxretry", "bantime", "bantime_growth", "max_bantime", "blocklist",
              "sync_seconds")
+SIP_KEYS = ("t1", "t2", "t4", "timer_d", "max_message_size", "user_agent", "realm",
+            "register_expires", "auth_algorithms", "extension_header", "ring_timeout",
+            "max_call_duration")
+SERVICE_KEYS = ("receive_queue", "drain_grace", "policy_poll", "event_loop", "control_socket")
+LOGGING_KEYS = ("level", "format")
+STORE_KEYS = ("backend", "url", "timeout")
+PEER_KEYS = ("name", "addresses", "auth")
+TRUNK_KEYS = ("name", "uri", "auth", "register", "tls_name")
+AUTH_KEYS = ("username", "password", "relaxed_uri")
 PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
             "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "answer_after",
@@ -199,6 +208,9 @@ def load_settings(path: Path) -> Settings:
     service = _section(data, "service", problems)
     logging = _section(data, "logging", problems)
     store = _section(data, "store", problems)
+    for name, section, keys in (("sip", sip, SIP_KEYS), ("service", service, SERVICE_KEYS),
+                                ("logging", logging, LOGGING_KEYS), ("store", store, STORE_KEYS)):
+        _unknown_keys(section, name, keys, problems)
     timers = TimerSettings(
         t1=_number(sip, "t1", 0.5, problems, "sip", minimum=0.01),
         t2=_number(sip, "t2", 4.0, problems, "sip", minimum=0.01),
@@ -269,6 +281,7 @@ def _load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             problems.add(line_of(raw, index), where, "needs a name and addresses")
             continue
+        _unknown_keys(item, where, PEER_KEYS, problems)
         addresses = item.get("addresses")
         if not isinstance(addresses, list) or not addresses:
             problems.add(line_of(item, "addresses"), f"{where}.addresses",
@@ -298,6 +311,7 @@ def _peer_auth(item: dict[str, Any], where: str, problems: Problems,
         problems.add(line_of(item, "auth"), f"{where}.auth",
                      f"must give a username and a password of at least {min_length} characters")
         return None
+    _unknown_keys(auth, f"{where}.auth", AUTH_KEYS, problems)
     relaxed = auth.get("relaxed_uri", False)
     if not isinstance(relaxed, bool):
         problems.add(line_of(auth, "relaxed_uri"), f"{where}.auth.relaxed_uri",
@@ -317,6 +331,7 @@ def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
             problems.add(line_of(raw, index), where, "needs a name and a uri")
             continue
+        _unknown_keys(item, where, TRUNK_KEYS, problems)
         try:
             uri = parse_uri(str(item.get("uri", "")))
             if not uri.is_sip or not uri.host:

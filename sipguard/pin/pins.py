@@ -242,7 +242,7 @@ def load_pin_file(path: Path) -> dict[str, str]:
     """
     if not path.exists():
         return {}
-    data = load_marked(path)
+    data = load_marked(path, allow_empty=True)
     problems = Problems(path)
     if data is None:
         return {}

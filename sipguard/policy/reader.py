@@ -57,6 +57,9 @@ class PolicyReader:
         value = mapping.get(key)
         if value is None and default is not None:
             return default
+        if value is None:
+            self.error(mapping, key, where, "required (one of allow, pin, deny)")
+            return Action.DENY
         try:
             return Action(str(value).lower())
         except ValueError:

@@ -55,6 +55,10 @@ def _construct_mapping(loader: _MarkingLoader, node: yaml.MappingNode) -> Marked
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):
             key = str(key)
+        if key in result:  # YAML would keep the last silently; a typo's twin is an error
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {result.key_lines[key]})",
+                key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
@@ -75,20 +79,35 @@ _MarkingLoader.add_constructor(
 )
 
 
-def load_marked(path: Path) -> Any:
-    """Load a YAML file; raise :class:`ConfigError` with the place of a syntax error."""
+def load_marked(path: Path, allow_empty: bool = False) -> Any:
+    """Load a YAML file; raise :class:`ConfigError` with the place of a syntax error, or
+    saying the file is empty (unless ``allow_empty``: then None)."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror or error}"]) from error
+    empty = ConfigError([f"{path}:1: (file): empty (nothing but blanks and comments)"])
     try:
-        return yaml.load(text, Loader=_MarkingLoader)
+        loaded = yaml.load(text, Loader=_MarkingLoader)
     except yaml.MarkedYAMLError as error:
-        mark = error.problem_mark
-        line = mark.line + 1 if mark is not None else 0
-        raise ConfigError([f"{path}:{line}: {error.problem or error}"]) from error
+        raise ConfigError([_syntax_problem(path, error)]) from error
     except yaml.YAMLError as error:
-        raise ConfigError([f"{path}: {error}"]) from error
+        raise ConfigError([f"{path}:1: (syntax): {error}"]) from error
+    if loaded is None and not allow_empty:
+        raise empty
+    return loaded
+
+
+def _syntax_problem(path: Path, error: yaml.MarkedYAMLError) -> str:
+    """Where a YAML syntax error starts: an unclosed bracket or quote is reported at
+    the line it opens on (the context), with the line the parser gave up on."""
+    problem = error.problem or "not valid YAML"
+    problem_line = error.problem_mark.line + 1 if error.problem_mark is not None else 0
+    if error.context_mark is None or error.context is None:
+        return f"{path}:{problem_line or 1}: (syntax): {problem}"
+    context_line = error.context_mark.line + 1
+    found = f" (line {problem_line})" if problem_line and problem_line != context_line else ""
+    return f"{path}:{context_line}: (syntax): {error.context}: {problem}{found}"
 
 
 class Problems:

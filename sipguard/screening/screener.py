@@ -384,11 +384,13 @@ class Screener:
         return True
 
     def check_for_change(self) -> bool:
-        """Reload when the file's modification time changed since the last load."""
+        """Reload when the file's modification time changed since the last load. A file
+        that went away is reported once (``policy.reload_failed``); the policy in force
+        stays until a valid file is back."""
         mtime = _mtime(self.path)
-        if mtime is None or mtime == self._mtime:
+        if mtime == self._mtime:
             return False
-        return self.reload("file changed")
+        return self.reload("file changed" if mtime is not None else "file removed")
 
 
 def failed_closed(attempt: CallAttempt) -> Decision:

@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 import structlog
+import structlog.testing
 
 from sipguard.policy import CallAttempt, Verdict
 from sipguard.policy.loader import load_policy_file
@@ -152,3 +153,26 @@ def test_calls_without_the_extension_header_are_warned_about_once_per_peer():
     assert warnings[0]["account"] == "asterisk-1" and warnings[0]["read_from"] == "From"
     assert "no extension header" not in details[0]
     assert "from the From header: no extension header" in details[1]
+
+
+def test_a_deleted_policy_file_is_reported_once_and_the_policy_stays(tmp_path: Path) -> None:
+    """Issue 22: the file removed while running logs policy.reload_failed (once) and keeps
+    the last good policy; the file back is loaded again."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(SHIPPED.read_text())
+    (tmp_path / "ratedeck.csv").write_text((SHIPPED.parent / "ratedeck.csv").read_text())
+    screener = Screener(path, load_policy_file(path), structlog.get_logger())
+    version = screener.policy.version
+    path.unlink()
+    with structlog.testing.capture_logs() as logs:
+        assert screener.check_for_change() is False
+        assert screener.check_for_change() is False  # not reported again
+    failures = [log for log in logs if log["event"] == "policy.reload_failed"]
+    assert len(failures) == 1 and failures[0]["reason"] == "file removed", logs
+    assert "cannot read" in failures[0]["problems"][0]
+    assert screener.policy.version == version
+    path.write_text(SHIPPED.read_text().replace("# ", "#  ", 1))  # same rules, new text
+    with structlog.testing.capture_logs() as logs:
+        assert screener.check_for_change() is True
+    assert [log["event"] for log in logs if log["event"].startswith("policy.")] == [
+        "policy.reloaded"]

@@ -238,3 +238,102 @@ def test_edge_errors_name_the_key(tmp_path: Path, extra: str, expected: str):
     with pytest.raises(ConfigError) as raised:
         load_settings(_write(tmp_path, MINIMAL + extra))
     assert any(expected in problem for problem in raised.value.problems), raised.value.problems
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "expected"),
+    [
+        ('    addresses: ["127.0.0.1/32"]', '    adress: 127.0.0.1\n    addresses: ["127.0.0.1/32"]',
+         "sipguard.yaml:4: peers[0].adress: unknown setting (known: name, addresses, auth)"),
+        ('    addresses: ["127.0.0.1/32"]',
+         '    addresses: ["127.0.0.1/32"]\n    auth: {username: a, pasword: x, password: "0123456789abc"}',
+         "sipguard.yaml:5: peers[0].auth.pasword: unknown setting"),
+        ('    uri: "sip:127.0.0.1:5080"', '    uri: "sip:127.0.0.1:5080"\n    regster: true',
+         "sipguard.yaml:8: trunks[0].regster: unknown setting"),
+        ("policy: policy.yaml", "policy: policy.yaml\nsip:\n  t1: fast",
+         "sipguard.yaml:10: sip.t1: must be a number >= 0.01"),
+        ("policy: policy.yaml", "policy: policy.yaml\nsip:\n  ring_timout: 30",
+         "sipguard.yaml:10: sip.ring_timout: unknown setting"),
+        ("policy: policy.yaml", "policy: policy.yaml\nservice:\n  drain: 3",
+         "sipguard.yaml:10: service.drain: unknown setting"),
+        ("policy: policy.yaml", "policy: policy.yaml\nlogging:\n  colour: red",
+         "sipguard.yaml:10: logging.colour: unknown setting"),
+        ("policy: policy.yaml", "policy: policy.yaml\nstore:\n  backend: redis\n  ulr: redis://x",
+         "sipguard.yaml:11: store.ulr: unknown setting"),
+    ],
+)  # fmt: skip
+def test_unknown_or_mistyped_keys_at_any_depth(tmp_path: Path, replace: str, by: str,
+                                               expected: str) -> None:
+    """Issue 22: an unknown key below the top level is an error, with its line and path."""
+    assert replace in MINIMAL
+    path = _write(tmp_path, MINIMAL.replace(replace, by))
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_a_duplicate_key_is_an_error_at_its_second_line(tmp_path: Path) -> None:
+    """YAML keeps the last of two equal keys silently; a typo's twin must not win unseen."""
+    path = _write(tmp_path, MINIMAL + "sip:\n  t1: 0.5\n  t1: 5\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert caught.value.problems == [
+        f"{path}:11: (syntax): duplicate key 't1' (first on line 10)"]
+
+
+@pytest.mark.parametrize("text", ["", "\n\n", "# nothing yet\n", "---\n"])
+def test_an_empty_file_says_empty(tmp_path: Path, text: str) -> None:
+    """An empty policy (or configuration) says so, at line 1 (not line 0)."""
+    _write(tmp_path, MINIMAL, policy=text)
+    with pytest.raises(ConfigError) as caught:
+        load_policy(tmp_path / "policy.yaml")
+    assert caught.value.problems == [
+        f"{tmp_path / 'policy.yaml'}:1: (file): empty (nothing but blanks and comments)"]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # An unclosed flow sequence: the line it opens on, and where the parser gave up.
+        ("accounts:\n  - name: a\n    may_dial: [domestic\ndestinations:\n  default: deny\n",
+         ":3: (syntax): while parsing a flow sequence: expected ',' or ']', but got ':' (line 4)"),
+        # An unclosed quote: the line the quote opens on.
+        ('accounts:\n  - name: "a\n    may_dial: []\n',
+         ":2: (syntax): while scanning a quoted scalar: found unexpected end of stream (line 4)"),
+        ("accounts: 1\n  bad: 2\n", ":2: (syntax): mapping values are not allowed here"),
+    ],
+)  # fmt: skip
+def test_a_yaml_syntax_error_points_at_the_line_of_the_problem(tmp_path: Path, text: str,
+                                                              expected: str) -> None:
+    _write(tmp_path, MINIMAL, policy=text)
+    with pytest.raises(ConfigError) as caught:
+        load_policy(tmp_path / "policy.yaml")
+    assert caught.value.problems == [f"{tmp_path / 'policy.yaml'}{expected}"]
+
+
+def test_a_rule_without_an_action_says_required(tmp_path: Path) -> None:
+    policy = BASIC.replace("    - {id: allow-ca, region: CA, action: allow}",
+                           "    - {id: allow-ca, region: CA}")
+    assert policy != BASIC
+    _write(tmp_path, MINIMAL, policy=policy)
+    with pytest.raises(ConfigError) as caught:
+        load_policy(tmp_path / "policy.yaml")
+    line = BASIC.splitlines().index("    - {id: allow-ca, region: CA, action: allow}") + 1
+    assert caught.value.problems == [
+        f"{tmp_path / 'policy.yaml'}:{line}: destinations.rules[1].action: "
+        "required (one of allow, pin, deny)"]
+
+
+def test_check_validates_the_configuration_too(tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 22: `check --config` runs the configuration through the code `run` uses, so
+    `sip.t1: fast` fails check (rc 1) with file:line: path: message, as it fails run."""
+    path = _write(tmp_path, MINIMAL)
+    assert main(["check", "--config", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert f"{path}: valid" in out and f"{tmp_path / 'policy.yaml'}: valid" in out
+    path.write_text(MINIMAL + "sip:\n  t1: fast\n")
+    assert main(["check", "--config", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert f"{path}:10: sip.t1: must be a number >= 0.01" in captured.err
+    assert "policy.yaml: valid" in captured.out  # the policy is still checked and reported
