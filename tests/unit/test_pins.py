@@ -189,7 +189,7 @@ def test_missing_or_empty_file_has_no_pins(tmp_path: Path) -> None:
         ("pins:\n  '*': HASH\n", "bad.yaml:2: pins.*: must be EXTENSION"),
         ("pins: [1, 2]\n", "bad.yaml:1: pins: must map"),
         ("pin:\n  '2001': HASH\n", "bad.yaml:1: pin: unknown key"),
-        ("pins: {unclosed\n", "bad.yaml:2:"),
+        ("pins: {unclosed\n", "bad.yaml:1: (syntax): while parsing a flow mapping"),
         ("- 1\n", "bad.yaml:1: (top): must be a mapping"),
     ],
 )

@@ -82,7 +82,7 @@ ERRORS = {
         """,
         5,
         "destinations.rules[0].action",
-        "is not one of allow, pin, deny",
+        "required (one of allow, pin, deny)",
     ),
     "unknown region UK": (
         """\
@@ -806,7 +806,7 @@ def test_check_accepts_a_valid_policy(capsys: pytest.CaptureFixture[str]):
     """`sipguard check --policy conf/policy.yaml` exits 0 and prints the version."""
     assert main(["check", "--policy", str(SHIPPED)]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"{SHIPPED}: valid (version {load_policy(SHIPPED).version};")
+    assert f"{SHIPPED}: valid (version {load_policy(SHIPPED).version};" in out
     assert "0 warnings" in out
 
 
