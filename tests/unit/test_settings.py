@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sipguard.cli import main
 from sipguard.config.settings import load_settings, parse_listen
@@ -337,3 +338,17 @@ def test_check_validates_the_configuration_too(tmp_path: Path,
     captured = capsys.readouterr()
     assert f"{path}:10: sip.t1: must be a number >= 0.01" in captured.err
     assert "policy.yaml: valid" in captured.out  # the policy is still checked and reported
+
+
+def test_the_production_example_loads_and_every_path_is_absolute() -> None:
+    """Issue 22 item 7: conf/etc/sipguard/sipguard.yaml is valid, and records, spool,
+    journal, control socket, PIN file and policy are absolute paths."""
+    path = REPO / "conf" / "etc" / "sipguard" / "sipguard.yaml"
+    settings = load_settings(path)
+    raw = yaml.safe_load(path.read_text())
+    written = [raw["policy"], raw["cdr"]["path"], raw["cdr"]["spool"], raw["pin"]["file"],
+               raw["alerts"]["journal"], raw["service"]["control_socket"]]
+    assert all(Path(value).is_absolute() for value in written), written
+    assert settings.policy_path == Path("/var/lib/sipguard/policy.yaml")
+    assert settings.control_socket == Path("/run/sipguard/sipguard.sock")
+    assert settings.pin.file == Path("/var/lib/sipguard/pins.yaml")
