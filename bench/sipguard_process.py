@@ -24,6 +24,7 @@ class SipguardProcess:
         self.directory = directory
         self.config_path = directory / "sipguard.yaml"
         self.config_path.write_text(json.dumps(config))
+        self.config_path.chmod(0o600)  # may hold secrets: sipguard will not start on a file others can read
         self.events: list[dict[str, Any]] = []
         self._lock = threading.Lock()
         self.stderr = (directory / "sipguard.stderr.log").open("wb")

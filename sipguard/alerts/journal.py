@@ -128,8 +128,9 @@ class AlertJournal:
         if self.path is None:
             return
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("ab") as handle:
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(descriptor, "ab") as handle:
                 handle.write(orjson.dumps(entry) + b"\n")
             self._lines += 1
             if self._lines > 4 * self.keep:
@@ -150,7 +151,8 @@ class AlertJournal:
                              if key in kept}
         temporary = self.path.with_name(self.path.name + ".new")
         try:
-            with temporary.open("wb") as handle:
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(descriptor, "wb") as handle:
                 for alert in reversed(self.alerts):
                     handle.write(orjson.dumps(
                         {"alert": alert.as_dict() | {"at_seconds": alert.at}}) + b"\n")

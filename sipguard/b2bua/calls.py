@@ -57,13 +57,33 @@ class Peer:
 
 @dataclass(frozen=True, slots=True)
 class PeerAuth:
-    """A peer's digest credentials."""
+    """A peer's (or a trunk's) digest credentials: the password, or instead of it the
+    HA1 hashes ``H(username:realm:password)`` by realm and algorithm (RFC 7616 §3.4.2),
+    so that the configuration need not hold the password itself."""
 
     username: str
-    password: str = field(repr=False)
+    password: str | None = field(default=None, repr=False)
     # Accept a digest-uri without the user part (some UAs, SIPp among them, send the
     # registrar-style URI); by default it must name the Request-URI, user included.
     relaxed_uri: bool = False
+    ha1: tuple[tuple[str, str, str], ...] = field(default=(), repr=False)  # realm, alg, hex
+
+    def ha1_for(self, realm: str, algorithm: str) -> str | None:
+        """The stored HA1 for ``realm`` and ``algorithm`` (None when there is none)."""
+        return next((digest for stored_realm, stored_algorithm, digest in self.ha1
+                     if stored_realm == realm and stored_algorithm == algorithm), None)
+
+    def supports(self, realm: str, algorithm: str) -> bool:
+        """Whether these credentials can answer (or check) ``realm`` with ``algorithm``."""
+        return self.password is not None or self.ha1_for(realm, algorithm) is not None
+
+    def secret(self, realm: str, algorithm: str) -> dict[str, str]:
+        """``{"password": ...}`` or ``{"ha1": ...}`` for the digest functions ({} when
+        neither can answer this realm and algorithm)."""
+        if self.password is not None:
+            return {"password": self.password}
+        ha1 = self.ha1_for(realm, algorithm)
+        return {"ha1": ha1} if ha1 is not None else {}
 
 
 @dataclass(frozen=True, slots=True)

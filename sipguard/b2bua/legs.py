@@ -264,14 +264,17 @@ class ControllerBase:
                 or response.status_code not in (401, 407)):
             return False
         header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
-        chosen = best_challenge(response.headers.values(header))
+        auth = trunk.auth
+        chosen = best_challenge(response.headers.values(header),
+                                lambda offered: auth.supports(offered.realm, offered.algorithm))
         if chosen is None:
             return False
         call.trunk_auth_tried = True
         dialog.remote_tag = None  # a 401 makes no dialog (RFC 3261 §12.1)
         request = self._trunk_request(call, dialog, call.trunk_offer)
-        value = authorization(chosen, "INVITE", str(request.uri), trunk.auth.username,
-                              trunk.auth.password, cnonce=self._token(16), nc=1)
+        value = authorization(chosen, "INVITE", str(request.uri), auth.username,
+                              cnonce=self._token(16), nc=1,
+                              **auth.secret(chosen.realm, chosen.algorithm))
         request.headers.add("Authorization" if response.status_code == 401
                             else "Proxy-Authorization", value)
         if call.trunk_invite is not None:

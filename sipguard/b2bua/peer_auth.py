@@ -54,36 +54,53 @@ class Authenticator:
     def check(self, request: Request, candidates: Sequence[Peer], now: float) -> AuthOutcome:
         """Authenticate ``request`` against the peers whose networks it came from."""
         values = request.headers.values("Authorization")
+        offered = self._algorithms_for(candidates)
+
+        def again(reason: str | None = None, username: str | None = None,
+                  stale: bool = False) -> AuthOutcome:
+            """Refused: a new challenge (of the algorithms these peers can be checked with)."""
+            return AuthOutcome(None, self._challenges(now, offered, stale), reason, username)
+
         if not values:
-            return AuthOutcome(None, self._challenges(now))
+            return again()
         try:
             credentials = parse_credentials(values[0])
         except RemoteProtocolError:
-            return AuthOutcome(None, self._challenges(now), "malformed credentials")
+            return again("malformed credentials")
         username = credentials.username
         peer = next((candidate for candidate in candidates if candidate.auth is not None
                      and candidate.auth.username == username), None)
         if peer is None or peer.auth is None or credentials.realm != self.realm:
-            return AuthOutcome(None, self._challenges(now), "unknown user or realm", username)
+            return again("unknown user or realm", username)
         if not _same_target(credentials.uri, request, peer.auth.relaxed_uri):
-            return AuthOutcome(None, self._challenges(now), "credentials for another URI",
-                               username)
+            return again("credentials for another URI", username)
         state = self._nonces.check(credentials.nonce, now)
         if state == "invalid":
-            return AuthOutcome(None, self._challenges(now), "forged or garbled nonce", username)
-        if (credentials.algorithm not in self.algorithms
-                or not verify(credentials, request.method, password=peer.auth.password)):
-            return AuthOutcome(None, self._challenges(now), "wrong password", username)
+            return again("forged or garbled nonce", username)
+        secret = peer.auth.secret(self.realm, credentials.algorithm)
+        if (credentials.algorithm not in self.algorithms or not secret
+                or not verify(credentials, request.method, **secret)):
+            return again("wrong password", username)
         if state == "stale":  # right password, old nonce: ask again, it is not a failure
-            return AuthOutcome(None, self._challenges(now, stale=True), None, username)
+            return again(None, username, stale=True)
         if not self._replays.accept(credentials.nonce, credentials.nc or ""):
-            return AuthOutcome(None, self._challenges(now), "replayed credentials", username)
+            return again("replayed credentials", username)
         return AuthOutcome(peer, username=username)
 
-    def _challenges(self, now: float, stale: bool = False) -> tuple[str, ...]:
+    def _algorithms_for(self, candidates: Sequence[Peer]) -> tuple[str, ...]:
+        """The algorithms to offer these peers: those some of them can be checked with
+        (a peer configured with an MD5 HA1 only is not asked for SHA-256)."""
+        usable = tuple(algorithm for algorithm in self.algorithms
+                       if any(candidate.auth is not None
+                              and candidate.auth.supports(self.realm, algorithm)
+                              for candidate in candidates))
+        return usable or self.algorithms
+
+    def _challenges(self, now: float, offered: tuple[str, ...],
+                    stale: bool) -> tuple[str, ...]:
         nonce = self._nonces.issue(now, self._salt(12))
         return tuple(challenge(self.realm, nonce, algorithm, stale=stale)
-                     for algorithm in self.algorithms)
+                     for algorithm in offered)
 
 
 def _same_target(digest_uri: str, request: Request, relaxed: bool) -> bool:

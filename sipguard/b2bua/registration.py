@@ -87,7 +87,11 @@ class Registrations:
             return [LogEvent("trunk.registered", "info", {"trunk": name, "expires": granted})]
         if response.status_code in (401, 407) and not binding.challenged:
             header = "WWW-Authenticate" if response.status_code == 401 else "Proxy-Authenticate"
-            chosen = best_challenge(response.headers.values(header))
+            auth = binding.trunk.auth
+            chosen = best_challenge(
+                response.headers.values(header),
+                lambda offered: auth is not None and auth.supports(offered.realm,
+                                                                   offered.algorithm))
             if chosen is not None:
                 self._send(binding, now, (response.status_code, chosen))
                 return []
@@ -132,7 +136,8 @@ class Registrations:
         if challenge is not None:
             status, chosen = challenge
             value = authorization(chosen, "REGISTER", str(registrar), trunk.auth.username,
-                                  trunk.auth.password, cnonce=self._token(16), nc=1)
+                                  cnonce=self._token(16), nc=1,
+                                  **trunk.auth.secret(chosen.realm, chosen.algorithm))
             headers.add("Authorization" if status == 401 else "Proxy-Authorization", value)
         request = Request("REGISTER", registrar, headers)
         transaction = self.endpoint.send_request(request, trunk.address, now)

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sipguard.config import find_config, load_settings, make_store
+from sipguard.config import exposed_secrets, find_config, load_settings, make_store
 from sipguard.policy import (
     CallAttempt,
     Decision,
@@ -93,6 +93,10 @@ def _check(arguments: argparse.Namespace) -> int:
         else:
             if not arguments.policy:
                 policy_path = settings.policy_path
+            refused = exposed_secrets(settings)
+            if refused is not None:  # run would refuse to start
+                print(refused, file=sys.stderr)
+                settings_valid = False
             print(f"{config}: valid ({len(settings.peers)} peers, {len(settings.trunks)} "
                   f"trunks, {len(settings.listen)} listen addresses)")
     loaded = _load_policy_or_report(policy_path)

@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from sipguard import logs
-from sipguard.config import Settings, find_config, load_settings
+from sipguard.config import Settings, exposed_secrets, find_config, load_settings
 from sipguard.policy import LoadedPolicy, load_policy_file
 from sipguard.schema import ConfigError
 
@@ -27,6 +27,10 @@ def _load_all(arguments: argparse.Namespace) -> tuple[Settings, LoadedPolicy] | 
     except ConfigError as error:
         error.report()
         return None
+    refused = exposed_secrets(settings)
+    if refused is not None:
+        print(refused, file=sys.stderr)
+        return None
     return settings, policy
 
 
@@ -35,6 +39,9 @@ def _run(arguments: argparse.Namespace) -> int:
     if loaded is None:
         return 1
     settings, policy = loaded
+    # Everything the service and its children create (call records, spool, journal,
+    # sockets) is for the service's user alone: files 0600, directories 0700.
+    os.umask(0o077)
     logs.configure(settings.log_level, settings.log_format)
     from sipguard.service.pump import Service  # noqa: PLC0415 - keeps check/explain light
 

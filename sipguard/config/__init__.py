@@ -7,13 +7,20 @@ it (sip, schema, store, transports, b2bua, pin, records, edge, alerts), none abo
 """
 
 from sipguard.config.sections import AdminSettings
-from sipguard.config.settings import ListenAddress, Settings, find_config, load_settings
+from sipguard.config.settings import (
+    ListenAddress,
+    Settings,
+    exposed_secrets,
+    find_config,
+    load_settings,
+)
 from sipguard.config.stores import make_store
 
 __all__ = [
     "AdminSettings",
     "ListenAddress",
     "Settings",
+    "exposed_secrets",
     "find_config",
     "load_settings",
     "make_store",

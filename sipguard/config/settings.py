@@ -55,7 +55,7 @@ LOGGING_KEYS = ("level", "format")
 STORE_KEYS = ("backend", "url", "timeout")
 PEER_KEYS = ("name", "addresses", "auth")
 TRUNK_KEYS = ("name", "uri", "auth", "register", "tls_name")
-AUTH_KEYS = ("username", "password", "relaxed_uri")
+AUTH_KEYS = ("username", "password", "ha1", "relaxed_uri")
 PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
             "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "answer_after",
@@ -125,6 +125,7 @@ class Settings:
     ivr: IvrConfig = field(default_factory=IvrConfig)
     edge: EdgeSettings = field(default_factory=EdgeSettings)
     control_socket: Path = Path("var/sipguard.sock")
+    secrets: tuple[str, ...] = ()  # paths of the passwords, hashes and tokens in the file
     streams: StreamSettings = field(default_factory=StreamSettings)
     tls: TlsSettings = field(default_factory=TlsSettings)
     cdr: CdrSettings = field(default_factory=CdrSettings)
@@ -259,9 +260,51 @@ def load_settings(path: Path) -> Settings:
         cdr=load_cdr(data, path, problems),
         admin=load_admin(data, listen, path, problems),
         alerts=load_alert_settings(data, problems, path),
+        secrets=_secret_keys(data),
     )
+    for index, peer in enumerate(peers):
+        if peer.auth is not None and not any(peer.auth.supports(settings.realm, algorithm)
+                                             for algorithm in settings.auth_algorithms):
+            problems.add(line_of(data["peers"], index), f"peers[{index}].auth.ha1",
+                         f"has no hash for realm {settings.realm!r} (sip.realm) in "
+                         f"{' or '.join(settings.auth_algorithms)}")
     problems.raise_if_any()
     return settings
+
+
+SECRET_KEYS = frozenset({"password", "ha1", "token"})
+
+
+def _secret_keys(data: Any, where: str = "") -> tuple[str, ...]:
+    """The paths of the secrets written in the file (passwords, HA1 hashes, tokens)."""
+    found: list[str] = []
+    if isinstance(data, dict):
+        for key, value in data.items():
+            path = f"{where}.{key}" if where else str(key)
+            if key in SECRET_KEYS and value:
+                found.append(path)
+            else:
+                found.extend(_secret_keys(value, path))
+    elif isinstance(data, list):
+        for index, item in enumerate(data):
+            found.extend(_secret_keys(item, f"{where}[{index}]"))
+    return tuple(found)
+
+
+def exposed_secrets(settings: Settings) -> str | None:
+    """Why the service must not start with this file, or None: it holds secrets and
+    others than its owner may read it (the PIN file's rule, for the passwords)."""
+    if not settings.secrets:
+        return None
+    try:
+        mode = settings.path.stat().st_mode & 0o777
+    except OSError:
+        return None
+    if not mode & 0o077:
+        return None
+    return (f"{settings.path}:1: (file): holds secrets ({', '.join(settings.secrets)}) and is "
+            f"readable by group or others (mode {mode:04o}): chmod 600 it, owned by the "
+            "service's user")
 
 
 
@@ -300,24 +343,59 @@ def _load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
 
 def _peer_auth(item: dict[str, Any], where: str, problems: Problems,
                min_length: int = 12) -> PeerAuth | None:
-    """``peers[i].auth`` (what a peer proves itself with: at least 12 characters) or
-    ``trunks[i].auth`` (what the carrier asks of us): {username, password}."""
+    """``peers[i].auth`` (what a peer proves itself with: a password of at least 12
+    characters) or ``trunks[i].auth`` (what the carrier asks of us): a username and
+    either a password or ``ha1``, the hashes H(username:realm:password) by realm."""
     auth = item.get("auth")
     if auth is None:
         return None
-    if (not isinstance(auth, dict) or not isinstance(auth.get("username"), str)
-            or not auth["username"] or not isinstance(auth.get("password"), str)
-            or len(auth["password"]) < min_length):
-        problems.add(line_of(item, "auth"), f"{where}.auth",
-                     f"must give a username and a password of at least {min_length} characters")
+    if not isinstance(auth, dict) or not isinstance(auth.get("username"), str) \
+            or not auth["username"]:
+        problems.add(line_of(item, "auth"), f"{where}.auth", "needs a username")
         return None
     _unknown_keys(auth, f"{where}.auth", AUTH_KEYS, problems)
+    password, ha1 = auth.get("password"), _ha1(auth, f"{where}.auth", problems)
+    if (password is None) == ("ha1" not in auth):
+        problems.add(line_of(item, "auth"), f"{where}.auth",
+                     "give either a password or ha1 (the hashes by realm), not both")
+        return None
+    if password is not None and (not isinstance(password, str) or len(password) < min_length):
+        problems.add(line_of(auth, "password"), f"{where}.auth.password",
+                     f"must be at least {min_length} characters")
+        return None
     relaxed = auth.get("relaxed_uri", False)
     if not isinstance(relaxed, bool):
         problems.add(line_of(auth, "relaxed_uri"), f"{where}.auth.relaxed_uri",
                      "must be true or false")
         relaxed = False
-    return PeerAuth(auth["username"], auth["password"], relaxed)
+    return PeerAuth(auth["username"], password, relaxed, ha1)
+
+
+# RFC 7616 §3.4.2: H(username:realm:password) in hex; its length says the algorithm.
+HA1_ALGORITHMS = {32: "MD5", 64: "SHA-256"}
+
+
+def _ha1(auth: dict[str, Any], where: str,
+         problems: Problems) -> tuple[tuple[str, str, str], ...]:
+    """``ha1: {REALM: HEX}`` or ``{REALM: [HEX, HEX]}`` (MD5: 32 hex digits, SHA-256: 64)."""
+    raw = auth.get("ha1")
+    if raw is None:
+        return ()
+    if not isinstance(raw, dict) or not raw:
+        problems.add(line_of(auth, "ha1"), f"{where}.ha1",
+                     "must map each realm to its hash (32 hex digits for MD5, 64 for SHA-256)")
+        return ()
+    found: list[tuple[str, str, str]] = []
+    for realm, value in raw.items():
+        for digest in value if isinstance(value, list) else [value]:
+            text = str(digest).lower()
+            algorithm = HA1_ALGORITHMS.get(len(text))
+            if algorithm is None or any(char not in "0123456789abcdef" for char in text):
+                problems.add(line_of(raw, realm), f"{where}.ha1.{realm}",
+                             "must be 32 hex digits (MD5) or 64 (SHA-256)")
+                continue
+            found.append((str(realm), algorithm, text))
+    return tuple(found)
 
 
 def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:

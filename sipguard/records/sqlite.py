@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -52,7 +53,10 @@ class SqliteSink:
                 async with db.execute(rollup.EXISTS) as cursor:
                     self._rolled = await cursor.fetchone() is not None
             else:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+                # Call records are private: create the file 0600 (SQLite gives its -wal
+                # and -shm files the database file's mode).
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
                 db = await aiosqlite.connect(self.path)
                 # WAL: readers (exports, reports) never block the writer. FULL: a commit
                 # is on disk when it returns, since the spool's batch goes right after.

@@ -38,6 +38,7 @@ import hmac
 import re
 import struct
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Literal
 
@@ -286,11 +287,13 @@ def parse_challenge(value: str) -> Challenge:
     )
 
 
-def best_challenge(values: list[str]) -> Challenge | None:
+def best_challenge(values: list[str],
+                   answerable: Callable[[Challenge], bool] | None = None) -> Challenge | None:
     """The challenge to answer among several: SHA-256 before MD5, then the first.
 
     Values that do not parse, or offer qop options without ``auth``, are
-    skipped; None when none is left.
+    skipped, and so are those ``answerable`` refuses (a realm or algorithm we hold
+    no HA1 for); None when none is left.
     """
     usable: list[Challenge] = []
     for value in values:
@@ -299,6 +302,8 @@ def best_challenge(values: list[str]) -> Challenge | None:
         except RemoteProtocolError:
             continue
         if parsed.qop and "auth" not in parsed.qop:
+            continue
+        if answerable is not None and not answerable(parsed):
             continue
         usable.append(parsed)
     if not usable:
@@ -378,11 +383,13 @@ def authorization(
     method: str,
     uri: str,
     username: str,
-    password: str,
-    cnonce: str,
-    nc: int,
+    password: str | None = None,
+    cnonce: str = "",
+    nc: int = 1,
+    ha1: str | None = None,
 ) -> str:
-    """The ``Authorization`` / ``Proxy-Authorization`` value answering ``challenge``.
+    """The ``Authorization`` / ``Proxy-Authorization`` value answering ``challenge``,
+    with the password or (``password`` None) the stored ``ha1`` for its realm.
 
     ``qop=auth`` when the challenge offered it; RFC 2069 style (no qop,
     cnonce or nc) only when it offered no qop at all. ``cnonce`` is a
@@ -411,7 +418,7 @@ def authorization(
         qop=qop,
         opaque=challenge.opaque,
     )
-    response = response_for(credentials, method, password=password)
+    response = response_for(credentials, method, password=password, ha1=ha1)
     return format_credentials(replace(credentials, response=response))
 
 

@@ -179,6 +179,7 @@ def start_sipguard(tmp_path: Path) -> Iterator[Callable[..., Sipguard]]:
         (directory / "policy.yaml").write_text(policy or TEST_POLICY.read_text())
         config_path = directory / "sipguard.yaml"
         config_path.write_text(yaml.safe_dump(sipguard_config(trunk_uri, **options)))
+        config_path.chmod(0o600)  # may hold secrets: sipguard will not start on a file others can read
         service = Sipguard(sipguard_command(), config_path, directory / "stderr.log")
         started.append(service)
         service.wait_for("service.started", timeout=SIPGUARD_START_TIMEOUT)

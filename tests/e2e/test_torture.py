@@ -158,6 +158,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         peers=["127.0.0.1/32", "::1/128"], sip={"t1": 0.1, "ring_timeout": RING_TIMEOUT})
     config_path = directory / "sipguard.yaml"
     config_path.write_text(yaml.safe_dump(config))
+    config_path.chmod(0o600)  # may hold secrets: sipguard will not start on a file others can read
     service = Sipguard(sipguard_command(), config_path, directory / "stderr.log")
     try:
         started = service.wait_for("service.started", timeout=SIPGUARD_START_TIMEOUT)[0]

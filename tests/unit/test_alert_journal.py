@@ -98,6 +98,18 @@ def test_add_creates_the_missing_directory(tmp_path: Path) -> None:
 
     assert path.is_file()
     assert journal.write_errors == 0
+    # Alerts name extensions and numbers: the service's user alone reads them.
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_compacted_journal_stays_private(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.jsonl"
+    journal = AlertJournal(path, keep=2)
+    for number in range(12):  # past 4 * keep lines the file is rewritten
+        journal.add(_alert(number))
+    assert len(path.read_bytes().splitlines()) < 12
+    assert path.stat().st_mode & 0o777 == 0o600
 
 
 def test_acknowledgments_load_back(tmp_path: Path) -> None:

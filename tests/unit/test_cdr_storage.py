@@ -91,6 +91,10 @@ def test_open_creates_table_and_indexes_in_wal_mode(tmp_path: Path):
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         names = {row[0] for row in db.execute("SELECT name FROM sqlite_master")}
     assert {"cdr", "cdr_started", "cdr_account_started"} <= names
+    # Call records are private: the file 0600 (its -wal and -shm too), the folders 0700.
+    for private in path.parent.iterdir():
+        assert private.stat().st_mode & 0o777 == 0o600, private
+    assert path.parent.stat().st_mode & 0o777 == 0o700
 
 
 def test_write_is_idempotent_by_id(tmp_path: Path):

@@ -202,3 +202,62 @@ def _registering_harness() -> Harness:
     harness.controller.registrations = Registrations(harness.endpoint, [trunk], 300,
                                                      harness.endpoint.new_token)
     return harness
+
+
+def _peer_with(harness: Harness, auth: object) -> None:
+    from dataclasses import replace
+
+    harness.controller.peers = [replace(harness.controller.peers[0], auth=auth)]
+
+
+def test_a_peer_configured_with_ha1_authenticates_without_the_password_stored() -> None:
+    """Issue 22: HA1 = H(username:realm:password) instead of the password; a peer with an
+    MD5 HA1 only is offered MD5 only, and the right password's answer places the call."""
+    from sipguard.b2bua.calls import PeerAuth
+    from sipguard.sip.digest import ha1_for
+
+    harness = Harness(auth=True)
+    md5 = ha1_for("pbx", "sipguard", PBX_PASSWORD, "MD5")
+    _peer_with(harness, PeerAuth("pbx", None, False, (("sipguard", "MD5", md5),)))
+    unauthorized = _challenged(harness)
+    offered = [parse_challenge(value).algorithm
+               for value in unauthorized.headers.values("WWW-Authenticate")]
+    assert offered == ["MD5"]
+    sent = harness.feed(_with_credentials(unauthorized, "call-1", "z9hG4bK-h2", 2,
+                                          algorithm="MD5"), PBX)
+    assert [m.method for m in only(sent, TRUNK) if isinstance(m, Request)] == ["INVITE"]
+    # A wrong password against the same HA1 is refused.
+    harness = Harness(auth=True)
+    _peer_with(harness, PeerAuth("pbx", None, False, (("sipguard", "MD5", md5),)))
+    unauthorized = _challenged(harness)
+    sent = harness.feed(_with_credentials(unauthorized, "call-2", "z9hG4bK-h3", 2,
+                                          password="not the password", algorithm="MD5"), PBX)
+    assert only(sent, TRUNK) == []
+    assert 401 in [m.status_code for m in only(sent, PBX) if isinstance(m, Response)]
+
+
+def test_the_trunks_challenge_is_answered_from_ha1_for_its_realm() -> None:
+    """With ha1 for realm "carrier" in SHA-256 only, sipguard answers the SHA-256 challenge
+    (not the MD5 one it cannot), and the answer verifies against the password."""
+    from dataclasses import replace
+
+    from sipguard.b2bua.calls import PeerAuth
+    from sipguard.sip.digest import ha1_for, parse_credentials, verify
+    from tests.unit.b2bua_harness import response_to
+
+    sha = ha1_for("acme", "carrier", "s3cret", "SHA-256")
+    harness = Harness()
+    harness.controller.trunks = [replace(harness.controller.trunks[0], auth=PeerAuth(
+        "acme", None, False, (("carrier", "SHA-256", sha),)))]
+    sent = harness.feed(invite(), PBX)
+    (first,) = only(sent, TRUNK)
+    assert isinstance(first, Request)
+    challenges = [("WWW-Authenticate", 'Digest realm="carrier", nonce="n1", algorithm=MD5, '
+                   'qop="auth"'),
+                  ("WWW-Authenticate", 'Digest realm="carrier", nonce="n2", '
+                   'algorithm=SHA-256, qop="auth"')]
+    sent = harness.feed(response_to(first, 401, "Unauthorized", extra=challenges), TRUNK)
+    (second,) = [m for m in only(sent, TRUNK) if isinstance(m, Request) and m.method == "INVITE"]
+    credentials = parse_credentials(second.headers.get("Authorization") or "")
+    assert credentials.algorithm == "SHA-256" and credentials.nonce == "n2"
+    assert verify(credentials, "INVITE", password="s3cret")

@@ -352,3 +352,66 @@ def test_the_production_example_loads_and_every_path_is_absolute() -> None:
     assert settings.policy_path == Path("/var/lib/sipguard/policy.yaml")
     assert settings.control_socket == Path("/run/sipguard/sipguard.sock")
     assert settings.pin.file == Path("/var/lib/sipguard/pins.yaml")
+
+
+def test_ha1_instead_of_a_password(tmp_path: Path) -> None:
+    """Issue 22 item 5: `ha1: {REALM: HEX}` (32 hex digits MD5, 64 SHA-256) instead of
+    the password; a peer's must cover sip.realm."""
+    from sipguard.sip.digest import ha1_for
+
+    md5 = ha1_for("pbx", "sipguard", "correct horse battery", "MD5")
+    sha = ha1_for("acme", "carrier", "s3cret", "SHA-256")
+    config = MINIMAL.replace(
+        '    addresses: ["127.0.0.1/32"]',
+        f'    addresses: ["127.0.0.1/32"]\n    auth: {{username: pbx, ha1: {{sipguard: "{md5}"}}}}',
+    ).replace('    uri: "sip:127.0.0.1:5080"',
+              f'    uri: "sip:127.0.0.1:5080"\n    auth: {{username: acme, ha1: {{carrier: ["{sha}"]}}}}')
+    settings = load_settings(_write(tmp_path, config))
+    peer_auth, trunk_auth = settings.peers[0].auth, settings.trunks[0].auth
+    assert peer_auth is not None and peer_auth.password is None
+    assert peer_auth.ha1_for("sipguard", "MD5") == md5 and not peer_auth.supports("sipguard", "SHA-256")
+    assert trunk_auth is not None and trunk_auth.secret("carrier", "SHA-256") == {"ha1": sha}
+    assert settings.secrets == ("peers[0].auth.ha1", "trunks[0].auth.ha1")
+
+
+@pytest.mark.parametrize(
+    ("auth", "expected"),
+    [
+        ('{username: pbx, ha1: {sipguard: "abc"}}',
+         "peers[0].auth.ha1.sipguard: must be 32 hex digits (MD5) or 64 (SHA-256)"),
+        ('{username: pbx, ha1: {other: "' + "a" * 32 + '"}}',
+         "peers[0].auth.ha1: has no hash for realm 'sipguard' (sip.realm) in SHA-256 or MD5"),
+        ('{username: pbx, password: "correct horse battery", ha1: {sipguard: "' + "a" * 32 + '"}}',
+         "peers[0].auth: give either a password or ha1 (the hashes by realm), not both"),
+        ("{username: pbx}", "peers[0].auth: give either a password or ha1"),
+        ('{username: pbx, password: "short"}', "peers[0].auth.password: must be at least 12"),
+    ],
+)  # fmt: skip
+def test_bad_credentials_name_the_key(tmp_path: Path, auth: str, expected: str) -> None:
+    config = MINIMAL.replace('    addresses: ["127.0.0.1/32"]',
+                             f'    addresses: ["127.0.0.1/32"]\n    auth: {auth}')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, config))
+    assert any(expected in problem for problem in caught.value.problems), caught.value.problems
+
+
+def test_a_configuration_with_secrets_others_can_read_is_refused(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Issue 22 item 5: passwords in sipguard.yaml and mode 0644: run refuses to start and
+    check says why (as the PIN file's rule); 0600 is accepted; no secrets, no rule."""
+    config = MINIMAL.replace('    addresses: ["127.0.0.1/32"]',
+                             '    addresses: ["127.0.0.1/32"]\n'
+                             '    auth: {username: pbx, password: "correct horse battery"}')
+    path = _write(tmp_path, config)
+    path.chmod(0o644)
+    assert main(["run", "--config", str(path)]) == 1
+    message = f"{path}:1: (file): holds secrets (peers[0].auth.password) and is readable by " \
+              "group or others (mode 0644): chmod 600 it"
+    assert message in capsys.readouterr().err
+    assert main(["check", "--config", str(path)]) == 1
+    assert message in capsys.readouterr().err
+    path.chmod(0o600)
+    assert main(["check", "--config", str(path)]) == 0
+    path.write_text(MINIMAL)
+    path.chmod(0o644)
+    assert main(["check", "--config", str(path)]) == 0  # nothing secret in it
