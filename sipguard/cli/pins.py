@@ -102,7 +102,7 @@ def _set(settings: PinSettings, key: str, extension: str | None) -> int:
     if problem is not None:
         print(f"{problem}; nothing changed", file=sys.stderr)
         return 1
-    hashed = hash_pin(pin)
+    hashed = hash_pin(pin, settings.pepper)
     with _locked(settings.file):
         pins = _load(settings)
         if pins is None:

@@ -56,7 +56,8 @@ STORE_KEYS = ("backend", "url", "timeout")
 PEER_KEYS = ("name", "addresses", "auth")
 TRUNK_KEYS = ("name", "uri", "auth", "register", "tls_name")
 AUTH_KEYS = ("username", "password", "ha1", "relaxed_uri")
-PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length")
+PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length",
+            "pepper_file")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
             "overall_timeout", "max_digits", "attempts_per_call", "max_sessions", "answer_after",
             "workers", "prompts")
@@ -457,11 +458,44 @@ def _load_pin(data: dict[str, Any], path: Path, problems: Problems) -> PinSettin
                               minimum=MIN_PIN_LENGTH, maximum=32)
     return PinSettings(
         file=(path.parent / file_value).resolve(),
+        pepper=_pepper(section, path, problems),
         max_failures=_integer(section, "max_failures", 3, problems, "pin", minimum=1),
         lock_seconds=_number(section, "lock_seconds", 900.0, problems, "pin", minimum=1.0),
         failure_window=_number(section, "failure_window", 900.0, problems, "pin", minimum=1.0),
         min_length=min_length,
     )
+
+
+MIN_PEPPER_BYTES = 16
+
+
+def _pepper(section: dict[str, Any], path: Path, problems: Problems) -> bytes | None:
+    """``pin.pepper_file``: a secret outside the PIN file (``head -c 32 /dev/urandom``) that
+    every PIN hash is keyed with, so that the PIN file alone cannot be brute-forced."""
+    value = section.get("pepper_file")
+    if value is None:
+        return None
+    where = line_of(section, "pepper_file")
+    if not isinstance(value, str) or not value:
+        problems.add(where, "pin.pepper_file", "must name the pepper file")
+        return None
+    pepper_path = (path.parent / value).resolve()
+    try:
+        pepper = pepper_path.read_bytes()
+        mode = pepper_path.stat().st_mode & 0o777
+    except OSError as error:
+        problems.add(where, "pin.pepper_file", f"cannot read {pepper_path}: "
+                     f"{error.strerror or error}")
+        return None
+    if len(pepper) < MIN_PEPPER_BYTES:
+        problems.add(where, "pin.pepper_file", f"{pepper_path} holds {len(pepper)} bytes; at "
+                     f"least {MIN_PEPPER_BYTES} (head -c 32 /dev/urandom > {pepper_path})")
+        return None
+    if mode & 0o007:
+        problems.add(where, "pin.pepper_file", f"{pepper_path} is readable by others (mode "
+                     f"{mode:04o}): chmod 600 (or 640, group sipguard)")
+        return None
+    return pepper
 
 
 def _ip_literal(section: dict[str, Any], key: str, default: str, problems: Problems,

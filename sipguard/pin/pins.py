@@ -33,7 +33,7 @@ import re
 import secrets
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,8 @@ class PinSettings:
     lock_seconds: float = 900.0
     failure_window: float = 900.0
     min_length: int = MIN_PIN_LENGTH
+    # pin.pepper_file's secret: PIN hashes are keyed with it (see hash_pin).
+    pepper: bytes | None = field(default=None, repr=False)
 
 
 class PinOutcome(enum.Enum):
@@ -143,19 +145,33 @@ def validate_pin(pin: str, extension: str | None, min_length: int = MIN_PIN_LENG
 # --------------------------------------------------------------------------- hashing
 
 
-def hash_pin(pin: str) -> str:
-    """The self-describing scrypt hash of ``pin``: ``scrypt$N$r$p$<salt>$<hash>`` (base64)."""
+PEPPERED = "scrypt-pepper"  # the scheme of a hash keyed with pin.pepper_file's secret
+
+
+def _secret_input(pin: str, pepper: bytes | None) -> bytes:
+    """What scrypt is given: the PIN, or HMAC-SHA256(pepper, PIN) with a pepper, so that
+    the PIN file without the pepper file gives nothing to guess against."""
+    if pepper is None:
+        return pin.encode()
+    return hmac.new(pepper, pin.encode(), hashlib.sha256).digest()
+
+
+def hash_pin(pin: str, pepper: bytes | None = None) -> str:
+    """The self-describing scrypt hash of ``pin``: ``scrypt$N$r$p$<salt>$<hash>`` (base64),
+    ``scrypt-pepper$...`` when keyed with a pepper."""
     salt = secrets.token_bytes(SALT_BYTES)
-    digest = hashlib.scrypt(pin.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P,
-                            dklen=HASH_BYTES)
-    return "$".join(("scrypt", str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P),
-                     base64.b64encode(salt).decode(), base64.b64encode(digest).decode()))
+    digest = hashlib.scrypt(_secret_input(pin, pepper), salt=salt, n=SCRYPT_N, r=SCRYPT_R,
+                            p=SCRYPT_P, dklen=HASH_BYTES)
+    return "$".join(("scrypt" if pepper is None else PEPPERED, str(SCRYPT_N), str(SCRYPT_R),
+                     str(SCRYPT_P), base64.b64encode(salt).decode(),
+                     base64.b64encode(digest).decode()))
 
 
 def _parse_hash(stored: str) -> tuple[int, int, int, bytes, bytes] | None:
     """The parameters, salt and digest of a stored hash, or None when it is not one."""
     parts = stored.split("$") if isinstance(stored, str) else []
-    if len(parts) != 6 or parts[0] != "scrypt" or not all(p.isdigit() for p in parts[1:4]):
+    if (len(parts) != 6 or parts[0] not in ("scrypt", PEPPERED)
+            or not all(p.isdigit() for p in parts[1:4])):
         return None
     n, r, p = int(parts[1]), int(parts[2]), int(parts[3])
     # Bounded so that a tampered file cannot make one check take gigabytes or minutes.
@@ -179,17 +195,27 @@ def is_pin_hash(stored: str) -> bool:
     return _parse_hash(stored) is not None
 
 
-def verify_pin(pin: str, stored: str) -> bool:
+def is_peppered(stored: str) -> bool:
+    """Whether ``stored`` was keyed with a pepper (``scrypt-pepper$...``)."""
+    return stored.startswith(PEPPERED + "$")
+
+
+def verify_pin(pin: str, stored: str, pepper: bytes | None = None) -> bool:
     """Whether ``pin`` is the one ``stored`` was made from (constant-time comparison).
 
-    A malformed or unknown ``stored`` gives False; this never raises.
+    A peppered hash needs the pepper; a hash made before the pepper was set still
+    checks without it. A malformed or unknown ``stored`` gives False; this never raises.
     """
     parsed = _parse_hash(stored)
     if parsed is None:
         return False
+    peppered = is_peppered(stored)
+    if peppered and pepper is None:
+        return False
     n, r, p, salt, digest = parsed
     try:
-        candidate = hashlib.scrypt(pin.encode(), salt=salt, n=n, r=r, p=p, dklen=len(digest),
+        secret_input = _secret_input(pin, pepper if peppered else None)
+        candidate = hashlib.scrypt(secret_input, salt=salt, n=n, r=r, p=p, dklen=len(digest),
                                    maxmem=256 * n * r * p + (1 << 24))
     except (ValueError, MemoryError, UnicodeError):
         return False
@@ -341,6 +367,11 @@ class PinGuard:
         self.pins, self._signature = pins, signature
         if log_success:
             self.log.info("pin.file_reloaded", path=str(path), pins=len(pins))
+        if self.settings.pepper is not None:
+            plain = sorted(key for key, stored in pins.items() if not is_peppered(stored))
+            if plain:  # set before the pepper: they still work; set them again to pepper them
+                self.log.warning("pin.not_peppered", path=str(path), keys=plain,
+                                 advice="sipguard pin set each again")
         with contextlib.suppress(OSError):
             mode = path.stat().st_mode & 0o777
             if mode & 0o077:
@@ -392,7 +423,7 @@ class PinGuard:
                 value, left = lock
                 self.log.info("pin.still_locked", **where, locked_for=round(left, 1))
                 return PinCheck(PinOutcome.LOCKED, _int(value), left)
-            if await asyncio.to_thread(verify_pin, digits, stored):
+            if await asyncio.to_thread(verify_pin, digits, stored, self.settings.pepper):
                 if await self.store.get_mark(lock_key, now) is not None:
                     # Locked meanwhile by wrong guesses on another node.
                     self.log.info("pin.still_locked", **where)

@@ -447,3 +447,33 @@ def test_right_pins_entered_at_once_are_all_accepted(tmp_path: Path) -> None:
         return [check.outcome for check in checks]
 
     assert asyncio.run(main()) == [PinOutcome.ACCEPTED] * 6
+
+
+# --------------------------------------------------------------------------- the pepper
+
+PEPPER = b"p" * 32
+
+
+def test_a_peppered_hash_needs_the_pepper() -> None:
+    """Issue 22: with pin.pepper_file, scrypt is given HMAC-SHA256(pepper, PIN): the PIN
+    file alone (a leak) cannot be brute-forced, and a wrong pepper verifies nothing."""
+    stored = hash_pin(PIN, PEPPER)
+    assert stored.startswith("scrypt-pepper$16384$8$1$")
+    assert verify_pin(PIN, stored, PEPPER)
+    assert not verify_pin(PIN, stored)  # without the pepper
+    assert not verify_pin(PIN, stored, b"q" * 32)  # with another one
+    assert not verify_pin(OTHER_PIN, stored, PEPPER)
+    # A hash made before the pepper was set still checks (set it again to pepper it).
+    assert verify_pin(PIN, hash_pin(PIN), PEPPER)
+
+
+def test_the_guard_checks_peppered_pins_and_names_the_plain_ones(tmp_path: Path) -> None:
+    guard, log = make_guard(tmp_path, {"2001": hash_pin(PIN, PEPPER), "2002": hash_pin(PIN)},
+                            pepper=PEPPER)
+    assert [check.outcome for check in checks(guard, [(PIN, NOW)])] == [PinOutcome.ACCEPTED]
+    guard._reload()
+    plain = [fields for _, event, fields in log.lines if event == "pin.not_peppered"]
+    assert plain and plain[-1]["keys"] == ["2002"]
+    (tmp_path / "without").mkdir()  # the pepper lost (or the PIN file alone, elsewhere)
+    unpeppered, _ = make_guard(tmp_path / "without", {"2001": hash_pin(PIN, PEPPER)})
+    assert [check.outcome for check in checks(unpeppered, [(PIN, NOW)])] == [PinOutcome.WRONG]

@@ -415,3 +415,26 @@ def test_a_configuration_with_secrets_others_can_read_is_refused(
     path.write_text(MINIMAL)
     path.chmod(0o644)
     assert main(["check", "--config", str(path)]) == 0  # nothing secret in it
+
+
+def test_the_pin_pepper_file(tmp_path: Path) -> None:
+    """pin.pepper_file: read at start; short, unreadable or world-readable is an error."""
+    pepper = tmp_path / "pin-pepper"
+    pepper.write_bytes(b"k" * 32)
+    pepper.chmod(0o640)
+    config = MINIMAL + "pin:\n  pepper_file: pin-pepper\n"
+    assert load_settings(_write(tmp_path, config)).pin.pepper == b"k" * 32
+    for content, mode, expected in [
+        (b"short", 0o600, "holds 5 bytes; at least 16"),
+        (b"k" * 32, 0o644, "is readable by others (mode 0644)"),
+    ]:
+        pepper.write_bytes(content)
+        pepper.chmod(mode)
+        with pytest.raises(ConfigError) as caught:
+            load_settings(_write(tmp_path, config))
+        assert any(f"sipguard.yaml:10: pin.pepper_file: {pepper}" in problem and expected in problem
+                   for problem in caught.value.problems), caught.value.problems
+    pepper.unlink()
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, config))
+    assert "cannot read" in caught.value.problems[0]
