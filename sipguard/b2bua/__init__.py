@@ -19,6 +19,8 @@ from sipguard.b2bua.calls import (
     ScreenAttempt,
     SourceFailure,
     Trunk,
+    dialled_from_text,
+    dialled_of,
 )
 from sipguard.b2bua.controller import Controller
 from sipguard.b2bua.legs import IvrLink
@@ -39,4 +41,6 @@ __all__ = [
     "ScreenAttempt",
     "SourceFailure",
     "Trunk",
+    "dialled_from_text",
+    "dialled_of",
 ]

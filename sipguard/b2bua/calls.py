@@ -31,6 +31,7 @@ from sipguard.sip import (
     Uri,
     as_local,
     parse_name_address,
+    parse_uri,
     transport_parameter,
 )
 
@@ -386,6 +387,26 @@ def screened_fields(call: Call, decision: Decision) -> dict[str, Any]:
 def user_of(address: NameAddress) -> str:
     """The unescaped user part of an address (empty when it has none)."""
     return address.uri.unescaped_user or ""
+
+
+def dialled_of(uri: Uri) -> str:
+    """What a Request-URI dials: its unescaped user part (``sip:+19005550100@host;
+    user=phone`` -> ``+19005550100``, ``tel:+1-900-555-0100`` -> ``+1-900-555-0100``);
+    the Request-URI is authoritative, never the To header (RFC 3261 §8.2.2.1). A URI
+    without a user part screens as an empty, undialable number."""
+    return uri.unescaped_user or ""
+
+
+def dialled_from_text(text: str) -> str:
+    """What ``sipguard explain`` is asked about, read as the SIP path reads it: a sip:,
+    sips: or tel: URI by :func:`dialled_of`, anything else as dialled digits."""
+    scheme = text.partition(":")[0].lower()
+    if scheme in ("sip", "sips", "tel"):
+        try:
+            return dialled_of(parse_uri(text.strip()))
+        except RemoteProtocolError:
+            return text
+    return text
 
 
 def format_address(address: Address) -> str:

@@ -42,6 +42,7 @@ from sipguard.b2bua.calls import (
     contact_for,
     copy_headers,
     decremented,
+    dialled_of,
     extension_of,
     format_address,
     passed_headers,
@@ -285,9 +286,7 @@ class Controller(ChallengeFlow):
             account=peer.name,
             source=transaction.source[0],
             caller=user_of(request.from_address),
-            # The Request-URI is authoritative, never the To header (RFC 3261 §8.2.2.1):
-            # a URI without a user part screens as an empty, undialable number.
-            dialled=request.uri.unescaped_user or "",
+            dialled=dialled_of(request.uri),
             extension=extension,
             extension_source=extension_source,
         )

@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sipguard import control
+from sipguard.b2bua import dialled_from_text
 from sipguard.config import exposed_secrets, find_config, load_settings, make_store
 from sipguard.policy import (
     CallAttempt,
@@ -20,6 +22,7 @@ from sipguard.policy import (
     LimitKind,
     LoadedPolicy,
     Policy,
+    Usage,
     Verdict,
     clean,
     evaluate,
@@ -128,17 +131,26 @@ def _explain(arguments: argparse.Namespace) -> int:
             from zoneinfo import ZoneInfo  # noqa: PLC0415
 
             when = when.replace(tzinfo=ZoneInfo(account.time_zone))
+    # Read as the SIP path reads a Request-URI (a tel: or sip: URI may be given).
     attempt = CallAttempt(call_id="explain", account=account.name, source="",
-                          caller=arguments.extension or "", dialled=arguments.number,
+                          caller=arguments.extension or "",
+                          dialled=dialled_from_text(arguments.number),
                           extension=arguments.extension, when=when)
-    decision = evaluate(policy, attempt)
+    usage, usage_source = _running_usage(arguments, account.name, attempt.dialled)
+    decision = evaluate(policy, attempt, usage if usage is not None else Usage())
     counters = _counters(arguments, policy, decision, account.name, when)
+    counters += _other_limits(policy, decision)
+    unknown = [] if usage is not None else _unknown_risk_terms(policy)
     if arguments.json:
         print(json.dumps({"account": account.name, "extension": arguments.extension,
-                          "at": when.isoformat(), **decision.as_dict(), "limits": counters},
-                         indent=2))
+                          "at": when.isoformat(), **decision.as_dict(), "limits": counters,
+                          "usage_from": usage_source, "risk_unknown": unknown}, indent=2))
     else:
         print(format_decision(attempt, decision))
+        if unknown:
+            print(f"risk:     {usage_source}; the score leaves out what needs the call "
+                  "history: " + ", ".join(f"{term['term']} (+0 to +{term['up_to']})"
+                                          for term in unknown))
         if counters:
             print("limits:" + ("" if counters[0]["count"] is not None else
                                "  (? = counted in the running service's memory; with the "
@@ -148,6 +160,51 @@ def _explain(arguments: argparse.Namespace) -> int:
                 print(f"  {counter['limit']}: {counter['key']} = {value} "
                       f"(limit {counter['max']}{counter['window']}, {counter['action']})")
     return 0
+
+
+def _running_usage(arguments: argparse.Namespace, account: str,
+                   dialled: str) -> tuple[Usage | None, str]:
+    """The call history the running service would score this call with (destinations
+    already called, international calls in the last hour), and where it came from."""
+    try:
+        settings = load_settings(find_config(arguments.config))
+    except ConfigError:
+        return None, "no configuration, so no running service to ask"
+    try:
+        reply = asyncio.run(control.request(settings.control_socket, "usage",
+                                            account=account, dialled=dialled))
+    except ConnectionError:
+        return None, f"no running service answered on {settings.control_socket}"
+    if not reply.get("ok"):
+        return None, f"the running service did not say: {reply.get('error')}"
+    return Usage(int(reply["international_calls_last_hour"]),
+                 reply["destination_seen_before"]), "the running service"
+
+
+def _unknown_risk_terms(policy: Policy) -> list[dict[str, Any]]:
+    """The risk terms explain cannot know without the service, and the most each adds."""
+    risk = policy.risk
+    return [{"term": "never called before", "up_to": risk.new_destination_points},
+            {"term": "international calls in the last hour", "up_to": risk.recent_calls_cap}]
+
+
+def _other_limits(policy: Policy, decision: Decision) -> list[dict[str, Any]]:
+    """Spend and consecutive-call limits that apply to this call (counted as it ends, or
+    per run of calls, in the running service: no value here)."""
+    if decision.verdict is Verdict.REJECT or decision.number_class is None:
+        return []
+    number_class = decision.number_class
+    found: list[dict[str, Any]] = [
+        {"limit": rule.id, "key": f"spend:{rule.id} per {rule.per}", "count": None,
+         "max": rule.maximum, "action": rule.action.value,
+         "window": f" spent per {rule.window:g} s"}
+        for rule in policy.limits.spend if number_class in rule.classes]
+    found += [
+        {"limit": rule.id, "key": f"consecutive:{rule.id} per {rule.per}", "count": None,
+         "max": rule.maximum, "action": rule.action.value,
+         "window": f" calls in a row to one number (within {rule.window:g} s)"}
+        for rule in policy.limits.consecutive if number_class in rule.classes]
+    return found
 
 
 def _counters(arguments: argparse.Namespace, policy: Policy, decision: Decision,

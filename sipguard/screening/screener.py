@@ -155,6 +155,11 @@ class Screener:
                               screening.decision.number_class == "international", monotonic_now)
         return screening
 
+    def usage_of(self, account: str, dialled: str, monotonic_now: float) -> Usage:
+        """What the risk score of a call from ``account`` to ``dialled`` would know now
+        (``sipguard explain`` asks the running service for it)."""
+        return self.usage.usage(account, clean(dialled), monotonic_now)
+
     def _warn_no_header(self, policy: Policy, attempt: CallAttempt) -> None:
         """Warn once per peer whose calls carry no extension header while its account has
         extension groups: the fallback (P-Asserted-Identity, From) is what the caller

@@ -290,7 +290,13 @@ class Service:
         async def stats(_: dict[str, Any]) -> dict[str, Any]:
             return {"stats": self.stats()}
 
-        handlers = {**self.edge.handlers(loop.time), "stats": stats,
+        async def usage(request: dict[str, Any]) -> dict[str, Any]:
+            known = self.screener.usage_of(str(request["account"]), str(request["dialled"]),
+                                           loop.time())
+            return {"international_calls_last_hour": known.international_calls_last_hour,
+                    "destination_seen_before": known.destination_seen_before}
+
+        handlers = {**self.edge.handlers(loop.time), "stats": stats, "usage": usage,
                     **lock_handlers(self.screener.locks, lambda: self.screener.policy),
                     **(alert_handlers(self.alerting) if self.alerting is not None else {})}
         server = ControlServer(self.settings.control_socket, handlers, self.log)
