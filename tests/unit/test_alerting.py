@@ -410,7 +410,9 @@ def test_a_snoozed_or_silenced_urgent_alert_still_locks_the_account(tmp_path: Pa
     """Snoozing a type, or not sending its urgent level, silences the alert but not the
     lock: the account is locked all the same and nothing is sent."""
     locking = ALERTS + "  lock_on_urgent: international\n"
-    silenced = locking + "  types:\n    pin_lockout: {levels: [notify]}\n"
+    # One types: section (a second would be a duplicate key): the failed_international
+    # type of ALERTS and the silenced pin_lockout.
+    silenced = locking.replace("  types:\n", "  types:\n    pin_lockout: {levels: [notify]}\n")
 
     async def locked_out(harness: Harness, snooze: bool) -> None:
         if snooze:
