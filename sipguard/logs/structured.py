@@ -17,25 +17,48 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
            "error": logging.ERROR}
 
 
-def _processors(output_format: str, stream: TextIO) -> list[Any]:
+def _renderer(output_format: str, stream: TextIO) -> Any:
     use_json = output_format == "json" or (output_format == "auto" and not stream.isatty())
-    renderer: Any = (structlog.processors.JSONRenderer() if use_json
-                     else structlog.dev.ConsoleRenderer(colors=False))
-    return [
-        structlog.contextvars.merge_contextvars,
-        structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
-        structlog.processors.format_exc_info,
-        renderer,
-    ]
+    return (structlog.processors.JSONRenderer() if use_json
+            else structlog.dev.ConsoleRenderer(colors=False))
+
+
+def _leading(fields: dict[str, Any]) -> list[Any]:
+    """What every line gets before it is rendered: level, time, the process's fields."""
+    def add_fields(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+        for key, value in fields.items():
+            event.setdefault(key, value)
+        return event
+
+    return [structlog.contextvars.merge_contextvars, structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True), add_fields]
+
+
+def _processors(output_format: str, stream: TextIO,
+                fields: dict[str, Any] | None = None) -> list[Any]:
+    return [*_leading(fields or {}), structlog.processors.format_exc_info,
+            _renderer(output_format, stream)]
 
 
 def configure(level: str = "info", output_format: str = "auto",
-              stream: TextIO | None = None) -> None:
-    """Set up structlog for the process."""
+              stream: TextIO | None = None, **fields: Any) -> None:
+    """Set up structlog for the process; ``fields`` go on every line (an IVR worker's
+    pid). Lines of the standard library's logging (libraries, warnings) go through
+    structlog's ProcessorFormatter to the same stream in the same format: one line per
+    event, whoever logs it."""
     target = stream or sys.stdout
+    global _level
+    _level = _LEVELS.get(level, logging.INFO)
+    handler = logging.StreamHandler(target)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_leading(fields),
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info, _renderer(output_format, target)]))
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(_level)
     structlog.configure(
-        processors=_processors(output_format, target),
+        processors=_processors(output_format, target, fields),
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
         # One write per line (PrintLogger writes the line and its newline apart): the
         # IVR workers and the records' writer share this stream, and a line another
@@ -47,8 +70,20 @@ def configure(level: str = "info", output_format: str = "auto",
     _lifecycle_format, _lifecycle_stream = output_format, target
 
 
+_level = logging.INFO
 _lifecycle_format = "auto"
 _lifecycle_stream: TextIO | None = None
+
+
+def debug_enabled() -> bool:
+    """Whether the configured level lets debug lines through."""
+    return _level <= logging.DEBUG
+
+
+def module_logger() -> Any:
+    """A module-level logger that follows :func:`configure` whenever it is called (it
+    binds nothing, so it stays lazy)."""
+    return structlog.get_logger("sipguard")
 
 
 def get_logger(**context: Any) -> Any:

@@ -23,6 +23,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
@@ -249,7 +250,9 @@ class Service:
         config = self.settings.ivr
         if not config.enabled:
             return []
-        pool = IvrPool(config, config.workers, log_level=self.settings.log_level)
+        # The workers log to the service's own stream (stdout), in its format.
+        pool = IvrPool(config, config.workers, log_level=self.settings.log_level,
+                       log_format=self.settings.log_format, log_stream=sys.stdout)
         try:
             await pool.start(self._on_ivr_result)
         except Exception as error:  # pjsua2 missing or failing: the service still screens

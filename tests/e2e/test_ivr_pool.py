@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import queue
 import signal
@@ -26,8 +27,8 @@ import pytest
 from harness import load_agent_client
 
 from sipguard.pin.ivr.pool import IvrPool, Link
-from sipguard.pin.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
-from sipguard.pin.ivr.worker import TEST_HOOKS_ENV, config_line
+from sipguard.pin.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult, config_line
+from sipguard.pin.ivr.worker import TEST_HOOKS_ENV
 
 pytestmark = pytest.mark.e2e
 
@@ -305,7 +306,11 @@ def test_crash_hook_is_ignored_without_the_environment_variable() -> None:
     status, stderr = _finish(_worker(hooks=False), '{"crash_for_test": true}',
                              '{"stop": true}')
     assert status == 0
-    assert "reason=test_hooks_disabled" in stderr and "Traceback" not in stderr
+    lines = [json.loads(line) for line in stderr.splitlines()]  # one JSON line per event
+    assert {"event": "ivr.worker_bad_command", "reason": "test_hooks_disabled"}.items() <= \
+        next(line for line in lines if line["event"] == "ivr.worker_bad_command").items()
+    assert all(line["process"] == "ivr-worker" and line["pid"] > 0 for line in lines)
+    assert "Traceback" not in stderr
 
 
 def test_worker_whose_pjsua_thread_fails_is_restarted(

@@ -9,6 +9,7 @@ straight from the caller to the trunk. No skip: without pjsua2 these tests fail.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -109,6 +110,21 @@ def test_right_pin_by_rfc4733_connects_and_rtp_flows_caller_to_trunk(
     accepted = sipguard.events("call.pin_accepted")
     assert len(accepted) == 1 and accepted[0]["extension"] == "2001"
     _no_digits_logged(sipguard)
+    _one_log_stream(sipguard)
+
+
+def _one_log_stream(sipguard: Sipguard) -> None:
+    """Issue 22 item 6: the IVR workers log on the service's stream, one JSON line per
+    event (no plain-text lines, no event twice), each with its process and pid."""
+    lines = sipguard.stdout_path.read_text().splitlines()
+    events = [json.loads(line) for line in lines]  # every line is JSON
+    workers = [event for event in events if event.get("process") == "ivr-worker"]
+    assert {event["event"] for event in workers} >= {"ivr.worker_ready", "ivr.answered"}
+    assert len({event["pid"] for event in workers if event["event"] == "ivr.worker_ready"}) \
+        == len([event for event in workers if event["event"] == "ivr.worker_ready"])
+    answered = [event["call_id"] for event in workers if event["event"] == "ivr.answered"]
+    assert len(answered) == len(set(answered)) == 1
+    assert "ivr." not in sipguard.stderr_path.read_text()
 
 
 def test_right_pin_by_sip_info_reaches_a_sipp_trunk(

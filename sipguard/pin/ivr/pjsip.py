@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import logging
 import wave
 from pathlib import Path
 from typing import Any
 
 import pjsua2 as pj
 
-log = logging.getLogger("sipguard.ivr")
+from sipguard import logs
+
+log = logs.module_logger()
 
 
 def prompt_seconds(path: Path) -> float:
@@ -87,10 +88,10 @@ class Pjsip:
 
 
 class LogWriter(pj.LogWriter):  # type: ignore[misc]
-    """pjsip's log lines, to the stdlib logger at debug level (any thread may write)."""
+    """pjsip's log lines, to the log at debug level (any thread may write)."""
 
     def write(self, entry: Any) -> None:
         try:
-            log.debug("pjsip: %s", str(entry.msg).rstrip())
+            log.debug("ivr.pjsip", line=str(entry.msg).rstrip())
         except Exception:
-            log.exception("ivr.callback_failed callback=LogWriter.write")
+            log.exception("ivr.callback_failed", callback="LogWriter.write")

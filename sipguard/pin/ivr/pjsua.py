@@ -44,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
-import logging
 import math
 import queue
 import secrets
@@ -56,10 +55,11 @@ from typing import Any, Literal
 
 import pjsua2 as pj
 
+from sipguard import logs
 from sipguard.pin.ivr.pjsip import LogWriter, Pjsip, header_value, message_body, prompt_seconds
 from sipguard.pin.ivr.port import PROMPT_NAMES, TOKEN_HEADER, IvrAction, IvrConfig, IvrResult
 
-log = logging.getLogger("sipguard.ivr")
+log = logs.module_logger()
 
 START_TIMEOUT = 10.0  # seconds for the pjsua2 thread to come up
 STOP_TIMEOUT = 5.0  # seconds for calls to end and the thread to finish
@@ -81,7 +81,7 @@ class _IvrAccount(pj.Account):  # type: ignore[misc]
         try:
             self.ivr.incoming(self, prm)
         except Exception:
-            log.exception("ivr.callback_failed callback=onIncomingCall")
+            log.exception("ivr.callback_failed", callback="onIncomingCall")
             self.ivr.refuse_now(prm)
 
 
@@ -99,25 +99,25 @@ class _IvrCall(pj.Call):  # type: ignore[misc]
             if info.state == pj.PJSIP_INV_STATE_DISCONNECTED:
                 self.engine.events.put(("disconnected", self, info.lastStatusCode))
         except Exception:
-            log.exception("ivr.callback_failed callback=onCallState")
+            log.exception("ivr.callback_failed", callback="onCallState")
 
     def onCallMediaState(self, prm: Any) -> None:
         try:
             self.engine.events.put(("media", self, None))
         except Exception:
-            log.exception("ivr.callback_failed callback=onCallMediaState")
+            log.exception("ivr.callback_failed", callback="onCallMediaState")
 
     def onDtmfDigit(self, prm: Any) -> None:
         try:
             self.engine.events.put(("digit", self, str(prm.digit)))
         except Exception:
-            log.exception("ivr.callback_failed callback=onDtmfDigit")
+            log.exception("ivr.callback_failed", callback="onDtmfDigit")
 
     def onCallTsxState(self, prm: Any) -> None:
         try:
             self.tsx_state(prm)
         except Exception:
-            log.exception("ivr.callback_failed callback=onCallTsxState")
+            log.exception("ivr.callback_failed", callback="onCallTsxState")
 
     def tsx_state(self, prm: Any) -> None:
         event = prm.e
@@ -195,7 +195,7 @@ class _Engine:
         cfg.logConfig.writer = self.writer
         # pjsua hands the writer the lines up to consoleLevel (there is no console
         # with a writer); level 4 and up would print whole SIP messages.
-        level = PJSIP_LOG_LEVEL_MAX if log.isEnabledFor(logging.DEBUG) else 1
+        level = PJSIP_LOG_LEVEL_MAX if logs.debug_enabled() else 1
         cfg.logConfig.level = cfg.logConfig.consoleLevel = level
         cfg.logConfig.msgLogging = 0  # whole SIP messages: DTMF INFO bodies
         cfg.logConfig.decor = 0
@@ -204,8 +204,8 @@ class _Engine:
         compiled = int(self.pjsip.max_calls())
         self.capacity = min(self.capacity, compiled)
         if compiled < self.config.max_sessions:
-            log.warning("ivr.max_sessions_capped requested=%d pjsua_max_calls=%d",
-                        self.config.max_sessions, compiled)
+            log.warning("ivr.max_sessions_capped", requested=self.config.max_sessions,
+                        pjsua_max_calls=compiled)
         self.ep.audDevManager().setNullDev()
         tcfg = pj.TransportConfig()
         tcfg.boundAddress = self.config.sip_host
@@ -300,7 +300,7 @@ class _Engine:
         try:
             status = self.pjsip.call_hangup(int(prm.callId), 500, None, None)
             if status != 0:
-                log.warning("ivr.refuse_failed status=%d", status)
+                log.warning("ivr.refuse_failed", status=status)
         except Exception:
             log.exception("ivr.refuse_failed")
 
@@ -315,7 +315,7 @@ class _Engine:
             try:
                 self.handle(kind, subject, value)
             except pj.Error as error:
-                log.warning("ivr.pjsua_error event=%s error=%s", kind, error.info())
+                log.warning("ivr.pjsua_error", event=kind, error=error.info())
 
     def handle(self, kind: str, subject: Any, value: Any) -> None:
         if kind == "stop":
@@ -323,7 +323,7 @@ class _Engine:
         elif kind == "instruct":
             session = self.sessions.get(subject)
             if session is None:
-                log.info("ivr.instruct_unknown_call call_id=%s action=%s", subject, value)
+                log.info("ivr.instruct_unknown_call", call_id=subject, action=value)
             else:
                 self.instruct(session, value)
         elif kind == "incoming":
@@ -349,12 +349,12 @@ class _Engine:
         call_id = str(call.getInfo().callIdString)
         prm = pj.CallOpParam(True)
         if not accepted:
-            log.warning("ivr.invite_refused reason=bad_token call_id=%s", call_id)
+            log.warning("ivr.invite_refused", reason="bad_token", call_id=call_id)
             prm.statusCode = 403
             call.hangup(prm)
             return
         if len(self.sessions) >= self.capacity:
-            log.warning("ivr.invite_refused reason=busy call_id=%s", call_id)
+            log.warning("ivr.invite_refused", reason="busy", call_id=call_id)
             prm.statusCode = 486
             call.hangup(prm)
             return
@@ -373,7 +373,7 @@ class _Engine:
         prm.statusCode = 200
         session.call.answer(prm)
         session.round_deadline = time.monotonic() + self.config.overall_timeout
-        log.info("ivr.answered call_id=%s", session.call_id)
+        log.info("ivr.answered", call_id=session.call_id)
 
     def disconnected(self, call: _IvrCall) -> None:
         session = call.session
@@ -384,7 +384,7 @@ class _Engine:
             self.release_media(session)
             session.ended = True
             call.session = None
-            log.info("ivr.call_ended call_id=%s", session.call_id)
+            log.info("ivr.call_ended", call_id=session.call_id)
         # Outside pjsua2's callbacks here: dropping the last reference is safe.
         with contextlib.suppress(ValueError):
             self.calls.remove(call)
@@ -426,8 +426,8 @@ class _Engine:
 
     def instruct(self, session: _Session, action: IvrAction) -> None:
         if session.phase in ("refusing", "accepting"):
-            log.info("ivr.instruct_ignored call_id=%s action=%s phase=%s",
-                     session.call_id, action, session.phase)
+            log.info("ivr.instruct_ignored", call_id=session.call_id, action=action,
+                     phase=session.phase)
             return
         if session.phase == "collecting":
             self.end_round(session, None)  # the controller decided: no result for this round
@@ -445,7 +445,7 @@ class _Engine:
         else:
             session.phase = "accepting"
             self.play(session, "connecting", lambda: self.ringback(session))
-        log.info("ivr.instructed call_id=%s action=%s", session.call_id, action)
+        log.info("ivr.instructed", call_id=session.call_id, action=action)
 
     def tick(self, now: float) -> None:
         for session in list(self.sessions.values()):
@@ -454,8 +454,7 @@ class _Engine:
                 try:
                     self.answer_now(session)
                 except pj.Error as error:
-                    log.warning("ivr.answer_failed call_id=%s error=%s",
-                                session.call_id, error.info())
+                    log.warning("ivr.answer_failed", call_id=session.call_id, error=error.info())
             if session.player is not None and now >= session.player_ends:
                 then = session.then
                 self.stop_player(session)
@@ -472,8 +471,7 @@ class _Engine:
                 try:
                     session.call.hangup(prm)
                 except pj.Error as error:
-                    log.warning("ivr.hangup_failed call_id=%s error=%s",
-                                session.call_id, error.info())
+                    log.warning("ivr.hangup_failed", call_id=session.call_id, error=error.info())
 
     # ------------------------------------------------------------ helpers
 
@@ -486,7 +484,7 @@ class _Engine:
         session.digit_deadline = session.round_deadline = math.inf
         digits, session.digits = session.digits, ""
         if outcome is not None:
-            log.info("ivr.collected call_id=%s outcome=%s", session.call_id, outcome)
+            log.info("ivr.collected", call_id=session.call_id, outcome=outcome)
             self.post(IvrResult(call_id=session.call_id, outcome=outcome, digits=digits))
 
     def play(self, session: _Session, name: str, then: Callable[[], None] | None) -> None:
@@ -664,6 +662,6 @@ class PjsuaIvr:
             engine.events.put(("stop", None, None))
         await asyncio.to_thread(thread.join, STOP_TIMEOUT)
         if thread.is_alive():
-            log.warning("ivr.stop_timeout seconds=%s", STOP_TIMEOUT)
+            log.warning("ivr.stop_timeout", seconds=STOP_TIMEOUT)
         self._thread = None
         self._engine = None

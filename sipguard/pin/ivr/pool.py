@@ -33,8 +33,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sipguard.logs import get_logger
-from sipguard.pin.ivr.port import IvrAction, IvrConfig, IvrResult
-from sipguard.pin.ivr.worker import config_line
+from sipguard.pin.ivr.port import IvrAction, IvrConfig, IvrResult, config_line
 
 START_TIMEOUT = 15.0  # seconds for every worker to say it is ready
 STOP_TIMEOUT = 5.0  # seconds for the workers to exit after "stop"
@@ -67,11 +66,14 @@ class IvrPool:
     """PIN IVRs in ``workers`` subprocesses (see the module docstring); the IvrPort
     methods, plus ``links``, ``capacity`` and ``on_links_changed``."""
 
-    def __init__(self, config: IvrConfig, workers: int, *, log_level: str = "info") -> None:
+    def __init__(self, config: IvrConfig, workers: int, *, log_level: str = "info",
+                 log_format: str = "auto", log_stream: Any = None) -> None:
+        """``log_stream``: where the workers' log lines go (the service's own log stream,
+        a file object with a descriptor; None leaves them this process's stderr)."""
         if workers < 1:
             raise ValueError("an IvrPool needs at least one worker")
         self._config = config
-        self._log_level = log_level
+        self._log_level, self._log_format, self._log_stream = log_level, log_format, log_stream
         self._workers = [_Worker(index, self._worker_config(index)) for index in range(workers)]
         self._calls: collections.OrderedDict[str, _Worker] = collections.OrderedDict()
         self._on_result: Callable[[IvrResult], None] | None = None
@@ -195,11 +197,13 @@ class IvrPool:
         """Start one worker process and wait for its ready line (bounded)."""
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", WORKER_MODULE,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=None)
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+            stderr=self._log_stream)
         worker.process = process
         assert process.stdin is not None and process.stdout is not None
         try:
-            process.stdin.write(config_line(worker.config, self._log_level).encode())
+            process.stdin.write(config_line(worker.config, self._log_level,
+                                            self._log_format).encode())
             ready = await asyncio.wait_for(self._ready(process.stdout), START_TIMEOUT)
         except BaseException as error:
             await self._kill(process)

@@ -9,10 +9,12 @@ while the trunk is called) goes to it by the leg's SIP Call-ID.
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 PROMPTS_DIRECTORY = Path(__file__).parent / "prompts"
 
@@ -92,3 +94,48 @@ class IvrPort(Protocol):
     async def stop(self) -> None:
         """Hang up every call and shut the IVR down."""
         ...
+
+
+# ----------------------------------------------------- the worker's first stdin line
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+def parse_config(line: str) -> tuple[IvrConfig, str, str]:
+    """The IvrConfig, log level and log format of the first stdin line; ValueError if
+    wrong."""
+    try:
+        raw = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"the configuration line is not JSON: {error}") from None
+    if not isinstance(raw, dict):
+        raise ValueError("the configuration line is not a JSON object")
+    level = str(raw.pop("log_level", "info")).lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"unknown log_level {level!r}")
+    output_format = str(raw.pop("log_format", "auto")).lower()
+    if output_format not in LOG_FORMATS:
+        raise ValueError(f"unknown log_format {output_format!r}")
+    known = {f.name for f in dataclasses.fields(IvrConfig)}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ValueError(f"unknown IvrConfig fields: {', '.join(unknown)}")
+    prompts = raw.pop("prompts", {}) or {}
+    if not isinstance(prompts, dict):
+        raise ValueError("prompts must be an object {name: path}")
+    try:
+        config = IvrConfig(**raw, prompts={str(k): Path(str(v)) for k, v in prompts.items()})
+    except TypeError as error:
+        raise ValueError(f"bad IvrConfig: {error}") from None
+    return config, level, output_format
+
+
+def config_line(config: IvrConfig, log_level: str = "info", log_format: str = "auto") -> str:
+    """The first stdin line for ``config`` (what the pool sends; inverse of parse_config)."""
+    fields: dict[str, Any] = {f.name: getattr(config, f.name)
+                              for f in dataclasses.fields(IvrConfig)}
+    fields["prompts"] = {name: str(path) for name, path in config.prompts.items()}
+    fields["log_level"] = log_level
+    fields["log_format"] = log_format
+    return json.dumps(fields) + "\n"

@@ -32,8 +32,9 @@ does the same; SIGINT is ignored: the parent decides when its workers stop).
 If the pjsua2 thread ends on its own (an unexpected exception, logged with its
 traceback), the worker exits 1, so that the pool starts a new one.
 
-The digits travel over this pipe only. Logging (stdlib logger ``sipguard.ivr``,
-never the digits) goes to stderr, which the pool leaves connected to its own.
+The digits travel over this pipe only. Logging (structlog, never the digits; one
+line per event in the service's format, with this worker's pid) goes to stderr, which
+the pool connects to the service's own log stream.
 Whatever the C library might print on file descriptor 1 goes to stderr too: the
 protocol uses a private duplicate of the original stdout.
 """
@@ -42,61 +43,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import json
-import logging
 import os
 import signal
 import sys
 import threading
-from pathlib import Path
 from typing import IO, Any, get_args
 
-from sipguard.pin.ivr.port import IvrAction, IvrConfig, IvrResult
+from sipguard import logs
+from sipguard.pin.ivr.port import IvrAction, IvrConfig, IvrResult, parse_config
 
-log = logging.getLogger("sipguard.ivr")
+log = logs.module_logger()
 
 SESSIONS_POLL = 0.5  # seconds between two looks at active_sessions
 ACTIONS: frozenset[str] = frozenset(get_args(IvrAction))
 TEST_HOOKS_ENV = "SIPGUARD_IVR_TEST_HOOKS"
-LOG_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
-              "error": logging.ERROR}
-
-
-def parse_config(line: str) -> tuple[IvrConfig, str]:
-    """The IvrConfig (and log level) of the first stdin line; ValueError if wrong."""
-    try:
-        raw = json.loads(line)
-    except json.JSONDecodeError as error:
-        raise ValueError(f"the configuration line is not JSON: {error}") from None
-    if not isinstance(raw, dict):
-        raise ValueError("the configuration line is not a JSON object")
-    level = str(raw.pop("log_level", "info")).lower()
-    if level not in LOG_LEVELS:
-        raise ValueError(f"unknown log_level {level!r}")
-    known = {f.name for f in dataclasses.fields(IvrConfig)}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ValueError(f"unknown IvrConfig fields: {', '.join(unknown)}")
-    prompts = raw.pop("prompts", {}) or {}
-    if not isinstance(prompts, dict):
-        raise ValueError("prompts must be an object {name: path}")
-    try:
-        config = IvrConfig(**raw, prompts={str(k): Path(str(v)) for k, v in prompts.items()})
-    except TypeError as error:
-        raise ValueError(f"bad IvrConfig: {error}") from None
-    return config, level
-
-
-def config_line(config: IvrConfig, log_level: str = "info") -> str:
-    """The first stdin line for ``config`` (what the pool sends; inverse of parse_config)."""
-    fields: dict[str, Any] = {f.name: getattr(config, f.name)
-                              for f in dataclasses.fields(IvrConfig)}
-    fields["prompts"] = {name: str(path) for name, path in config.prompts.items()}
-    fields["log_level"] = log_level
-    return json.dumps(fields) + "\n"
-
-
 class _Output:
     """JSON lines to the parent, each flushed (written from the event loop's thread)."""
 
@@ -143,15 +104,14 @@ class Worker:
         try:
             await ivr.start(self.on_result)
         except Exception as error:
-            log.error("ivr.worker_start_failed error=%s", error)
+            log.error("ivr.worker_start_failed", error=str(error))
             self.output.send({"error": str(error)})
             return 1
         self.ivr = ivr
         host, port = ivr.address
         self.output.send({"ready": True, "host": host, "port": port, "token": ivr.token,
                           "capacity": ivr.capacity})
-        log.info("ivr.worker_ready pid=%d port=%d capacity=%d", os.getpid(), port,
-                 ivr.capacity)
+        log.info("ivr.worker_ready", pid=os.getpid(), port=port, capacity=ivr.capacity)
         self.start_reader(loop, stop)
         poller = asyncio.create_task(self.poll_sessions())
         try:
@@ -164,9 +124,9 @@ class Worker:
             self.report_sessions()
             self.failed = self.failed or ivr.failed
             if self.failed:
-                log.error("ivr.worker_failed pid=%d reason=ivr_thread_ended", os.getpid())
+                log.error("ivr.worker_failed", pid=os.getpid(), reason="ivr_thread_ended")
             else:
-                log.info("ivr.worker_stopped pid=%d", os.getpid())
+                log.info("ivr.worker_stopped", pid=os.getpid())
         return 1 if self.failed else 0
 
     def start_reader(self, loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
@@ -178,7 +138,7 @@ class Worker:
                     if line.strip():
                         loop.call_soon_threadsafe(self.command, line, stop)
             except (OSError, ValueError) as error:
-                log.warning("ivr.worker_stdin_failed error=%s", error)
+                log.warning("ivr.worker_stdin_failed", error=str(error))
             with contextlib.suppress(RuntimeError):  # the loop already closed
                 loop.call_soon_threadsafe(stop.set)  # EOF: the parent is gone or done
 
@@ -188,10 +148,10 @@ class Worker:
         try:
             message = json.loads(line)
         except json.JSONDecodeError:
-            log.warning("ivr.worker_bad_command reason=not_json")
+            log.warning("ivr.worker_bad_command", reason="not_json")
             return
         if not isinstance(message, dict):
-            log.warning("ivr.worker_bad_command reason=not_object")
+            log.warning("ivr.worker_bad_command", reason="not_object")
         elif message.get("stop"):
             stop.set()
         elif isinstance(message.get("instruct"), dict):
@@ -200,15 +160,15 @@ class Worker:
             if isinstance(call_id, str) and action in ACTIONS and self.ivr is not None:
                 self.ivr.instruct(call_id, action)
             else:
-                log.warning("ivr.worker_bad_command reason=bad_instruct")
+                log.warning("ivr.worker_bad_command", reason="bad_instruct")
         elif message.get("crash_for_test"):
             if self.test_hooks and self.ivr is not None:
                 log.warning("ivr.worker_crash_for_test")
                 self.ivr.crash_for_test()
             else:
-                log.warning("ivr.worker_bad_command reason=test_hooks_disabled")
+                log.warning("ivr.worker_bad_command", reason="test_hooks_disabled")
         else:
-            log.warning("ivr.worker_bad_command reason=unknown")
+            log.warning("ivr.worker_bad_command", reason="unknown")
 
     def on_result(self, result: IvrResult) -> None:
         self.output.send({"result": {"call_id": result.call_id, "outcome": result.outcome,
@@ -238,24 +198,20 @@ def _private_stdout() -> IO[str]:
 def main() -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     output = _Output(_private_stdout())
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(
-        f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}] %(message)s"))
-    logger = logging.getLogger("sipguard.ivr")
-    logger.addHandler(handler)
-    logger.propagate = False
+    # The service hands this process its own log stream as stderr: every line is one
+    # event in the service's format, with this worker's pid.
+    logs.configure("info", "auto", sys.stderr, process="ivr-worker", pid=os.getpid())
     commands = sys.stdin
     line = commands.readline()
     try:
         if not line:
             raise ValueError("no configuration line on stdin")
-        config, level = parse_config(line)
+        config, level, output_format = parse_config(line)
     except ValueError as error:
-        logger.setLevel(logging.INFO)
-        log.error("ivr.worker_bad_config error=%s", error)
+        log.error("ivr.worker_bad_config", error=str(error))
         output.send({"error": str(error)})
         return 1
-    logger.setLevel(LOG_LEVELS[level])
+    logs.configure(level, output_format, sys.stderr, process="ivr-worker", pid=os.getpid())
     return asyncio.run(Worker(config, output, commands).run())
 
 
