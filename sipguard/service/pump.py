@@ -229,7 +229,9 @@ class Service:
             reader=(lambda: make_sink(cdr)) if cdr.enabled else None, log=self.log,
             policy_path=self.settings.policy_path, reload_policy=self.reload_policy,
             unreachable=lambda policy: self.settings.alerts.unreachable_problems(
-                policy.alerts, self.settings.path)),
+                policy.alerts, self.settings.path),
+            usage=lambda account, dialled: self.screener.usage_of(
+                account, dialled, asyncio.get_running_loop().time())),
             Access(settings))
         if not settings.has_credentials:
             self.log.warning("admin.dashboard_closed",

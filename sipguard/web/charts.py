@@ -8,7 +8,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from html import escape
+
+from sipguard.web.render import render
 
 # Decisions in the order they are stacked, with their colours (the stylesheet's).
 COLOURS = {"forward": "#1e7b34", "challenge": "#a15c00", "reject": "#b3261e"}
@@ -30,52 +31,43 @@ def _nice_top(value: int) -> int:
 
 def calls_per_minute(minutes: Sequence[tuple[float, dict[str, int]]]) -> str:
     """A stacked bar per minute (oldest left), one colour per decision, with a y axis in
-    calls and a legend. ``minutes`` is (start of the minute, calls by decision)."""
+    calls and a legend. ``minutes`` is (start of the minute, calls by decision). The
+    geometry is worked out here; the markup is the Jinja2 template calls_per_minute.svg
+    (autoescaped, as the pages are)."""
     if not any(count for _, counts in minutes for count in counts.values()):
-        return '<p class="muted">No calls in the last hour.</p>'
+        return render("calls_per_minute.svg", bars=[])
     top = _nice_top(max((sum(counts.values()) for _, counts in minutes), default=0))
     plot_width = WIDTH - LEFT - 4
     plot_height = HEIGHT - BOTTOM - TOP
     slot = plot_width / len(minutes)
     bar = max(slot - 1.5, 1.0)
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" width="100%" role="img" '
-             f'aria-label="Calls per minute in the last hour, by decision" '
-             f'xmlns="http://www.w3.org/2000/svg" font-family="system-ui, sans-serif" '
-             f'font-size="11" fill="#5b6576">']
-    for fraction in (0.0, 0.5, 1.0):
-        y = TOP + plot_height * (1 - fraction)
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - 4}" y1="{y:.1f}" y2="{y:.1f}" '
-                     f'stroke="#d9dee7" stroke-width="1"/>'
-                     f'<text x="{LEFT - 4}" y="{y + 4:.1f}" text-anchor="end">'
-                     f"{_number(top * fraction)}</text>")
+    grid = [{"y": f"{TOP + plot_height * (1 - fraction):.1f}",
+             "label_y": f"{TOP + plot_height * (1 - fraction) + 4:.1f}",
+             "label": _number(top * fraction)} for fraction in (0.0, 0.5, 1.0)]
+    bars = []
     for index, (start, counts) in enumerate(minutes):
         x = LEFT + index * slot
-        y = TOP + plot_height
+        y = float(TOP + plot_height)
         label = datetime.fromtimestamp(start, UTC).strftime("%H:%M UTC")
         detail = ", ".join(f"{count} {decision}" for decision, count in _ordered(counts))
-        parts.append(f"<g><title>{escape(label)}: {escape(detail or 'no calls')}</title>")
+        rects = []
         for decision, count in _ordered(counts):
             height = plot_height * count / top
             y -= height
-            parts.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bar:.1f}" '
-                         f'height="{height:.1f}" fill="{COLOURS.get(decision, OTHER)}"/>')
-        parts.append("</g>")
+            rects.append({"x": f"{x:.1f}", "y": f"{y:.1f}", "width": f"{bar:.1f}",
+                          "height": f"{height:.1f}", "fill": COLOURS.get(decision, OTHER)})
+        bars.append({"title": f"{label}: {detail or 'no calls'}", "rects": rects})
+    labels = []
     for index in sorted({0, len(minutes) // 2, len(minutes) - 1}):
-        start = minutes[index][0]
-        x = LEFT + index * slot + bar / 2
         # The last label ends at its bar so that it stays inside the picture.
         anchor = "end" if index == len(minutes) - 1 and index > 0 else "middle"
-        if anchor == "end":
-            x = LEFT + index * slot + bar
-        parts.append(f'<text x="{x:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}">'
-                     f'{datetime.fromtimestamp(start, UTC).strftime("%H:%M")}</text>')
-    parts.append("</svg>")
-    seen = sorted({decision for _, counts in minutes for decision in counts},
-                  key=_rank)
-    legend = "".join(f'<span class="key"><svg width="10" height="10" aria-hidden="true">'
-                     f'<rect width="10" height="10" fill="{COLOURS.get(decision, OTHER)}"/>'
-                     f"</svg> {escape(decision)}</span>" for decision in seen)
-    return "".join(parts) + f'<div class="legend">{legend} <span class="muted">(UTC)</span></div>'
+        x = LEFT + index * slot + (bar if anchor == "end" else bar / 2)
+        labels.append({"x": f"{x:.1f}", "anchor": anchor,
+                       "text": datetime.fromtimestamp(minutes[index][0], UTC).strftime("%H:%M")})
+    seen = sorted({decision for _, counts in minutes for decision in counts}, key=_rank)
+    return render("calls_per_minute.svg", width=WIDTH, height=HEIGHT, left=LEFT, grid=grid,
+                  bars=bars, labels=labels,
+                  legend=[(decision, COLOURS.get(decision, OTHER)) for decision in seen])
 
 
 def _rank(decision: str) -> tuple[int, str]:

@@ -35,11 +35,13 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 
 from sipguard.alerts import Alerting, alert_handlers, lock_handlers
+from sipguard.b2bua import dialled_from_text
 from sipguard.edge import EdgeGuard
 from sipguard.policy import (
     EDITABLE,
     CallAttempt,
     Policy,
+    Usage,
     current_values,
     edit_alerts,
     evaluate,
@@ -72,6 +74,8 @@ class Parts:
     policy_path: Path | None = None  # None: alert settings cannot be changed here
     reload_policy: Callable[[str], bool] = lambda _reason: False
     unreachable: Callable[[Policy], list[str]] = lambda _policy: []
+    # The call history the risk score uses (account, dialled) -> Usage, as a call now.
+    usage: Callable[[str, str], Usage] = lambda _account, _dialled: Usage()
 
 
 class Dashboard:
@@ -210,10 +214,11 @@ class Dashboard:
                 raise web.HTTPBadRequest(text="at: not an ISO 8601 time") from None
             if when.tzinfo is None:
                 when = when.replace(tzinfo=ZoneInfo(account.time_zone))
+        dialled = dialled_from_text(number)  # as the SIP path reads a Request-URI
         attempt = CallAttempt(call_id="explain", account=account.name, source="",
-                              caller=extension or "", dialled=number, extension=extension,
+                              caller=extension or "", dialled=dialled, extension=extension,
                               when=when)
-        decision = evaluate(policy, attempt)
+        decision = evaluate(policy, attempt, self.parts.usage(account.name, dialled))
         return {"account": account.name, "extension": extension, "at": when.isoformat(),
                 "text": format_decision(attempt, decision), **decision.as_dict()}
 
