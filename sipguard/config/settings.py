@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from sipguard.alerts import AlertSettings, load_alert_settings
-from sipguard.b2bua import Network, Peer, PeerAuth, Trunk
+from sipguard.b2bua import Peer, Trunk
+from sipguard.config.peers import load_peers, load_trunks, secret_keys
 from sipguard.config.sections import (
     AdminSettings,
     check_trunk_transports,
@@ -34,10 +35,7 @@ from sipguard.schema import section_of as _section
 from sipguard.schema import unknown_keys as _unknown_keys
 from sipguard.sip import (
     DEFAULT_MAX_MESSAGE_SIZE,
-    RemoteProtocolError,
     TimerSettings,
-    parse_uri,
-    uri_hop,
 )
 from sipguard.transports import StreamSettings, TlsSettings
 
@@ -53,9 +51,6 @@ SIP_KEYS = ("t1", "t2", "t4", "timer_d", "max_message_size", "user_agent", "real
 SERVICE_KEYS = ("receive_queue", "drain_grace", "policy_poll", "event_loop", "control_socket")
 LOGGING_KEYS = ("level", "format")
 STORE_KEYS = ("backend", "url", "timeout")
-PEER_KEYS = ("name", "addresses", "auth")
-TRUNK_KEYS = ("name", "uri", "auth", "register", "tls_name")
-AUTH_KEYS = ("username", "password", "ha1", "relaxed_uri")
 PIN_KEYS = ("file", "max_failures", "lock_seconds", "failure_window", "min_length",
             "pepper_file")
 IVR_KEYS = ("enabled", "sip_host", "sip_port", "media_host", "rtp_port", "digit_timeout",
@@ -194,8 +189,8 @@ def load_settings(path: Path) -> Settings:
     if listen and all(address.transport != "udp" for address in listen):
         problems.add(line_of(data, "listen"), "listen",
                      "needs a udp address too (the IVR and OPTIONS pings speak UDP)")
-    peers = _load_peers(data, problems)
-    trunks = _load_trunks(data, problems)
+    peers = load_peers(data, problems)
+    trunks = load_trunks(data, problems)
     tls = load_tls(data, path, listen, problems)
     check_trunk_transports(data, listen, trunks, problems)
 
@@ -261,7 +256,7 @@ def load_settings(path: Path) -> Settings:
         cdr=load_cdr(data, path, problems),
         admin=load_admin(data, listen, path, problems),
         alerts=load_alert_settings(data, problems, path),
-        secrets=_secret_keys(data),
+        secrets=secret_keys(data),
     )
     for index, peer in enumerate(peers):
         if peer.auth is not None and not any(peer.auth.supports(settings.realm, algorithm)
@@ -271,25 +266,6 @@ def load_settings(path: Path) -> Settings:
                          f"{' or '.join(settings.auth_algorithms)}")
     problems.raise_if_any()
     return settings
-
-
-SECRET_KEYS = frozenset({"password", "ha1", "token"})
-
-
-def _secret_keys(data: Any, where: str = "") -> tuple[str, ...]:
-    """The paths of the secrets written in the file (passwords, HA1 hashes, tokens)."""
-    found: list[str] = []
-    if isinstance(data, dict):
-        for key, value in data.items():
-            path = f"{where}.{key}" if where else str(key)
-            if key in SECRET_KEYS and value:
-                found.append(path)
-            else:
-                found.extend(_secret_keys(value, path))
-    elif isinstance(data, list):
-        for index, item in enumerate(data):
-            found.extend(_secret_keys(item, f"{where}[{index}]"))
-    return tuple(found)
 
 
 def exposed_secrets(settings: Settings) -> str | None:
@@ -308,131 +284,6 @@ def exposed_secrets(settings: Settings) -> str | None:
             "service's user")
 
 
-
-
-
-
-
-
-def _load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
-    raw = data.get("peers")
-    peers: list[Peer] = []
-    if not isinstance(raw, list) or not raw:
-        problems.add(line_of(data, "peers"), "peers", "must list at least one PBX peer")
-        return peers
-    for index, item in enumerate(raw):
-        where = f"peers[{index}]"
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            problems.add(line_of(raw, index), where, "needs a name and addresses")
-            continue
-        _unknown_keys(item, where, PEER_KEYS, problems)
-        addresses = item.get("addresses")
-        if not isinstance(addresses, list) or not addresses:
-            problems.add(line_of(item, "addresses"), f"{where}.addresses",
-                         "must list the PBX's addresses or networks")
-            continue
-        networks: list[Network] = []
-        for position, address in enumerate(addresses):
-            try:
-                networks.append(ipaddress.ip_network(str(address), strict=False))
-            except ValueError:
-                problems.add(line_of(addresses, position), f"{where}.addresses[{position}]",
-                             f"{address!r} is not an IP address or network")
-        peers.append(Peer(item["name"], tuple(networks), _peer_auth(item, where, problems)))
-    return peers
-
-
-def _peer_auth(item: dict[str, Any], where: str, problems: Problems,
-               min_length: int = 12) -> PeerAuth | None:
-    """``peers[i].auth`` (what a peer proves itself with: a password of at least 12
-    characters) or ``trunks[i].auth`` (what the carrier asks of us): a username and
-    either a password or ``ha1``, the hashes H(username:realm:password) by realm."""
-    auth = item.get("auth")
-    if auth is None:
-        return None
-    if not isinstance(auth, dict) or not isinstance(auth.get("username"), str) \
-            or not auth["username"]:
-        problems.add(line_of(item, "auth"), f"{where}.auth", "needs a username")
-        return None
-    _unknown_keys(auth, f"{where}.auth", AUTH_KEYS, problems)
-    password, ha1 = auth.get("password"), _ha1(auth, f"{where}.auth", problems)
-    if (password is None) == ("ha1" not in auth):
-        problems.add(line_of(item, "auth"), f"{where}.auth",
-                     "give either a password or ha1 (the hashes by realm), not both")
-        return None
-    if password is not None and (not isinstance(password, str) or len(password) < min_length):
-        problems.add(line_of(auth, "password"), f"{where}.auth.password",
-                     f"must be at least {min_length} characters")
-        return None
-    relaxed = auth.get("relaxed_uri", False)
-    if not isinstance(relaxed, bool):
-        problems.add(line_of(auth, "relaxed_uri"), f"{where}.auth.relaxed_uri",
-                     "must be true or false")
-        relaxed = False
-    return PeerAuth(auth["username"], password, relaxed, ha1)
-
-
-# RFC 7616 §3.4.2: H(username:realm:password) in hex; its length says the algorithm.
-HA1_ALGORITHMS = {32: "MD5", 64: "SHA-256"}
-
-
-def _ha1(auth: dict[str, Any], where: str,
-         problems: Problems) -> tuple[tuple[str, str, str], ...]:
-    """``ha1: {REALM: HEX}`` or ``{REALM: [HEX, HEX]}`` (MD5: 32 hex digits, SHA-256: 64)."""
-    raw = auth.get("ha1")
-    if raw is None:
-        return ()
-    if not isinstance(raw, dict) or not raw:
-        problems.add(line_of(auth, "ha1"), f"{where}.ha1",
-                     "must map each realm to its hash (32 hex digits for MD5, 64 for SHA-256)")
-        return ()
-    found: list[tuple[str, str, str]] = []
-    for realm, value in raw.items():
-        for digest in value if isinstance(value, list) else [value]:
-            text = str(digest).lower()
-            algorithm = HA1_ALGORITHMS.get(len(text))
-            if algorithm is None or any(char not in "0123456789abcdef" for char in text):
-                problems.add(line_of(raw, realm), f"{where}.ha1.{realm}",
-                             "must be 32 hex digits (MD5) or 64 (SHA-256)")
-                continue
-            found.append((str(realm), algorithm, text))
-    return tuple(found)
-
-
-def _load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
-    raw = data.get("trunks")
-    trunks: list[Trunk] = []
-    if not isinstance(raw, list) or not raw:
-        problems.add(line_of(data, "trunks"), "trunks", "must list at least one trunk")
-        return trunks
-    for index, item in enumerate(raw):
-        where = f"trunks[{index}]"
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            problems.add(line_of(raw, index), where, "needs a name and a uri")
-            continue
-        _unknown_keys(item, where, TRUNK_KEYS, problems)
-        try:
-            uri = parse_uri(str(item.get("uri", "")))
-            if not uri.is_sip or not uri.host:
-                raise RemoteProtocolError("not a SIP URI")
-            ipaddress.ip_address(uri.host_for_socket)
-        except (RemoteProtocolError, ValueError):
-            problems.add(line_of(item, "uri"), f"{where}.uri",
-                         "must be a sip: URI with an IP address, such as sip:192.0.2.10:5060")
-            continue
-        auth = _peer_auth(item, where, problems, min_length=1)
-        register = item.get("register", False)
-        if not isinstance(register, bool) or (register and auth is None):
-            problems.add(line_of(item, "register"), f"{where}.register",
-                         "must be true or false, and true needs auth (username, password)")
-            register = False
-        tls_name = item.get("tls_name")
-        if tls_name is not None and (not isinstance(tls_name, str) or not tls_name):
-            problems.add(line_of(item, "tls_name"), f"{where}.tls_name",
-                         "must be the host name the carrier's TLS certificate is for")
-            tls_name = None
-        trunks.append(Trunk(item["name"], uri, uri_hop(uri), auth, register, tls_name))
-    return trunks
 
 
 
