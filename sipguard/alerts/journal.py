@@ -131,6 +131,7 @@ class AlertJournal:
             self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             descriptor = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(descriptor, "ab") as handle:
+                os.fchmod(descriptor, 0o600)  # a file made before this rule, too
                 handle.write(orjson.dumps(entry) + b"\n")
             self._lines += 1
             if self._lines > 4 * self.keep:
@@ -153,6 +154,7 @@ class AlertJournal:
         try:
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(descriptor, "wb") as handle:
+                os.fchmod(descriptor, 0o600)  # a leftover .new keeps no wider mode
                 for alert in reversed(self.alerts):
                     handle.write(orjson.dumps(
                         {"alert": alert.as_dict() | {"at_seconds": alert.at}}) + b"\n")

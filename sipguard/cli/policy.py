@@ -100,8 +100,9 @@ def _check(arguments: argparse.Namespace) -> int:
             if refused is not None:  # run would refuse to start
                 print(refused, file=sys.stderr)
                 settings_valid = False
-            print(f"{config}: valid ({len(settings.peers)} peers, {len(settings.trunks)} "
-                  f"trunks, {len(settings.listen)} listen addresses)")
+            else:
+                print(f"{config}: valid ({len(settings.peers)} peers, {len(settings.trunks)} "
+                      f"trunks, {len(settings.listen)} listen addresses)")
     loaded = _load_policy_or_report(policy_path)
     if loaded is None:
         return 1
@@ -191,7 +192,8 @@ def _unknown_risk_terms(policy: Policy) -> list[dict[str, Any]]:
 def _other_limits(policy: Policy, decision: Decision) -> list[dict[str, Any]]:
     """Spend and consecutive-call limits that apply to this call (counted as it ends, or
     per run of calls, in the running service: no value here)."""
-    if decision.verdict is Verdict.REJECT or decision.number_class is None:
+    if (decision.verdict is Verdict.REJECT or decision.rule == "emergency"
+            or decision.number_class is None):
         return []
     number_class = decision.number_class
     found: list[dict[str, Any]] = [

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
+from urllib.parse import urlsplit
 
 from sipguard.b2bua import Network, Peer, PeerAuth, Trunk
 from sipguard.schema import Problems, line_of
@@ -142,16 +143,21 @@ def load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
 
 
 
-SECRET_KEYS = frozenset({"password", "ha1", "token"})
+# Keys whose value is a secret wherever they are: passwords, HA1 hashes, tokens, the HTTP
+# headers of alert webhooks and SMS gateways (Authorization: Bearer ...), and the admin
+# users' password hashes.
+SECRET_KEYS = frozenset({"password", "ha1", "token", "headers", "users"})
+# Keys whose value is a URL or DSN: a secret when it holds a password (user:secret@host).
+URL_KEYS = frozenset({"dsn", "url"})
 
 
 def secret_keys(data: Any, where: str = "") -> tuple[str, ...]:
-    """The paths of the secrets written in the file (passwords, HA1 hashes, tokens)."""
+    """The paths of the secrets written in the file."""
     found: list[str] = []
     if isinstance(data, dict):
         for key, value in data.items():
             path = f"{where}.{key}" if where else str(key)
-            if key in SECRET_KEYS and value:
+            if (key in SECRET_KEYS and value) or (key in URL_KEYS and _has_password(value)):
                 found.append(path)
             else:
                 found.extend(secret_keys(value, path))
@@ -159,3 +165,13 @@ def secret_keys(data: Any, where: str = "") -> tuple[str, ...]:
         for index, item in enumerate(data):
             found.extend(secret_keys(item, f"{where}[{index}]"))
     return tuple(found)
+
+
+def _has_password(value: Any) -> bool:
+    """Whether a URL or DSN carries a password (``redis://:pw@host``, ``postgresql://u:pw@h``)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        return urlsplit(value).password is not None
+    except ValueError:
+        return ":" in value.partition("@")[0] and "@" in value

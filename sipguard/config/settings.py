@@ -331,6 +331,11 @@ def _pepper(section: dict[str, Any], path: Path, problems: Problems) -> bytes | 
         problems.add(where, "pin.pepper_file", "must name the pepper file")
         return None
     pepper_path = (path.parent / value).resolve()
+    pin_file = (path.parent / str(section.get("file", DEFAULT_PIN_FILE))).resolve()
+    if pepper_path == pin_file:
+        problems.add(where, "pin.pepper_file", "must be another file than pin.file: the "
+                     "pepper is what a copy of the PIN file alone does not have")
+        return None
     try:
         pepper = pepper_path.read_bytes()
         mode = pepper_path.stat().st_mode & 0o777

@@ -66,13 +66,14 @@ def configure(level: str = "info", output_format: str = "auto",
         logger_factory=structlog.WriteLoggerFactory(target),
         cache_logger_on_first_use=False,
     )
-    global _lifecycle_format, _lifecycle_stream
-    _lifecycle_format, _lifecycle_stream = output_format, target
+    global _lifecycle_format, _lifecycle_stream, _lifecycle_fields
+    _lifecycle_format, _lifecycle_stream, _lifecycle_fields = output_format, target, fields
 
 
 _level = logging.INFO
 _lifecycle_format = "auto"
 _lifecycle_stream: TextIO | None = None
+_lifecycle_fields: dict[str, Any] = {}
 
 
 def debug_enabled() -> bool:
@@ -96,7 +97,7 @@ def lifecycle_logger() -> Any:
     target = _lifecycle_stream or sys.stdout
     return structlog.wrap_logger(
         structlog.WriteLogger(target),
-        processors=_processors(_lifecycle_format, target),
+        processors=_processors(_lifecycle_format, target, _lifecycle_fields),
         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
     )
 

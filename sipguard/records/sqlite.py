@@ -56,7 +56,11 @@ class SqliteSink:
                 self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
                 # Call records are private: create the file 0600 (SQLite gives its -wal
                 # and -shm files the database file's mode).
-                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+                descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+                try:
+                    os.fchmod(descriptor, 0o600)  # a file made before this rule, too
+                finally:
+                    os.close(descriptor)
                 db = await aiosqlite.connect(self.path)
                 # WAL: readers (exports, reports) never block the writer. FULL: a commit
                 # is on disk when it returns, since the spool's batch goes right after.

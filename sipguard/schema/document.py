@@ -46,8 +46,28 @@ class _MarkingLoader(yaml.SafeLoader):
     """SafeLoader whose mappings and sequences carry line numbers."""
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
+def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+    """YAML keeps the last of two equal keys silently; a typo's twin is an error. Only
+    the mapping's own keys count: a key it sets over a merged one (``<<: *base``) is an
+    override, as YAML means it."""
+    first_lines: dict[str, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = str(key_node.value)
+        if key in first_lines:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"duplicate key {key!r} (first on line {first_lines[key]})",
+                key_node.start_mark)
+        first_lines[key] = key_node.start_mark.line + 1
+
+
 def _construct_mapping(loader: _MarkingLoader, node: yaml.MappingNode) -> MarkedDict:
-    loader.flatten_mapping(node)
+    _refuse_duplicate_keys(node)
+    loader.flatten_mapping(node)  # merged pairs first, the mapping's own after them
     result = MarkedDict()
     result.line = node.start_mark.line + 1
     result.key_lines = {}
@@ -55,10 +75,6 @@ def _construct_mapping(loader: _MarkingLoader, node: yaml.MappingNode) -> Marked
         key = loader.construct_object(key_node, deep=True)
         if not isinstance(key, str):
             key = str(key)
-        if key in result:  # YAML would keep the last silently; a typo's twin is an error
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r} (first on line {result.key_lines[key]})",
-                key_node.start_mark)
         result[key] = loader.construct_object(value_node, deep=True)
         result.key_lines[key] = key_node.start_mark.line + 1
     return result
@@ -103,7 +119,11 @@ def _syntax_problem(path: Path, error: yaml.MarkedYAMLError) -> str:
     the line it opens on (the context), with the line the parser gave up on."""
     problem = error.problem or "not valid YAML"
     problem_line = error.problem_mark.line + 1 if error.problem_mark is not None else 0
-    if error.context_mark is None or error.context is None:
+    # Only an unclosed bracket or quote is found far from where it opens; for the rest
+    # (indentation, a stray colon) the parser's own place is the line to fix.
+    opened = error.context is not None and ("flow" in error.context
+                                            or "quoted" in error.context)
+    if error.context_mark is None or error.context is None or not opened:
         return f"{path}:{problem_line or 1}: (syntax): {problem}"
     context_line = error.context_mark.line + 1
     found = f" (line {problem_line})" if problem_line and problem_line != context_line else ""

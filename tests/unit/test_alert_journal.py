@@ -467,3 +467,11 @@ def test_acknowledgment_as_dict_gives_the_time_in_utc() -> None:
     """An acknowledgment's data names who and the time as ISO 8601 in UTC, to the second."""
     assert Acknowledgment("alice", AT + 0.9).as_dict() == {
         "by": "alice", "at": "2024-05-16T06:00:00+00:00"}
+
+
+def test_a_journal_made_before_the_rule_becomes_private(tmp_path: Path) -> None:
+    path = tmp_path / "alerts.jsonl"
+    path.write_bytes(b"")
+    path.chmod(0o644)
+    AlertJournal(path).add(_alert(1))
+    assert path.stat().st_mode & 0o777 == 0o600

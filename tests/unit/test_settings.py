@@ -438,3 +438,52 @@ def test_the_pin_pepper_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(_write(tmp_path, config))
     assert "cannot read" in caught.value.problems[0]
+
+
+def test_a_merged_key_may_be_overridden_and_indentation_errors_point_at_their_line(
+        tmp_path: Path) -> None:
+    """`<<: *base` then a key of its own is an override, not a duplicate; a syntax error
+    that is no unclosed bracket or quote is reported where the parser found it."""
+    config = MINIMAL.replace("policy: policy.yaml",
+                             "policy: &policy policy.yaml") + "sip: {<<: {t1: 0.5, t2: 4.0}, t2: 8.0}\n"
+    settings = load_settings(_write(tmp_path, config))
+    assert (settings.timers.t1, settings.timers.t2) == (0.5, 8.0)
+    bad = "accounts:\n  - name: a\n    home_region: US\n    may_dial: [domestic]\n   time_zone: UTC\n"
+    _write(tmp_path, MINIMAL, policy=bad)
+    with pytest.raises(ConfigError) as caught:
+        load_policy(tmp_path / "policy.yaml")
+    assert caught.value.problems[0].startswith(f"{tmp_path / 'policy.yaml'}:5: (syntax):")
+
+
+@pytest.mark.parametrize(
+    ("extra", "secret"),
+    [
+        ("cdr: {backend: postgresql, dsn: 'postgresql://sipguard:s3cret@127.0.0.1/cdr'}",
+         "cdr.dsn"),
+        ("store: {backend: redis, url: 'redis://:s3cret@127.0.0.1:6379/0'}", "store.url"),
+        ("alerts:\n  webhooks:\n    noc: {url: 'http://127.0.0.1:9/', "
+         "headers: {Authorization: 'Bearer x'}}", "alerts.webhooks.noc.headers"),
+    ],
+)
+def test_secrets_in_urls_and_headers_count(tmp_path: Path, extra: str, secret: str,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    path = _write(tmp_path, MINIMAL + extra + "\n")
+    path.chmod(0o644)
+    settings = load_settings(path)
+    assert secret in settings.secrets
+    assert main(["check", "--config", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert f"holds secrets ({secret})" in captured.err
+    assert f"{path}: valid" not in captured.out  # refused, so not called valid
+    no_password = MINIMAL + "store: {backend: redis, url: 'redis://127.0.0.1:6379/0'}\n"
+    assert load_settings(_write(tmp_path, no_password)).secrets == ()
+
+
+def test_the_pepper_cannot_be_the_pin_file(tmp_path: Path) -> None:
+    (tmp_path / "pins.yaml").write_bytes(b"k" * 32)
+    (tmp_path / "pins.yaml").chmod(0o600)
+    config = MINIMAL + "pin:\n  file: pins.yaml\n  pepper_file: pins.yaml\n"
+    with pytest.raises(ConfigError) as caught:
+        load_settings(_write(tmp_path, config))
+    assert any("must be another file than pin.file" in problem
+               for problem in caught.value.problems)
