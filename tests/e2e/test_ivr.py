@@ -9,7 +9,8 @@ No skip: if pjsua2 cannot be imported these tests fail.
 from __future__ import annotations
 
 import asyncio
-import logging
+import io
+import json
 import queue
 import secrets
 import socket
@@ -25,6 +26,7 @@ import pjsua2  # noqa: F401 (fail loudly, never skip, when pjsua2 is missing)
 import pytest
 from harness import load_agent_client
 
+from sipguard import logs
 from sipguard.pin.ivr.pjsua import PjsuaIvr, prompt_seconds
 from sipguard.pin.ivr.port import TOKEN_HEADER, IvrConfig, IvrResult
 
@@ -231,23 +233,28 @@ def test_non_ascii_token_is_refused_403(runner: IvrRunner, start_ivr: StartIvr,
     assert (result.outcome, result.digits) == ("entered", "2468")
 
 
-def test_debug_logs_carry_no_digits(runner: IvrRunner, start_ivr: StartIvr, agent: Any,
-                                    caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.DEBUG, logger="sipguard.ivr")  # before start: pjsip's level
-    ivr = start_ivr()
-    answered(agent, ivr)
-    agent.send_dtmf("97", method="info-dtmf")
-    agent.send_dtmf("53", method="info")
-    for _ in range(4):
-        agent.wait_for("response", 5, method="INFO")
-    agent.send_dtmf("18#", method="rfc4733")
-    result = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
-    assert result.outcome == "entered"
-    assert sorted(result.digits) == sorted("975318")  # the agent may reorder the methods
-    agent.hangup()
-    agent.wait_for("disconnected", CALL_TIMEOUT)
-    text = "\n".join(record.getMessage() for record in caplog.records)
-    assert "pjsip: " in text  # pjsip's log reaches the logger at debug level
+def test_debug_logs_carry_no_digits(runner: IvrRunner, start_ivr: StartIvr,
+                                    agent: Any) -> None:
+    stream = io.StringIO()
+    logs.configure("debug", "json", stream)  # before start: it sets pjsip's level
+    try:
+        ivr = start_ivr()
+        answered(agent, ivr)
+        agent.send_dtmf("97", method="info-dtmf")
+        agent.send_dtmf("53", method="info")
+        for _ in range(4):
+            agent.wait_for("response", 5, method="INFO")
+        agent.send_dtmf("18#", method="rfc4733")
+        result = runner.result(TEST_CONFIG.overall_timeout + RESULT_SLACK)
+        assert result.outcome == "entered"
+        assert sorted(result.digits) == sorted("975318")  # the agent may reorder the methods
+        agent.hangup()
+        agent.wait_for("disconnected", CALL_TIMEOUT)
+    finally:
+        logs.configure()
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert any(line["event"] == "ivr.pjsip" for line in lines)  # pjsip's log, at debug
+    text = stream.getvalue()
     for leak in ("Signal", "dtmf", "INFO sip:", "SIP/2.0", "length=", "digit"):
         assert leak.lower() not in text.lower(), leak
 
