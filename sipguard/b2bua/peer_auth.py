@@ -54,11 +54,12 @@ class Authenticator:
     def check(self, request: Request, candidates: Sequence[Peer], now: float) -> AuthOutcome:
         """Authenticate ``request`` against the peers whose networks it came from."""
         values = request.headers.values("Authorization")
-        offered = self._algorithms_for(candidates)
 
         def again(reason: str | None = None, username: str | None = None,
                   stale: bool = False) -> AuthOutcome:
-            """Refused: a new challenge (of the algorithms these peers can be checked with)."""
+            """Refused: a new challenge (of the algorithms these peers can be checked with;
+            worked out only here, so a call that proves itself does not pay for it)."""
+            offered = self._algorithms_for(candidates)
             return AuthOutcome(None, self._challenges(now, offered, stale), reason, username)
 
         if not values:

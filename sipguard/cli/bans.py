@@ -18,9 +18,8 @@ from dataclasses import asdict
 from typing import Any
 
 from sipguard import control
-from sipguard.config import Settings, find_config, load_settings, make_store
+from sipguard.config import Settings, make_store, settings_or_report
 from sipguard.edge import Bans, EdgeFilter, exempt_networks, normalised_address
-from sipguard.schema import ConfigError
 
 
 def add_commands(commands: Any,
@@ -41,10 +40,8 @@ def add_commands(commands: Any,
 
 def run(arguments: argparse.Namespace) -> int:
     """Run a ``bans`` subcommand: 0 on success, 1 otherwise (with a message on stderr)."""
-    try:
-        settings = load_settings(find_config(arguments.config))
-    except ConfigError as error:
-        error.report()
+    settings = settings_or_report(arguments.config)
+    if settings is None:
         return 1
     if arguments.bans_command != "list":
         try:

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sipguard import control
-from sipguard.config import Settings, find_config, load_settings, make_store
+from sipguard.config import Settings, make_store, settings_or_report
 from sipguard.logs import silent_logger
 from sipguard.policy import AlertType, Policy, current_values, edit_alerts, load_policy_file
 from sipguard.schema import ConfigError
@@ -74,10 +74,8 @@ def add_commands(commands: Any,
 
 def run(arguments: argparse.Namespace) -> int:
     """Run one of the commands: 0 on success, 1 otherwise (with a message on stderr)."""
-    try:
-        settings = load_settings(find_config(arguments.config))
-    except ConfigError as error:
-        error.report()
+    settings = settings_or_report(arguments.config)
+    if settings is None:
         return 1
     if arguments.command == "alerts" and arguments.alerts_command == "set":
         return _set(settings, arguments)

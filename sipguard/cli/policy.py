@@ -15,7 +15,7 @@ from typing import Any
 
 from sipguard import control
 from sipguard.b2bua import dialled_from_text
-from sipguard.config import exposed_secrets, find_config, load_settings, make_store
+from sipguard.config import Settings, exposed_secrets, find_config, load_settings, make_store
 from sipguard.policy import (
     CallAttempt,
     Decision,
@@ -60,14 +60,21 @@ def run(arguments: argparse.Namespace) -> int:
     return _explain(arguments)
 
 
-def _policy_path(arguments: argparse.Namespace) -> Path:
+def _quiet_settings(arguments: argparse.Namespace) -> Settings | None:
+    """The configuration explain works with (None when it is missing or invalid: explain
+    needs only the policy; check is where the configuration's problems are reported)."""
+    try:
+        return load_settings(find_config(arguments.config))
+    except ConfigError:
+        return None
+
+
+def _policy_path(arguments: argparse.Namespace, settings: Settings | None) -> Path:
     if arguments.policy:
         return Path(arguments.policy)
-    config = find_config(arguments.config)
-    try:
-        return load_settings(config).policy_path
-    except ConfigError:
-        return config.parent / "policy.yaml"
+    if settings is not None:
+        return settings.policy_path
+    return find_config(arguments.config).parent / "policy.yaml"
 
 
 def _load_policy_or_report(path: Path) -> LoadedPolicy | None:
@@ -113,7 +120,8 @@ def _check(arguments: argparse.Namespace) -> int:
 
 
 def _explain(arguments: argparse.Namespace) -> int:
-    loaded = _load_policy_or_report(_policy_path(arguments))
+    settings = _quiet_settings(arguments)  # read once: the policy, the service, the store
+    loaded = _load_policy_or_report(_policy_path(arguments, settings))
     if loaded is None:
         return 1
     policy = loaded.policy
@@ -137,9 +145,9 @@ def _explain(arguments: argparse.Namespace) -> int:
                           caller=arguments.extension or "",
                           dialled=dialled_from_text(arguments.number),
                           extension=arguments.extension, when=when)
-    usage, usage_source = _running_usage(arguments, account.name, attempt.dialled)
+    usage, usage_source = _running_usage(settings, account.name, attempt.dialled)
     decision = evaluate(policy, attempt, usage if usage is not None else Usage())
-    counters = _counters(arguments, policy, decision, account.name, when)
+    counters = _counters(arguments, settings, policy, decision, account.name, when)
     counters += _other_limits(policy, decision)
     unknown = [] if usage is not None else _unknown_risk_terms(policy)
     if arguments.json:
@@ -163,13 +171,11 @@ def _explain(arguments: argparse.Namespace) -> int:
     return 0
 
 
-def _running_usage(arguments: argparse.Namespace, account: str,
+def _running_usage(settings: Settings | None, account: str,
                    dialled: str) -> tuple[Usage | None, str]:
     """The call history the running service would score this call with (destinations
     already called, international calls in the last hour), and where it came from."""
-    try:
-        settings = load_settings(find_config(arguments.config))
-    except ConfigError:
+    if settings is None:
         return None, "no configuration, so no running service to ask"
     try:
         reply = asyncio.run(control.request(settings.control_socket, "usage",
@@ -209,8 +215,8 @@ def _other_limits(policy: Policy, decision: Decision) -> list[dict[str, Any]]:
     return found
 
 
-def _counters(arguments: argparse.Namespace, policy: Policy, decision: Decision,
-              account: str, when: datetime) -> list[dict[str, Any]]:
+def _counters(arguments: argparse.Namespace, settings: Settings | None, policy: Policy,
+              decision: Decision, account: str, when: datetime) -> list[dict[str, Any]]:
     """Each limit this call would count on, with its current value from the store."""
     if decision.verdict is Verdict.REJECT or decision.rule == "emergency":
         return []
@@ -223,10 +229,6 @@ def _counters(arguments: argparse.Namespace, policy: Policy, decision: Decision,
                                check.rule.window or policy.limits.lease_seconds, check.hard)
                 for check in checks]
     counts: list[int | None] = [None] * len(checks)
-    try:
-        settings = load_settings(find_config(arguments.config))
-    except ConfigError:
-        settings = None
     if settings is not None and settings.store_backend == "redis":
         store = make_store(settings)
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TextIO
 
-from sipguard.config import Settings, find_config, load_settings
+from sipguard.config import Settings, settings_or_report
 from sipguard.policy import load_policy_file
 from sipguard.records import (
     FIELDS,
@@ -62,10 +62,8 @@ def _time_range(parser: argparse.ArgumentParser) -> None:
 
 def run(arguments: argparse.Namespace) -> int:
     """Dispatch one of the commands (exit 0 done, 1 database or policy error, 2 usage)."""
-    try:
-        settings = load_settings(find_config(arguments.config))
-    except ConfigError as error:
-        error.report()
+    settings = settings_or_report(arguments.config)
+    if settings is None:
         return 1
     try:
         now = time.time()

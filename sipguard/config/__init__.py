@@ -13,6 +13,7 @@ from sipguard.config.settings import (
     exposed_secrets,
     find_config,
     load_settings,
+    settings_or_report,
 )
 from sipguard.config.stores import make_store
 
@@ -24,4 +25,5 @@ __all__ = [
     "find_config",
     "load_settings",
     "make_store",
+    "settings_or_report",
 ]

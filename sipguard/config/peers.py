@@ -5,6 +5,7 @@ written in the file (so that the service can refuse a file others may read)."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,18 +19,27 @@ TRUNK_KEYS = ("name", "uri", "auth", "register", "tls_name")
 AUTH_KEYS = ("username", "password", "ha1", "relaxed_uri")
 
 
-def load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
-    raw = data.get("peers")
-    peers: list[Peer] = []
+def _named_entries(data: dict[str, Any], key: str, keys: tuple[str, ...], what: str,
+                   needs: str, problems: Problems) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each entry of the list under ``key`` that is a mapping with a name, as (its path,
+    the entry), its unknown keys reported; the rest reported and skipped."""
+    raw = data.get(key)
     if not isinstance(raw, list) or not raw:
-        problems.add(line_of(data, "peers"), "peers", "must list at least one PBX peer")
-        return peers
+        problems.add(line_of(data, key), key, f"must list at least one {what}")
+        return
     for index, item in enumerate(raw):
-        where = f"peers[{index}]"
+        where = f"{key}[{index}]"
         if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            problems.add(line_of(raw, index), where, "needs a name and addresses")
+            problems.add(line_of(raw, index), where, f"needs a name and {needs}")
             continue
-        _unknown_keys(item, where, PEER_KEYS, problems)
+        _unknown_keys(item, where, keys, problems)
+        yield where, item
+
+
+def load_peers(data: dict[str, Any], problems: Problems) -> list[Peer]:
+    peers: list[Peer] = []
+    for where, item in _named_entries(data, "peers", PEER_KEYS, "PBX peer", "addresses",
+                                      problems):
         addresses = item.get("addresses")
         if not isinstance(addresses, list) or not addresses:
             problems.add(line_of(item, "addresses"), f"{where}.addresses",
@@ -104,17 +114,8 @@ def _ha1(auth: dict[str, Any], where: str,
 
 
 def load_trunks(data: dict[str, Any], problems: Problems) -> list[Trunk]:
-    raw = data.get("trunks")
     trunks: list[Trunk] = []
-    if not isinstance(raw, list) or not raw:
-        problems.add(line_of(data, "trunks"), "trunks", "must list at least one trunk")
-        return trunks
-    for index, item in enumerate(raw):
-        where = f"trunks[{index}]"
-        if not isinstance(item, dict) or not isinstance(item.get("name"), str):
-            problems.add(line_of(raw, index), where, "needs a name and a uri")
-            continue
-        _unknown_keys(item, where, TRUNK_KEYS, problems)
+    for where, item in _named_entries(data, "trunks", TRUNK_KEYS, "trunk", "a uri", problems):
         try:
             uri = parse_uri(str(item.get("uri", "")))
             if not uri.is_sip or not uri.host:

@@ -139,6 +139,16 @@ def find_config(explicit: str | None) -> Path:
     return DEFAULT_CONFIG_PATHS[0]
 
 
+def settings_or_report(explicit: str | None) -> Settings | None:
+    """The configuration a command names (``--config``, else the default), or None after
+    printing its problems on stderr (``file:line: key.path: message``)."""
+    try:
+        return load_settings(find_config(explicit))
+    except ConfigError as error:
+        error.report()
+        return None
+
+
 def parse_listen(text: str) -> ListenAddress:
     """Parse ``udp:HOST:PORT``, ``tcp:…`` or ``tls:…`` (``udp:[::1]:5060`` for IPv6)."""
     transport, colon, rest = text.partition(":")
@@ -307,9 +317,10 @@ def _load_pin(data: dict[str, Any], path: Path, problems: Problems) -> PinSettin
     else:
         min_length = _integer(section, "min_length", MIN_PIN_LENGTH, problems, "pin",
                               minimum=MIN_PIN_LENGTH, maximum=32)
+    pin_file = (path.parent / file_value).resolve()
     return PinSettings(
-        file=(path.parent / file_value).resolve(),
-        pepper=_pepper(section, path, problems),
+        file=pin_file,
+        pepper=_pepper(section, path, pin_file, problems),
         max_failures=_integer(section, "max_failures", 3, problems, "pin", minimum=1),
         lock_seconds=_number(section, "lock_seconds", 900.0, problems, "pin", minimum=1.0),
         failure_window=_number(section, "failure_window", 900.0, problems, "pin", minimum=1.0),
@@ -320,7 +331,8 @@ def _load_pin(data: dict[str, Any], path: Path, problems: Problems) -> PinSettin
 MIN_PEPPER_BYTES = 16
 
 
-def _pepper(section: dict[str, Any], path: Path, problems: Problems) -> bytes | None:
+def _pepper(section: dict[str, Any], path: Path, pin_file: Path,
+            problems: Problems) -> bytes | None:
     """``pin.pepper_file``: a secret outside the PIN file (``head -c 32 /dev/urandom``) that
     every PIN hash is keyed with, so that the PIN file alone cannot be brute-forced."""
     value = section.get("pepper_file")
@@ -331,7 +343,6 @@ def _pepper(section: dict[str, Any], path: Path, problems: Problems) -> bytes | 
         problems.add(where, "pin.pepper_file", "must name the pepper file")
         return None
     pepper_path = (path.parent / value).resolve()
-    pin_file = (path.parent / str(section.get("file", DEFAULT_PIN_FILE))).resolve()
     if pepper_path == pin_file:
         problems.add(where, "pin.pepper_file", "must be another file than pin.file: the "
                      "pepper is what a copy of the PIN file alone does not have")
