@@ -37,9 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from sipguard.schema import ConfigError, MarkedDict, Problems, line_of, load_marked
+from sipguard.schema import ConfigError, MarkedDict, Problems, dump_yaml, line_of, load_marked
 from sipguard.store import StateStore, StoreUnavailableError
 
 SCRYPT_N = 2**14
@@ -302,8 +300,7 @@ def load_pin_file(path: Path) -> dict[str, str]:
 def save_pin_file(path: Path, pins: Mapping[str, str]) -> None:
     """Write the file atomically (a temporary file beside it, then a rename), mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    body = yaml.safe_dump({"pins": dict(sorted(pins.items()))}, default_flow_style=False,
-                          sort_keys=False, allow_unicode=True)
+    body = dump_yaml({"pins": dict(sorted(pins.items()))})
     descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
     try:

@@ -141,9 +141,7 @@ def _business_hours(reader: PolicyReader, item: dict[str, Any], where: str) -> B
         value = section.get(key)
         if value is None:
             return default
-        text = str(value)
-        if isinstance(value, int):  # YAML reads 08:00 as sexagesimal 480
-            text = f"{value // 60:02d}:{value % 60:02d}"
+        text = str(value)  # YAML 1.2 reads 08:00 as a string (1.1 read sexagesimal 480)
         match = re.fullmatch(r"(\d{1,2}):(\d{2})", text)
         if (not match or int(match[1]) > 24 or int(match[2]) > 59
                 or (int(match[1]) == 24 and int(match[2]) != 0)):

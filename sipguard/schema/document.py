@@ -8,11 +8,15 @@ and item, and :class:`ConfigError` formats messages that way.
 
 from __future__ import annotations
 
+import io
 import sys
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.constructor import ConstructorError, SafeConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.nodes import MappingNode, ScalarNode, SequenceNode
 
 
 class ConfigError(Exception):
@@ -42,57 +46,64 @@ class MarkedList(list[Any]):
     item_lines: list[int]
 
 
-class _MarkingLoader(yaml.SafeLoader):
-    """SafeLoader whose mappings and sequences carry line numbers."""
-
-
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_MAPPING_TAG = "tag:yaml.org,2002:map"
+_SEQUENCE_TAG = "tag:yaml.org,2002:seq"
 
 
-def _refuse_duplicate_keys(node: yaml.MappingNode) -> None:
+def _refuse_duplicate_keys(node: MappingNode) -> None:
     """YAML keeps the last of two equal keys silently; a typo's twin is an error. Only
     the mapping's own keys count: a key it sets over a merged one (``<<: *base``) is an
     override, as YAML means it."""
     first_lines: dict[str, int] = {}
     for key_node, _ in node.value:
-        if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+        if key_node.tag == _MERGE_TAG or not isinstance(key_node, ScalarNode):
             continue
         key = str(key_node.value)
         if key in first_lines:
-            raise yaml.constructor.ConstructorError(
+            raise ConstructorError(
                 None, None, f"duplicate key {key!r} (first on line {first_lines[key]})",
                 key_node.start_mark)
         first_lines[key] = key_node.start_mark.line + 1
 
 
-def _construct_mapping(loader: _MarkingLoader, node: yaml.MappingNode) -> MarkedDict:
-    _refuse_duplicate_keys(node)
-    loader.flatten_mapping(node)  # merged pairs first, the mapping's own after them
-    result = MarkedDict()
-    result.line = node.start_mark.line + 1
-    result.key_lines = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if not isinstance(key, str):
-            key = str(key)
-        result[key] = loader.construct_object(value_node, deep=True)
-        result.key_lines[key] = key_node.start_mark.line + 1
-    return result
+class _MarkingConstructor(SafeConstructor):
+    """The safe constructor (YAML 1.2's core schema) whose mappings and sequences carry
+    the line of each key and item."""
+
+    def construct_marked_mapping(self, node: MappingNode) -> MarkedDict:
+        _refuse_duplicate_keys(node)
+        self.flatten_mapping(node)  # merged pairs first, the mapping's own after them
+        result = MarkedDict()
+        result.line = node.start_mark.line + 1
+        result.key_lines = {}
+        for key_node, value_node in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if not isinstance(key, str):
+                key = str(key)
+            result[key] = self.construct_object(value_node, deep=True)
+            result.key_lines[key] = key_node.start_mark.line + 1
+        return result
+
+    def construct_marked_sequence(self, node: SequenceNode) -> MarkedList:
+        result = MarkedList(self.construct_object(child, deep=True) for child in node.value)
+        result.line = node.start_mark.line + 1
+        result.item_lines = [child.start_mark.line + 1 for child in node.value]
+        return result
 
 
-def _construct_sequence(loader: _MarkingLoader, node: yaml.SequenceNode) -> MarkedList:
-    result = MarkedList(loader.construct_object(child, deep=True) for child in node.value)
-    result.line = node.start_mark.line + 1
-    result.item_lines = [child.start_mark.line + 1 for child in node.value]
-    return result
+_MarkingConstructor.add_constructor(_MAPPING_TAG,
+                                    _MarkingConstructor.construct_marked_mapping)
+_MarkingConstructor.add_constructor(_SEQUENCE_TAG,
+                                    _MarkingConstructor.construct_marked_sequence)
 
 
-_MarkingLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
-)
-_MarkingLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence
-)
+def parse_marked(text: str) -> Any:
+    """Parse YAML text (YAML 1.2: ``yes``, ``NO`` and ``08:00`` are strings) into marked
+    mappings and sequences; raises ruamel.yaml's errors."""
+    reader = YAML(typ="safe", pure=True)
+    reader.Constructor = _MarkingConstructor
+    return reader.load(text)
 
 
 def load_marked(path: Path, allow_empty: bool = False) -> Any:
@@ -102,19 +113,20 @@ def load_marked(path: Path, allow_empty: bool = False) -> Any:
         text = path.read_text(encoding="utf-8")
     except OSError as error:
         raise ConfigError([f"{path}: cannot read: {error.strerror or error}"]) from error
-    empty = ConfigError([f"{path}:1: (file): empty (nothing but blanks and comments)"])
+    except UnicodeDecodeError as error:
+        raise ConfigError([f"{path}:1: (file): not UTF-8 text ({error.reason})"]) from error
     try:
-        loaded = yaml.load(text, Loader=_MarkingLoader)
-    except yaml.MarkedYAMLError as error:
+        loaded = parse_marked(text)
+    except MarkedYAMLError as error:
         raise ConfigError([_syntax_problem(path, error)]) from error
-    except yaml.YAMLError as error:
+    except YAMLError as error:
         raise ConfigError([f"{path}:1: (syntax): {error}"]) from error
     if loaded is None and not allow_empty:
-        raise empty
+        raise ConfigError([f"{path}:1: (file): empty (nothing but blanks and comments)"])
     return loaded
 
 
-def _syntax_problem(path: Path, error: yaml.MarkedYAMLError) -> str:
+def _syntax_problem(path: Path, error: MarkedYAMLError) -> str:
     """Where a YAML syntax error starts: an unclosed bracket or quote is reported at
     the line it opens on (the context), with the line the parser gave up on."""
     problem = error.problem or "not valid YAML"
@@ -157,3 +169,13 @@ def line_of(container: Any, key: str | int) -> int:
             return container.item_lines[key]
         return container.line
     return int(getattr(container, "line", 0))
+
+
+def dump_yaml(data: Any) -> str:
+    """Plain data (dicts, lists, scalars) as block-style YAML text, keys in their order."""
+    writer = YAML(typ="safe", pure=True)
+    writer.default_flow_style = False
+    writer.sort_base_mapping_type_on_output = False  # type: ignore[assignment]
+    out = io.StringIO()
+    writer.dump(data, out)
+    return out.getvalue()

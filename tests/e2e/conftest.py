@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from harness import (
     FIXTURES_DIR,
     PROCESS_STOP_TIMEOUT,
@@ -55,6 +54,8 @@ from harness import (
     stop_process,
     wait_until_bound,
 )
+
+from sipguard.schema import dump_yaml
 
 # --------------------------------------------------------------------------- fixtures
 
@@ -178,7 +179,7 @@ def start_sipguard(tmp_path: Path) -> Iterator[Callable[..., Sipguard]]:
         directory.mkdir()
         (directory / "policy.yaml").write_text(policy or TEST_POLICY.read_text())
         config_path = directory / "sipguard.yaml"
-        config_path.write_text(yaml.safe_dump(sipguard_config(trunk_uri, **options)))
+        config_path.write_text(dump_yaml(sipguard_config(trunk_uri, **options)))
         config_path.chmod(0o600)  # may hold secrets: sipguard will not start on a file others can read
         service = Sipguard(sipguard_command(), config_path, directory / "stderr.log")
         started.append(service)

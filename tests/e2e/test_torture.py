@@ -31,9 +31,10 @@ from urllib.parse import unquote
 
 import pytest
 import torture_messages as tm
-import yaml
 from harness import SIPGUARD_START_TIMEOUT, Sipguard, sipguard_command, sipguard_config
 from torture_messages import Ctx, Exchange, Reply, Trunk
+
+from sipguard.schema import dump_yaml
 
 pytestmark = pytest.mark.e2e
 
@@ -157,7 +158,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         trunk.uri, listen=["udp:127.0.0.1:0", "udp:[::1]:0", "tcp:127.0.0.1:0"],
         peers=["127.0.0.1/32", "::1/128"], sip={"t1": 0.1, "ring_timeout": RING_TIMEOUT})
     config_path = directory / "sipguard.yaml"
-    config_path.write_text(yaml.safe_dump(config))
+    config_path.write_text(dump_yaml(config))
     config_path.chmod(0o600)  # may hold secrets: sipguard will not start on a file others can read
     service = Sipguard(sipguard_command(), config_path, directory / "stderr.log")
     try:

@@ -13,13 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from sipguard.policy.alerting import LEVELS, AlertPolicy, AlertType, Level
 from sipguard.policy.edit import EDITABLE, Edit, current_values, edit_alerts, parse_changes
 from sipguard.policy.loader import load_policy_file
 from sipguard.policy.model import Policy
-from sipguard.schema.document import ConfigError
+from sipguard.schema.document import ConfigError, parse_marked
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "conf" / "policy.yaml"
@@ -104,7 +103,7 @@ def test_one_key_edit_changes_only_what_it_must(source: Path, tmp_path: Path) ->
     path = _copy_policy(source, tmp_path)
     load_policy_file(path)  # every file here must be valid to begin with
     original = path.read_text()
-    had_alerts = "alerts" in (yaml.safe_load(original) or {})
+    had_alerts = "alerts" in (parse_marked(original) or {})
 
     result = edit_alerts(path, {"thresholds.notify": 30})
 
@@ -162,7 +161,7 @@ def test_section_is_created_when_the_file_has_none(basic: Path) -> None:
 
     edited = basic.read_text()
     assert edited.startswith(original)
-    assert yaml.safe_load(edited)["alerts"] == {"min_calls": 5, "types": {"ban": {"enabled": False}}}
+    assert parse_marked(edited)["alerts"] == {"min_calls": 5, "types": {"ban": {"enabled": False}}}
     alerts = load_policy_file(basic).policy.alerts
     assert alerts.min_calls == 5
     assert alerts.settings(AlertType.BAN).enabled is False

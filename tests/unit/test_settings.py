@@ -5,14 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sipguard.cli import main
 from sipguard.config.settings import load_settings, parse_listen
 from sipguard.pin.ivr.port import IvrConfig
 from sipguard.pin.pins import PinSettings
 from sipguard.policy.loader import load_policy
-from sipguard.schema.document import ConfigError
+from sipguard.schema.document import ConfigError, parse_marked
 from sipguard.sip.transport import Hop
 
 REPO = Path(__file__).resolve().parents[2]
@@ -345,7 +344,7 @@ def test_the_production_example_loads_and_every_path_is_absolute() -> None:
     journal, control socket, PIN file and policy are absolute paths."""
     path = REPO / "conf" / "etc" / "sipguard" / "sipguard.yaml"
     settings = load_settings(path)
-    raw = yaml.safe_load(path.read_text())
+    raw = parse_marked(path.read_text())
     written = [raw["policy"], raw["cdr"]["path"], raw["cdr"]["spool"], raw["pin"]["file"],
                raw["alerts"]["journal"], raw["service"]["control_socket"]]
     assert all(Path(value).is_absolute() for value in written), written
